@@ -1,0 +1,5 @@
+import sys
+
+from mcuformer.cli.main import main
+
+sys.exit(main())

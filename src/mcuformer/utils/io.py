@@ -1,0 +1,80 @@
+"""Atomic file writes and strict YAML/JSON reading."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from mcuformer.errors import ConfigError
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "w") -> Path:
+    """Write through ``write(fileobj)`` into a temp file beside ``path``, then rename over it.
+
+    A crash or a kill leaves either the old file or the new one, never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_text(path, text: str) -> Path:
+    return atomic_write(path, lambda f: f.write(text))
+
+
+def write_json(path, obj: Any) -> Path:
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def write_yaml(path, obj: Any) -> Path:
+    return write_text(path, yaml.safe_dump(obj, sort_keys=False, default_flow_style=None))
+
+
+def append_jsonl(path, obj: Any) -> None:
+    """Append one JSON line (appends of a short line are atomic enough for a log)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(obj) + "\n")
+
+
+def read_structured(path) -> Any:
+    """Read a YAML or JSON file; any problem becomes a one-line ConfigError naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"file not found: {path}")
+    if path.is_dir():
+        raise ConfigError(f"expected a file, got a folder: {path}")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read {path}: {e}") from None
+    try:
+        if path.suffix.lower() == ".json":
+            return json.loads(text)
+        return yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as e:
+        where = ""
+        mark = getattr(e, "problem_mark", None)
+        if mark is not None:
+            where = f" (line {mark.line + 1}, column {mark.column + 1})"
+        elif isinstance(e, json.JSONDecodeError):
+            where = f" (line {e.lineno}, column {e.colno})"
+        problem = getattr(e, "problem", None) or getattr(e, "msg", None) or str(e).splitlines()[0]
+        raise ConfigError(f"malformed {path.suffix.lstrip('.').upper() or 'YAML'} in {path}{where}: {problem}") from None
