@@ -1,0 +1,177 @@
+"""``Arch``: one subnet of the supernet, as a small plain data object (one YAML/JSON file per subnet)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from mcuformer.errors import SpaceError
+from mcuformer.utils.io import read_structured, write_json, write_yaml
+
+POOLS = ("gap", "cls")
+
+
+def is_dense(rank_ratio: float) -> bool:
+    """A rank ratio of 1.0 (or 0, the official code's 'off') means a plain dense linear layer."""
+    return rank_ratio <= 0 or rank_ratio >= 1.0
+
+
+def low_rank(rank_ratio: float, in_features: int, out_features: int) -> int | None:
+    """Rank of a factorised ``in -> rank -> out`` linear, or None when the layer stays dense."""
+    if is_dense(rank_ratio):
+        return None
+    # the small epsilon keeps 0.9 * 230 from becoming 206.99999 -> 206
+    return max(1, int(rank_ratio * min(in_features, out_features) + 1e-9))
+
+
+def mlp_hidden(mlp_ratio: float, embed_dim: int) -> int:
+    return int(mlp_ratio * embed_dim + 1e-9)
+
+
+def patch_grid(img_size: int, patch_size: int) -> int:
+    """Tokens per side. Like the official PatchembedSuper, a patch that does not divide the image
+    pads the image (240 px at patch 28 -> 9x9 tokens with 6 px of padding per side)."""
+    return math.ceil(img_size / patch_size)
+
+
+def patch_padding(img_size: int, patch_size: int) -> tuple[int, int]:
+    """(before, after) zero padding of each spatial side."""
+    total = patch_grid(img_size, patch_size) * patch_size - img_size
+    return total // 2, total - total // 2
+
+
+@dataclass(frozen=True)
+class Arch:
+    """One subnet. ``num_heads`` and ``mlp_ratio`` have one entry per layer."""
+
+    img_size: int
+    patch_size: int
+    rank_ratio: float
+    embed_dim: int
+    depth: int
+    num_heads: tuple[int, ...]
+    mlp_ratio: tuple[float, ...]
+    num_classes: int
+    head_dim: int = 64
+    in_chans: int = 3
+    cls_token: bool = True
+    pool: str = "gap"
+
+    def __post_init__(self):
+        # normalise lists from YAML into tuples so that Arch is hashable (the search caches by it)
+        object.__setattr__(self, "num_heads", tuple(int(h) for h in self.num_heads))
+        object.__setattr__(self, "mlp_ratio", tuple(float(m) for m in self.mlp_ratio))
+        object.__setattr__(self, "rank_ratio", float(self.rank_ratio))
+        for name in ("img_size", "patch_size", "embed_dim", "depth", "num_classes", "head_dim", "in_chans"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise SpaceError(f"arch: {name} must be a positive integer, got {v!r}")
+        if len(self.num_heads) != self.depth or len(self.mlp_ratio) != self.depth:
+            raise SpaceError(
+                f"arch: depth is {self.depth} but num_heads has {len(self.num_heads)} entries "
+                f"and mlp_ratio has {len(self.mlp_ratio)}"
+            )
+        if any(h <= 0 for h in self.num_heads):
+            raise SpaceError(f"arch: num_heads must be positive, got {list(self.num_heads)}")
+        if any(not (0 < m <= 64) for m in self.mlp_ratio):
+            raise SpaceError(f"arch: mlp_ratio must be in (0, 64], got {list(self.mlp_ratio)}")
+        if not (0 <= self.rank_ratio <= 1.0):
+            raise SpaceError(f"arch: rank_ratio must be in [0, 1], got {self.rank_ratio}")
+        if self.patch_size > self.img_size:
+            raise SpaceError(f"arch: patch_size {self.patch_size} is larger than img_size {self.img_size}")
+        if self.pool not in POOLS:
+            raise SpaceError(f"arch: pool must be one of {POOLS}, got {self.pool!r}")
+        if self.pool == "cls" and not self.cls_token:
+            raise SpaceError("arch: pool 'cls' needs cls_token: true")
+
+    # ---- derived sizes (the memory model and the supernet both use these) ----
+    @property
+    def grid(self) -> int:
+        return patch_grid(self.img_size, self.patch_size)
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid * self.grid
+
+    @property
+    def num_tokens(self) -> int:
+        return self.num_patches + int(self.cls_token)
+
+    def qkv_dim(self, layer: int) -> int:
+        """Width of q (and of k and v) in a layer: heads x head_dim."""
+        return self.num_heads[layer] * self.head_dim
+
+    def mlp_dim(self, layer: int) -> int:
+        return mlp_hidden(self.mlp_ratio[layer], self.embed_dim)
+
+    def rank(self, in_features: int, out_features: int) -> int | None:
+        return low_rank(self.rank_ratio, in_features, out_features)
+
+    def linear_shapes(self, layer: int) -> dict[str, tuple[int, int, int | None]]:
+        """(in, out, rank) of the four block linears of a layer; rank None = dense."""
+        e, q, m = self.embed_dim, self.qkv_dim(layer), self.mlp_dim(layer)
+        shapes = {"qkv": (e, 3 * q), "proj": (q, e), "fc1": (e, m), "fc2": (m, e)}
+        return {k: (i, o, self.rank(i, o)) for k, (i, o) in shapes.items()}
+
+    def num_params(self) -> int:
+        """Parameters of the standalone subnet (weights and biases)."""
+        e = self.embed_dim
+        n = self.in_chans * self.patch_size**2 * e + e  # patch embedding
+        n += self.num_tokens * e + (e if self.cls_token else 0)  # position embedding, cls token
+        for i in range(self.depth):
+            n += 4 * e  # two LayerNorms
+            for _, (fi, fo, r) in self.linear_shapes(i).items():
+                n += (fi * fo if r is None else r * (fi + fo)) + fo
+        n += 2 * e + e * self.num_classes + self.num_classes  # final norm, head
+        return n
+
+    # ---- (de)serialisation ----
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["num_heads"] = list(self.num_heads)
+        d["mlp_ratio"] = list(self.mlp_ratio)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "arch") -> "Arch":
+        if not isinstance(d, dict):
+            raise SpaceError(f"{where}: expected a mapping of arch fields, got {type(d).__name__}")
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise SpaceError(f"{where}: unknown arch field(s) {unknown}; known: {sorted(known)}")
+        missing = [k for k in ("img_size", "patch_size", "rank_ratio", "embed_dim", "depth", "num_heads",
+                               "mlp_ratio", "num_classes") if k not in d]
+        if missing:
+            raise SpaceError(f"{where}: missing arch field(s) {missing}")
+        d = dict(d)
+        for k in ("num_heads", "mlp_ratio"):
+            if isinstance(d[k], (int, float)) and not isinstance(d[k], bool):
+                d[k] = [d[k]] * int(d["depth"])  # a scalar means 'the same for every layer'
+            if not isinstance(d[k], (list, tuple)):
+                raise SpaceError(f"{where}: {k} must be a list (one entry per layer), got {d[k]!r}")
+        try:
+            return cls(**d)
+        except (TypeError, ValueError) as e:
+            raise SpaceError(f"{where}: {e}") from None
+
+    @classmethod
+    def load(cls, path) -> "Arch":
+        data = read_structured(path)
+        if isinstance(data, dict) and "arch" in data and isinstance(data["arch"], dict):
+            data = data["arch"]  # files written by the search carry metrics beside the arch
+        return cls.from_dict(data, where=str(path))
+
+    def save(self, path) -> Path:
+        path = Path(path)
+        if path.suffix.lower() == ".json":
+            return write_json(path, self.to_dict())
+        return write_yaml(path, self.to_dict())
+
+    def short(self) -> str:
+        """A compact human-readable summary, e.g. for tables and plot labels."""
+        heads = "/".join(str(h) for h in self.num_heads)
+        mlps = "/".join(f"{m:g}" for m in self.mlp_ratio)
+        return (f"E{self.embed_dim} D{self.depth} p{self.patch_size} r{self.rank_ratio:g} "
+                f"H[{heads}] M[{mlps}]")

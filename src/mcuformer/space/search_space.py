@@ -1,0 +1,311 @@
+"""``SearchSpace``: the choices of every elastic dimension, read from YAML.
+
+Two file forms are accepted:
+
+* the official MCUFormer/AutoFormer pair (``SUPERNET:`` + ``SEARCH_SPACE:`` with upper-case keys):
+  ``supernet-T.yaml`` (embed dim, depth, heads, MLP ratio) and ``supernet-T-new.yaml`` (rank ratio,
+  patch size). As in the official code, the ``SUPERNET`` rank ratio and patch size are the ones this
+  supernet is built for, and the ``SEARCH_SPACE`` lists of those two are the grid that search-space
+  evolution walks (our ``evolution:`` section).
+* our single file (lower-case keys), e.g. ``configs/cifar10.yaml``.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Sequence
+
+from mcuformer.errors import SpaceError
+from mcuformer.space.arch import POOLS, Arch, is_dense
+from mcuformer.utils.io import read_structured, write_yaml
+
+ELASTIC = ("embed_dim", "depth", "num_heads", "mlp_ratio", "rank_ratio", "patch_size")
+OFFICIAL_KEYS = {"MLP_RATIO": "mlp_ratio", "NUM_HEADS": "num_heads", "EMBED_DIM": "embed_dim",
+                 "DEPTH": "depth", "RANK_RATIO": "rank_ratio", "PATCH_SIZE": "patch_size",
+                 "IMG_SIZE": "img_size", "NUM_CLASSES": "num_classes", "HEAD_DIM": "head_dim"}
+OFFICIAL_DEFAULTS = {"img_size": 240, "head_dim": 64, "cls_token": True, "pool": "gap",
+                     "rank_ratio": [1.0], "patch_size": [16]}
+
+
+@dataclass
+class SearchSpace:
+    """Choices per elastic dimension plus the fixed parts of the network.
+
+    ``super_*`` sizes allocate the shared weights and may exceed the largest choice (the official
+    T space has a 256-wide supernet but samples widths up to 216).
+    """
+
+    embed_dim: list[int]
+    depth: list[int]
+    num_heads: list[int]
+    mlp_ratio: list[float]
+    rank_ratio: list[float] = field(default_factory=lambda: [1.0])
+    patch_size: list[int] = field(default_factory=lambda: [16])
+    img_size: int = 224
+    num_classes: int | None = None
+    in_chans: int = 3
+    head_dim: int = 64
+    cls_token: bool = True
+    pool: str = "gap"
+    super_embed_dim: int | None = None
+    super_depth: int | None = None
+    super_num_heads: int | None = None
+    super_mlp_ratio: float | None = None
+    evolution: dict = field(default_factory=dict)  # {"rank_ratio": [...], "patch_size": [...]}
+    name: str = "space"
+
+    def __post_init__(self):
+        for k in ELASTIC:
+            v = getattr(self, k)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                v = [v]
+            if not isinstance(v, (list, tuple)) or not v:
+                raise SpaceError(f"space {self.name}: {k} must be a non-empty list of choices, got {v!r}")
+            cast = float if k in ("mlp_ratio", "rank_ratio") else int
+            try:
+                vals = sorted({cast(x) for x in v})
+            except (TypeError, ValueError):
+                raise SpaceError(f"space {self.name}: {k} choices must be numbers, got {v!r}") from None
+            if any(x <= 0 for x in vals) and k != "rank_ratio":
+                raise SpaceError(f"space {self.name}: {k} choices must be positive, got {vals}")
+            setattr(self, k, vals)
+        if any(not (0 <= r <= 1) for r in self.rank_ratio):
+            raise SpaceError(f"space {self.name}: rank_ratio choices must lie in [0, 1], got {self.rank_ratio}")
+        if any(p > self.img_size for p in self.patch_size):
+            raise SpaceError(f"space {self.name}: patch sizes {self.patch_size} exceed img_size {self.img_size}")
+        if self.pool not in POOLS:
+            raise SpaceError(f"space {self.name}: pool must be one of {POOLS}, got {self.pool!r}")
+        if self.pool == "cls" and not self.cls_token:
+            raise SpaceError(f"space {self.name}: pool 'cls' needs cls_token: true")
+        for k in ("img_size", "in_chans", "head_dim"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise SpaceError(f"space {self.name}: {k} must be a positive integer, got {v!r}")
+        if self.num_classes is not None and (not isinstance(self.num_classes, int) or self.num_classes <= 0):
+            raise SpaceError(f"space {self.name}: num_classes must be a positive integer, got {self.num_classes!r}")
+        self.super_embed_dim = int(self.super_embed_dim or max(self.embed_dim))
+        self.super_depth = int(self.super_depth or max(self.depth))
+        self.super_num_heads = int(self.super_num_heads or max(self.num_heads))
+        self.super_mlp_ratio = float(self.super_mlp_ratio or max(self.mlp_ratio))
+        for k in ("embed_dim", "depth", "num_heads", "mlp_ratio"):
+            if max(getattr(self, k)) > getattr(self, "super_" + k):
+                raise SpaceError(f"space {self.name}: largest {k} choice {max(getattr(self, k))} exceeds the "
+                                 f"supernet's {getattr(self, 'super_' + k)}")
+        for k, v in list(self.evolution.items()):
+            if k not in ("rank_ratio", "patch_size") or not isinstance(v, (list, tuple)) or not v:
+                raise SpaceError(f"space {self.name}: evolution may list rank_ratio and patch_size choices only")
+            self.evolution[k] = sorted({float(x) if k == "rank_ratio" else int(x) for x in v})
+
+    # ---- facts about the supernet's shared weights ----
+    @property
+    def low_rank(self) -> bool:
+        """True when the supernet stores factorised linears (any rank ratio choice below 1)."""
+        return any(not is_dense(r) for r in self.rank_ratio)
+
+    @property
+    def max_rank_ratio(self) -> float:
+        return max(self.rank_ratio)
+
+    # ---- membership ----
+    def check(self, arch: Arch) -> None:
+        """Raise SpaceError naming the first field of ``arch`` that lies outside this space."""
+        fixed = {"img_size": self.img_size, "in_chans": self.in_chans, "head_dim": self.head_dim,
+                 "cls_token": self.cls_token, "pool": self.pool}
+        if self.num_classes is not None:
+            fixed["num_classes"] = self.num_classes
+        for k, v in fixed.items():
+            if getattr(arch, k) != v:
+                raise SpaceError(f"arch is outside space {self.name}: {k} is {getattr(arch, k)!r}, the space has {v!r}")
+        for k in ("embed_dim", "depth", "rank_ratio", "patch_size"):
+            if not _member(getattr(arch, k), getattr(self, k)):
+                raise SpaceError(f"arch is outside space {self.name}: {k} {getattr(arch, k)} is not one of "
+                                 f"{getattr(self, k)}")
+        for k in ("num_heads", "mlp_ratio"):
+            for i, v in enumerate(getattr(arch, k)):
+                if not _member(v, getattr(self, k)):
+                    raise SpaceError(f"arch is outside space {self.name}: {k}[{i}] = {v:g} is not one of "
+                                     f"{getattr(self, k)}")
+
+    def contains(self, arch: Arch) -> bool:
+        try:
+            self.check(arch)
+            return True
+        except SpaceError:
+            return False
+
+    # ---- canonical members ----
+    def _arch(self, num_classes: int | None, **kw) -> Arch:
+        n = num_classes or self.num_classes
+        if n is None:
+            raise SpaceError(f"space {self.name} has no num_classes; pass it (or take it from the data)")
+        d = kw["depth"]
+        kw["num_heads"] = [kw["num_heads"]] * d if isinstance(kw["num_heads"], (int, float)) else kw["num_heads"]
+        kw["mlp_ratio"] = [kw["mlp_ratio"]] * d if isinstance(kw["mlp_ratio"], (int, float)) else kw["mlp_ratio"]
+        return Arch(img_size=self.img_size, num_classes=n, in_chans=self.in_chans, head_dim=self.head_dim,
+                    cls_token=self.cls_token, pool=self.pool, **kw)
+
+    def largest(self, num_classes: int | None = None) -> Arch:
+        """Most compute: widest, deepest, most heads, highest rank, smallest patch (most tokens)."""
+        return self._arch(num_classes, embed_dim=max(self.embed_dim), depth=max(self.depth),
+                          num_heads=max(self.num_heads), mlp_ratio=max(self.mlp_ratio),
+                          rank_ratio=max(self.rank_ratio), patch_size=min(self.patch_size))
+
+    def smallest(self, num_classes: int | None = None) -> Arch:
+        return self._arch(num_classes, embed_dim=min(self.embed_dim), depth=min(self.depth),
+                          num_heads=min(self.num_heads), mlp_ratio=min(self.mlp_ratio),
+                          rank_ratio=min(self.rank_ratio), patch_size=max(self.patch_size))
+
+    def sample(self, rng: random.Random, num_classes: int | None = None) -> Arch:
+        """A uniform random member (depth, width, rank, patch once; heads and MLP ratio per layer)."""
+        depth = rng.choice(self.depth)
+        return self._arch(num_classes, embed_dim=rng.choice(self.embed_dim), depth=depth,
+                          num_heads=[rng.choice(self.num_heads) for _ in range(depth)],
+                          mlp_ratio=[rng.choice(self.mlp_ratio) for _ in range(depth)],
+                          rank_ratio=rng.choice(self.rank_ratio), patch_size=rng.choice(self.patch_size))
+
+    def mutate(self, arch: Arch, rng: random.Random, m_prob: float = 0.2, s_prob: float = 0.4) -> Arch:
+        """AutoFormer's mutation: depth, width, rank and patch each resampled with probability
+        ``s_prob``; every layer's heads and MLP ratio with probability ``m_prob``."""
+        self.check(arch)
+        depth = rng.choice(self.depth) if rng.random() < s_prob else arch.depth
+        heads = list(arch.num_heads[:depth]) + [rng.choice(self.num_heads) for _ in range(depth - arch.depth)]
+        mlps = list(arch.mlp_ratio[:depth]) + [rng.choice(self.mlp_ratio) for _ in range(depth - arch.depth)]
+        for i in range(depth):
+            if rng.random() < m_prob:
+                heads[i] = rng.choice(self.num_heads)
+            if rng.random() < m_prob:
+                mlps[i] = rng.choice(self.mlp_ratio)
+        pick = lambda cur, choices: rng.choice(choices) if rng.random() < s_prob else cur  # noqa: E731
+        return replace(arch, depth=depth, num_heads=tuple(heads), mlp_ratio=tuple(mlps),
+                       embed_dim=pick(arch.embed_dim, self.embed_dim),
+                       rank_ratio=pick(arch.rank_ratio, self.rank_ratio),
+                       patch_size=pick(arch.patch_size, self.patch_size))
+
+    def crossover(self, a: Arch, b: Arch, rng: random.Random) -> Arch:
+        """Each gene from either parent; a layer that only the deeper parent has comes from it."""
+        self.check(a)
+        self.check(b)
+        depth = rng.choice([a.depth, b.depth])
+
+        def layer(ga, gb, i):
+            opts = [g[i] for g in (ga, gb) if i < len(g)]
+            return rng.choice(opts)
+
+        return replace(a, depth=depth,
+                       num_heads=tuple(layer(a.num_heads, b.num_heads, i) for i in range(depth)),
+                       mlp_ratio=tuple(layer(a.mlp_ratio, b.mlp_ratio, i) for i in range(depth)),
+                       embed_dim=rng.choice([a.embed_dim, b.embed_dim]),
+                       rank_ratio=rng.choice([a.rank_ratio, b.rank_ratio]),
+                       patch_size=rng.choice([a.patch_size, b.patch_size]))
+
+    def with_factors(self, rank_ratio: float, patch_size: int) -> "SearchSpace":
+        """The space of one point of the (rank ratio, patch size) grid (search-space evolution)."""
+        return replace(self, rank_ratio=[rank_ratio], patch_size=[patch_size],
+                       evolution=dict(self.evolution), name=f"{self.name}@r{rank_ratio:g}p{patch_size}")
+
+    def size(self) -> int:
+        """Number of distinct subnets."""
+        per_layer = len(self.num_heads) * len(self.mlp_ratio)
+        layers = sum(per_layer**d for d in self.depth)
+        return len(self.embed_dim) * len(self.rank_ratio) * len(self.patch_size) * layers
+
+    # ---- (de)serialisation ----
+    def to_dict(self) -> dict:
+        d = {"name": self.name, "img_size": self.img_size, "num_classes": self.num_classes,
+             "in_chans": self.in_chans, "head_dim": self.head_dim, "cls_token": self.cls_token,
+             "pool": self.pool}
+        for k in ELASTIC:
+            d[k] = list(getattr(self, k))
+        d["super"] = {"embed_dim": self.super_embed_dim, "depth": self.super_depth,
+                      "num_heads": self.super_num_heads, "mlp_ratio": self.super_mlp_ratio}
+        if self.evolution:
+            d["evolution"] = {k: list(v) for k, v in self.evolution.items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "space") -> "SearchSpace":
+        if not isinstance(d, dict):
+            raise SpaceError(f"{where}: expected a mapping, got {type(d).__name__}")
+        d = dict(d)
+        sup = d.pop("super", None) or {}
+        if not isinstance(sup, dict):
+            raise SpaceError(f"{where}: 'super' must be a mapping")
+        for k, v in sup.items():
+            if k not in ("embed_dim", "depth", "num_heads", "mlp_ratio"):
+                raise SpaceError(f"{where}: unknown key super.{k}")
+            d["super_" + k] = v
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise SpaceError(f"{where}: unknown key(s) {unknown}; known: {sorted(known - {'evolution'}) + ['evolution', 'super']}")
+        missing = [k for k in ("embed_dim", "depth", "num_heads", "mlp_ratio") if k not in d]
+        if missing:
+            raise SpaceError(f"{where}: missing key(s) {missing}")
+        d.setdefault("name", Path(where).stem if where != "space" else "space")
+        try:
+            return cls(**d)
+        except TypeError as e:
+            raise SpaceError(f"{where}: {e}") from None
+
+    @classmethod
+    def load(cls, paths: str | Path | Sequence[str | Path]) -> "SearchSpace":
+        """Load one of our files, or one or two official files (``supernet-T.yaml`` [+ ``-new``])."""
+        if isinstance(paths, (str, Path)):
+            paths = [paths]
+        docs = [(str(p), read_structured(p)) for p in paths]
+        for p, doc in docs:
+            if not isinstance(doc, dict):
+                raise SpaceError(f"{p}: expected a YAML mapping at the top level")
+        official = [("SUPERNET" in doc or "SEARCH_SPACE" in doc) for _, doc in docs]
+        if all(official):
+            return cls._from_official(docs)
+        if len(docs) != 1 or any(official):
+            raise SpaceError("give either one mcuformer space file or official SUPERNET/SEARCH_SPACE files, not a mix")
+        return cls.from_dict(docs[0][1], where=docs[0][0])
+
+    @classmethod
+    def _from_official(cls, docs) -> "SearchSpace":
+        choices, supers = {}, {}
+        for p, doc in docs:
+            unknown = sorted(set(doc) - {"SUPERNET", "SEARCH_SPACE"})
+            if unknown:
+                raise SpaceError(f"{p}: unknown top-level key(s) {unknown}")
+            for section, target in (("SUPERNET", supers), ("SEARCH_SPACE", choices)):
+                sec = doc.get(section) or {}
+                if not isinstance(sec, dict):
+                    raise SpaceError(f"{p}: {section} must be a mapping")
+                for k, v in sec.items():
+                    if k not in OFFICIAL_KEYS:
+                        raise SpaceError(f"{p}: unknown key {section}.{k}; known: {sorted(OFFICIAL_KEYS)}")
+                    target[OFFICIAL_KEYS[k]] = v
+        d = dict(OFFICIAL_DEFAULTS)
+        for k in ("img_size", "num_classes", "head_dim"):
+            if k in supers:
+                d[k] = supers.pop(k)
+        for k in ("embed_dim", "depth", "num_heads", "mlp_ratio"):
+            if k not in choices:
+                raise SpaceError(f"official space files lack SEARCH_SPACE.{k.upper()} (give supernet-T.yaml too)")
+            d[k] = choices[k]
+            if k in supers:
+                d["super_" + k] = supers[k]
+        # rank ratio and patch size: the SUPERNET value is this supernet's; the lists are the evolution grid
+        evolution = {}
+        for k in ("rank_ratio", "patch_size"):
+            if k in supers:
+                d[k] = [supers[k]]
+            elif k in choices:
+                d[k] = [max(choices[k]) if k == "rank_ratio" else min(choices[k])]
+            if k in choices:
+                evolution[k] = choices[k]
+        d["evolution"] = evolution
+        d["name"] = "+".join(Path(p).stem for p, _ in docs)
+        return cls.from_dict(d, where=" + ".join(p for p, _ in docs))
+
+    def save(self, path) -> Path:
+        return write_yaml(path, self.to_dict())
+
+
+def _member(v: float, choices: Sequence[float]) -> bool:
+    return any(abs(float(v) - float(c)) < 1e-9 for c in choices)
