@@ -1,0 +1,122 @@
+"""A plain (non-elastic) ViT for one ``Arch``: what ``SuperViT.get_active_subnet`` returns and what the
+quantizer and code generator read. Pre-norm blocks, optional low-rank block linears, padded patch stem.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mcuformer.space import Arch, patch_padding
+
+LN_EPS = 1e-6  # timm's ViT value
+
+
+def drop_path(x: torch.Tensor, prob: float, training: bool) -> torch.Tensor:
+    """Stochastic depth per sample (the residual branch is dropped for a random subset of the batch)."""
+    if prob <= 0.0 or not training:
+        return x
+    keep = 1.0 - prob
+    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+    return x * mask / keep
+
+
+class LowRankLinear(nn.Module):
+    """``in -> rank -> out``: two matmuls, the bias on the second (the engine runs them per token)."""
+
+    def __init__(self, in_features: int, out_features: int, rank: int, bias: bool = True):
+        super().__init__()
+        self.in_features, self.out_features, self.rank = in_features, out_features, rank
+        self.down = nn.Linear(in_features, rank, bias=False)
+        self.up = nn.Linear(rank, out_features, bias=bias)
+
+    def forward(self, x):
+        return self.up(self.down(x))
+
+
+def make_linear(in_features: int, out_features: int, rank: int | None) -> nn.Module:
+    return nn.Linear(in_features, out_features) if rank is None else LowRankLinear(in_features, out_features, rank)
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping p x p patches -> tokens; pads the image when p does not divide it."""
+
+    def __init__(self, img_size: int, patch_size: int, in_chans: int, embed_dim: int):
+        super().__init__()
+        self.pad = patch_padding(img_size, patch_size)
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x):
+        if any(self.pad):
+            x = F.pad(x, (self.pad[0], self.pad[1], self.pad[0], self.pad[1]))
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class Attention(nn.Module):
+    def __init__(self, embed_dim: int, num_heads: int, head_dim: int, qkv_rank, proj_rank):
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, head_dim
+        inner = num_heads * head_dim
+        self.qkv = make_linear(embed_dim, 3 * inner, qkv_rank)  # rows: [q heads | k heads | v heads]
+        self.proj = make_linear(inner, embed_dim, proj_rank)
+
+    def forward(self, x):
+        b, n, _ = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        x = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.transpose(1, 2).reshape(b, n, self.num_heads * self.head_dim))
+
+
+class Mlp(nn.Module):
+    def __init__(self, embed_dim: int, hidden: int, fc1_rank, fc2_rank):
+        super().__init__()
+        self.fc1 = make_linear(embed_dim, hidden, fc1_rank)
+        self.fc2 = make_linear(hidden, embed_dim, fc2_rank)
+
+    def forward(self, x):
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, arch: Arch, layer: int):
+        super().__init__()
+        e = arch.embed_dim
+        shapes = arch.linear_shapes(layer)
+        self.norm1 = nn.LayerNorm(e, eps=LN_EPS)
+        self.attn = Attention(e, arch.num_heads[layer], arch.head_dim, shapes["qkv"][2], shapes["proj"][2])
+        self.norm2 = nn.LayerNorm(e, eps=LN_EPS)
+        self.mlp = Mlp(e, arch.mlp_dim(layer), shapes["fc1"][2], shapes["fc2"][2])
+        self.drop_path = 0.0
+
+    def forward(self, x):
+        x = x + drop_path(self.attn(self.norm1(x)), self.drop_path, self.training)
+        return x + drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)
+
+
+class ViT(nn.Module):
+    """The standalone subnet. ``forward(images) -> logits``."""
+
+    def __init__(self, arch: Arch):
+        super().__init__()
+        self.arch = arch
+        e = arch.embed_dim
+        self.patch_embed = PatchEmbed(arch.img_size, arch.patch_size, arch.in_chans, e)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, e)) if arch.cls_token else None
+        self.pos_embed = nn.Parameter(torch.zeros(1, arch.num_tokens, e))
+        self.blocks = nn.ModuleList(Block(arch, i) for i in range(arch.depth))
+        self.norm = nn.LayerNorm(e, eps=LN_EPS)
+        self.head = nn.Linear(e, arch.num_classes)
+
+    def forward_features(self, x):
+        x = self.patch_embed(x)
+        if self.cls_token is not None:
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+        x = x + self.pos_embed
+        for blk in self.blocks:
+            x = blk(x)
+        x = self.norm(x)
+        return x[:, 0] if self.arch.pool == "cls" else x[:, int(self.arch.cls_token):].mean(dim=1)
+
+    def forward(self, x):
+        return self.head(self.forward_features(x))
