@@ -1,0 +1,65 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+OFFICIAL = [CONFIGS / "official/supernet-T.yaml", CONFIGS / "official/supernet-T-new.yaml"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Decoded archives go to one cache per test session, never into the checkout."""
+    monkeypatch.setenv("MCUFORMER_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="session")
+def cifar_archive() -> Path:
+    from mcuformer.data import default_data_path
+    return default_data_path()
+
+
+def make_image_folder(root: Path, classes=("cat", "dog"), per_class=6, size=16, splits=("train", "val"),
+                      fmt="JPEG") -> Path:
+    rng = np.random.default_rng(0)
+    for split in splits:
+        for c, name in enumerate(classes):
+            d = root / split / name
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                base = np.full((size, size, 3), 60 + 120 * c, np.uint8)
+                img = np.clip(base + rng.integers(-30, 30, base.shape), 0, 255).astype(np.uint8)
+                Image.fromarray(img).save(d / f"{i:03d}.{'jpg' if fmt == 'JPEG' else 'png'}", fmt)
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    return make_image_folder(tmp_path / "data")
+
+
+def run_cli(*args, timeout=600, env=None, check=False):
+    """Run ``python -m mcuformer ...``; returns the CompletedProcess."""
+    e = dict(os.environ)
+    e.update(env or {})
+    proc = subprocess.run([sys.executable, "-m", "mcuformer", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=e, cwd=ROOT)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"mcuformer {' '.join(map(str, args))} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def assert_one_line_error(proc, *needles):
+    assert proc.returncode != 0, proc.stdout
+    err = proc.stderr.strip()
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    for n in needles:
+        assert n.lower() in lines[0].lower(), lines[0]
+    return lines[0]
