@@ -1,0 +1,41 @@
+"""mcuformer evaluate: top-1/top-5 of subnets of a trained supernet."""
+
+from __future__ import annotations
+
+NAME = "evaluate"
+HELP = "top-1/top-5 of one or more subnets of a supernet checkpoint on the validation split"
+
+
+def add_arguments(p):
+    p.add_argument("--checkpoint", required=True, help="supernet checkpoint (checkpoint.pt or its run folder)")
+    p.add_argument("--arch", nargs="+", default=["largest", "smallest"],
+                   help="arch YAML/JSON files, or 'largest', 'smallest', 'random:N[:seed]' (default: largest smallest)")
+    p.add_argument("--data-path", default=None, help="ImageFolder root or archive (default: the CIFAR-10 archive)")
+    p.add_argument("--split", default="val", choices=["val", "train", "heldout"],
+                   help="'heldout' evaluates on the --subsplit images of train")
+    p.add_argument("--subsplit", default=None, help="sub-split JSON (for --split heldout)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--limit", type=int, default=0, help="evaluate on the first N images only")
+    p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default="auto")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", default=None, metavar="OUT", help="also write the results as JSON")
+
+
+def run(args) -> int:
+    from mcuformer.api import evaluate_checkpoint
+    from mcuformer.utils.io import write_json
+
+    rows = evaluate_checkpoint(args.checkpoint, args.arch, data_path=args.data_path, split=args.split,
+                               subsplit=args.subsplit, batch_size=args.batch_size, workers=args.workers,
+                               limit=args.limit, amp=args.amp, device=args.device)
+    if rows is None:  # a non-zero torchrun rank
+        return 0
+    w = max(len(r["name"]) for r in rows)
+    print(f"{'arch':<{w}}  {'params':>10}  {'top-1':>7}  {'top-5':>7}  images  subnet")
+    for r in rows:
+        print(f"{r['name']:<{w}}  {r['params']:>10,}  {r['top1']:>6.2f}%  {r['top5']:>6.2f}%  {r['count']:>6}  "
+              f"{r['summary']}")
+    if args.json:
+        write_json(args.json, rows)
+    return 0

@@ -1,0 +1,47 @@
+"""mcuformer space: describe a search space and write member archs as YAML."""
+
+from __future__ import annotations
+
+NAME = "space"
+HELP = "describe a search space (choices, size, parameter range) and write archs from it"
+
+
+def add_arguments(p):
+    from mcuformer.cli.common import add_space_argument
+    add_space_argument(p)
+    p.add_argument("--arch", nargs="*", default=[],
+                   help="archs to write: 'largest', 'smallest', 'random:N[:seed]'")
+    p.add_argument("--num-classes", type=int, default=None, help="for spaces that leave it to the data")
+    p.add_argument("--output", default=None, help="folder for the arch YAML files")
+    p.add_argument("--check", nargs="*", default=[], metavar="ARCH", help="arch files to check against the space")
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from mcuformer.cli.common import resolve_archs
+    from mcuformer.errors import ConfigError
+    from mcuformer.space import Arch, SearchSpace
+
+    space = SearchSpace.load(args.space)
+    n = args.num_classes or space.num_classes or 1000
+    small, large = space.smallest(n), space.largest(n)
+    print(f"space {space.name}: {space.img_size}x{space.img_size}, {n} classes, head_dim {space.head_dim}, "
+          f"pool {space.pool}, cls token {'yes' if space.cls_token else 'no'}")
+    for k in ("embed_dim", "depth", "num_heads", "mlp_ratio", "rank_ratio", "patch_size"):
+        print(f"  {k:<11} {getattr(space, k)}")
+    print(f"  supernet    E{space.super_embed_dim} D{space.super_depth} H{space.super_num_heads} "
+          f"M{space.super_mlp_ratio:g} ({'low-rank' if space.low_rank else 'dense'} linears)")
+    if space.evolution:
+        print(f"  evolution grid: {space.evolution}")
+    print(f"  {space.size():.3g} subnets; parameters {small.num_params():,} (smallest) to {large.num_params():,} (largest)")
+    for path in args.check:
+        space.check(Arch.load(path))
+        print(f"{path}: inside the space")
+    if args.arch:
+        if not args.output:
+            raise ConfigError("--arch needs --output FOLDER to write the arch files into")
+        for name, arch in resolve_archs(args.arch, space, n):
+            out = arch.save(Path(args.output) / f"{name}.yaml")
+            print(f"wrote {out}: {arch.short()}, {arch.num_params():,} parameters")
+    return 0

@@ -1,0 +1,86 @@
+"""Training settings: defaults, a YAML file (``--config``), then command-line overrides."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from mcuformer.data.transforms import AugmentConfig
+from mcuformer.errors import ConfigError
+from mcuformer.utils.io import read_structured
+
+SAMPLING = ("uniform", "sandwich")
+AMP = ("auto", "bf16", "fp16", "off")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 100
+    batch_size: int = 128           # per process
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    warmup_epochs: float = 5
+    warmup_lr: float = 1e-6
+    weight_decay: float = 0.05
+    grad_clip: float = 5.0          # 0 disables
+    drop_path: float = 0.1
+    sampling: str = "uniform"       # uniform: one random subnet per step; sandwich: largest+smallest+random
+    amp: str = "auto"               # auto: bf16 on GPU, off on CPU
+    compile: bool = False
+    channels_last: bool = False
+    workers: int = 4
+    seed: int = 0
+    eval_every: int = 1
+    eval_batch_size: int = 256
+    steps_per_epoch: int = 0        # >0 caps the steps of an epoch (smoke runs, CI)
+    limit_train: int = 0            # >0 trains on a seeded subset of this many images
+    limit_eval: int = 0             # >0 evaluates on the first N validation images
+    exclude_split: str | None = None  # a sub-split JSON whose held-out images training must not see
+    device: str = "auto"
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self):
+        if isinstance(self.augment, dict):
+            known = {f.name for f in fields(AugmentConfig)}
+            bad = sorted(set(self.augment) - known)
+            if bad:
+                raise ConfigError(f"unknown augment setting(s) {bad}; known: {sorted(known)}")
+            aug = dict(self.augment)
+            for k in ("mean", "std"):
+                if k in aug:
+                    aug[k] = tuple(aug[k])
+            self.augment = AugmentConfig(**aug)
+        if self.sampling not in SAMPLING:
+            raise ConfigError(f"sampling must be one of {SAMPLING}, got {self.sampling!r}")
+        if self.amp not in AMP:
+            raise ConfigError(f"amp must be one of {AMP}, got {self.amp!r}")
+        for k in ("epochs", "batch_size", "eval_batch_size", "eval_every"):
+            if getattr(self, k) <= 0:
+                raise ConfigError(f"{k} must be positive, got {getattr(self, k)}")
+        for k in ("lr", "min_lr", "warmup_lr", "weight_decay", "warmup_epochs", "drop_path", "workers",
+                  "steps_per_epoch", "limit_train", "limit_eval", "grad_clip"):
+            if getattr(self, k) < 0:
+                raise ConfigError(f"{k} must not be negative, got {getattr(self, k)}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["augment"]["mean"], d["augment"]["std"] = list(d["augment"]["mean"]), list(d["augment"]["std"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "config") -> "TrainConfig":
+        if not isinstance(d, dict):
+            raise ConfigError(f"{where}: expected a mapping of training settings")
+        known = {f.name for f in fields(cls)}
+        bad = sorted(set(d) - known)
+        if bad:
+            raise ConfigError(f"{where}: unknown training setting(s) {bad}")
+        try:
+            return cls(**d)
+        except TypeError as e:
+            raise ConfigError(f"{where}: {e}") from None
+
+    @classmethod
+    def load(cls, path) -> "TrainConfig":
+        d = read_structured(path) or {}
+        return cls.from_dict(d, where=str(path))
+

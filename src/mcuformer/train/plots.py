@@ -1,0 +1,29 @@
+"""The training-curves figure (loss, and top-1 of the largest and smallest subnets per epoch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mcuformer.utils.io import atomic_write
+
+
+def plot_training_curves(history: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax1.plot(epochs, [h["train_loss"] for h in history], color="tab:blue")
+    ax1.set(xlabel="epoch", ylabel="train loss (soft-target CE)", title="supernet training loss")
+    ax1.grid(alpha=0.3)
+    for key, color in (("largest", "tab:red"), ("smallest", "tab:green")):
+        pts = [(h["epoch"], h["eval"][key]["top1"]) for h in history if "eval" in h]
+        if pts:
+            ax2.plot(*zip(*pts), marker="o", ms=3, color=color, label=f"{key} subnet")
+    ax2.set(xlabel="epoch", ylabel="top-1 (%)", title="validation top-1")
+    ax2.grid(alpha=0.3)
+    ax2.legend()
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110), mode="wb")
+    plt.close(fig)

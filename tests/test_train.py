@@ -1,0 +1,132 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import CONFIGS, ROOT, run_cli
+from mcuformer.space import SearchSpace
+from mcuformer.train import TrainConfig, load_checkpoint, train_supernet
+from mcuformer.train import trainer as trainer_module
+
+TINY = CONFIGS / "cifar10-tiny.yaml"
+QUICK = dict(epochs=2, batch_size=32, steps_per_epoch=6, limit_train=1024, limit_eval=100, workers=0,
+             warmup_epochs=0.5, device="cpu")
+
+
+def _cfg(**kw):
+    cfg = TrainConfig.load(CONFIGS / "train-cifar10-cpu.yaml")
+    for k, v in {**QUICK, **kw}.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+def _weights(path):
+    return load_checkpoint(path)["model"]
+
+
+def _assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_checkpoint_is_weights_only_and_complete(tmp_path, cifar_archive):
+    train_supernet(SearchSpace.load(TINY), tmp_path / "run", _cfg(epochs=1), cifar_archive, progress=False)
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert state["format"] == "mcuformer-supernet-v1" and state["epoch"] == 1 and state["step"] == 0
+    assert {"model", "optimizer", "space", "config", "history", "classes"} <= set(state)
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert log[0]["epoch"] == 1 and "largest" in log[0]["eval"]
+
+
+def test_sigterm_mid_epoch_resumes_exactly(tmp_path, cifar_archive, monkeypatch):
+    space = SearchSpace.load(TINY)
+    train_supernet(space, tmp_path / "a", _cfg(), cifar_archive, progress=False)
+
+    real_step, calls = trainer_module._train_step, {"n": 0}
+
+    def step_then_signal(*args, **kw):
+        loss = real_step(*args, **kw)
+        calls["n"] += 1
+        if calls["n"] == 9:  # the 4th step of epoch 2: a real SIGTERM through the real handler
+            signal.raise_signal(signal.SIGTERM)
+        return loss
+
+    monkeypatch.setattr(trainer_module, "_train_step", step_then_signal)
+    summary = train_supernet(space, tmp_path / "b", _cfg(), cifar_archive, progress=False)
+    assert summary["interrupted"]
+    state = load_checkpoint(tmp_path / "b")
+    assert (state["epoch"], state["step"]) == (1, 3)
+    monkeypatch.setattr(trainer_module, "_train_step", real_step)
+    summary = train_supernet(space, tmp_path / "b", _cfg(), cifar_archive, resume=True, progress=False)
+    assert not summary["interrupted"] and summary["epochs_done"] == 2
+    _assert_same_weights(_weights(tmp_path / "a"), _weights(tmp_path / "b"))
+    a, b = (load_checkpoint(tmp_path / x)["history"] for x in "ab")
+    assert [h["train_loss"] for h in a] == [h["train_loss"] for h in b]
+
+
+def test_killed_run_resumes_from_last_checkpoint_and_loses_nothing(tmp_path, cifar_archive):
+    args = ["train", "--space", TINY, "--config", CONFIGS / "train-cifar10-cpu.yaml", "--data-path", cifar_archive,
+            "--epochs", 3, "--batch-size", 32, "--steps-per-epoch", 30, "--limit-train", 2048, "--limit-eval", 100,
+            "--workers", 0, "--device", "cpu", "--no-progress"]
+    run_cli(*args, "--output", tmp_path / "a", check=True)
+    proc = subprocess.Popen([sys.executable, "-m", "mcuformer", *map(str, args), "--output", str(tmp_path / "b")],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "b" / "log.jsonl"
+    deadline = time.time() + 300
+    while not (log.exists() and log.read_text().strip()) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    state = load_checkpoint(tmp_path / "b")
+    assert state["epoch"] < 3, "the run finished before it was killed: the test proved nothing"
+    run_cli(*args, "--output", tmp_path / "b", "--resume", check=True)
+    _assert_same_weights(_weights(tmp_path / "a"), _weights(tmp_path / "b"))
+
+
+def test_existing_checkpoint_is_never_overwritten_without_resume(tmp_path, cifar_archive):
+    train_supernet(SearchSpace.load(TINY), tmp_path / "run", _cfg(epochs=1), cifar_archive, progress=False)
+    before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    proc = run_cli("train", "--space", TINY, "--data-path", cifar_archive, "--output", tmp_path / "run")
+    assert proc.returncode != 0 and "--resume" in proc.stderr
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
+
+
+def test_torchrun_two_processes_train_resume_and_evaluate_like_one(tmp_path, cifar_archive):
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "mcuformer"]
+    common = ["--space", TINY, "--data-path", cifar_archive, "--output", tmp_path / "ddp", "--batch-size", 16,
+              "--steps-per-epoch", 4, "--limit-train", 512, "--limit-eval", 100, "--workers", 0, "--device", "cpu",
+              "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for extra in (["--epochs", 1], ["--epochs", 2, "--resume"]):
+        p = subprocess.run([*torchrun, "train", *map(str, common + extra)], cwd=ROOT, capture_output=True, text=True,
+                           timeout=600, env=env)
+        assert p.returncode == 0, p.stdout + p.stderr
+    state = load_checkpoint(tmp_path / "ddp")
+    assert state["epoch"] == 2 and [h["epoch"] for h in state["history"]] == [1, 2]
+    assert state["history"][0]["eval"]["largest"]["count"] == 100  # sharded evaluation saw every image once
+    ev = ["evaluate", "--checkpoint", tmp_path / "ddp", "--arch", "largest", "smallest", "--limit", 150,
+          "--workers", 0, "--device", "cpu"]
+    p2 = subprocess.run([*torchrun, *map(str, ev + ["--json", tmp_path / "two.json"])], cwd=ROOT,
+                        capture_output=True, text=True, timeout=600, env=env)
+    assert p2.returncode == 0, p2.stdout + p2.stderr
+    run_cli(*ev, "--json", tmp_path / "one.json", check=True)
+    one, two = (json.loads((tmp_path / f).read_text()) for f in ("one.json", "two.json"))
+    assert [(r["top1"], r["top5"], r["count"]) for r in one] == [(r["top1"], r["top5"], r["count"]) for r in two]
+
+
+@pytest.mark.slow
+def test_short_real_cifar10_training_rises_well_above_chance(tmp_path, cifar_archive):
+    """A few CPU minutes of real training: both ends of the space must leave chance (10 %) far behind."""
+    cfg = _cfg(epochs=4, batch_size=64, steps_per_epoch=0, limit_train=15000, limit_eval=2000, workers=1,
+               warmup_epochs=0.5)
+    summary = train_supernet(SearchSpace.load(TINY), tmp_path / "run", cfg, cifar_archive, progress=False)
+    ev = summary["history"][-1]["eval"]
+    print(f"top-1 after 4 x 15k images: largest {ev['largest']['top1']:.1f}%, smallest {ev['smallest']['top1']:.1f}%")
+    assert ev["largest"]["top1"] > 25.0 and ev["smallest"]["top1"] > 25.0
