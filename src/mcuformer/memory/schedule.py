@@ -1,0 +1,201 @@
+"""The op list of a subnet, and the fast estimate the search calls thousands of times.
+
+The network is cut into sections that meet only through the token matrix x (N x E int8): the stem,
+one section per block, the head. So the bytes live at a step depend on its section alone, and
+
+    lower bound of the network = max over sections of the section's lower bound.
+
+How the techniques are used (a technique is a permission, never an obligation):
+
+1. the network's peak is the smallest any permitted schedule reaches: the max over sections of
+   each section's lowest peak over the subsets of the permitted techniques. Switching a technique
+   on can therefore never raise it;
+2. each section then runs the permitted schedule with the fewest int8 MACs among those that stay
+   within that peak (ties: lower peak, then more techniques). Fusion and head-by-head attention
+   recompute LayerNorm and the qkv down projection, so a block that is not the bottleneck (at 240
+   px the image is) keeps the cheaper schedule.
+
+``estimate`` caches a section's figures by its shape (a T-space subnet has a dozen distinct block
+shapes), which makes it thousands of times faster than building and planning the list; it equals
+the planned arena whenever the planner reaches the lower bound, which the tests check over random
+archs of both spaces (and ``memory_report`` reports).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from itertools import combinations
+from typing import NamedTuple
+
+from mcuformer.errors import SpaceError
+from mcuformer.memory.lifetimes import analyse
+from mcuformer.memory.ops import (BlockDims, HeadDims, Op, StemDims, block_ops, code_bytes, head_ops, stem_ops,
+                                  token_tensor, unique_flash_bytes)
+from mcuformer.memory.techniques import Techniques
+from mcuformer.space import Arch, low_rank, mlp_hidden, patch_padding
+
+ALL = Techniques.all()
+
+# techniques that change each kind of section (the others do not touch it)
+RELEVANT = {
+    "stem": ("operator_integration", "patch_decomposition", "token_overwriting"),
+    "block": ("operator_integration", "token_overwriting", "head_by_head"),
+    "head": ("operator_integration", "token_overwriting"),
+}
+
+# What a microcontroller model can be; beyond these the arena is megabytes or an int32 sum may
+# overflow (a dot product of K int8 pairs needs K * 127 * 128 < 2^31).
+LIMITS = {
+    "img_size": 2048, "patch_size": 2048, "in_chans": 16, "patch_inputs": 65536, "embed_dim": 4096,
+    "depth": 128, "num_heads": 64, "head_dim": 1024, "mlp_dim": 32768, "num_tokens": 16384,
+    "num_classes": 100000,
+}
+
+
+class SectionCost(NamedTuple):
+    peak: int  # lower bound of the section's op order, in bytes
+    flash: int  # parameter bytes of the section
+    num_ops: int
+    macs: int
+
+
+class Estimate(NamedTuple):
+    peak_sram_bytes: int
+    flash_bytes: int
+
+
+def check_arch(arch: Arch) -> None:
+    """Reject an arch no microcontroller could hold (one line, naming the field)."""
+    values = {"img_size": arch.img_size, "patch_size": arch.patch_size, "in_chans": arch.in_chans,
+              "patch_inputs": arch.patch_size ** 2 * arch.in_chans, "embed_dim": arch.embed_dim, "depth": arch.depth, "num_heads": max(arch.num_heads),
+              "head_dim": arch.head_dim, "mlp_dim": max(arch.mlp_dim(i) for i in range(arch.depth)),
+              "num_tokens": arch.num_tokens, "num_classes": arch.num_classes}
+    for name, value in values.items():
+        if value > LIMITS[name]:
+            raise SpaceError(f"arch: {name} {value} is outside the range the memory model supports "
+                             f"(at most {LIMITS[name]})")
+    if min(arch.mlp_dim(i) for i in range(arch.depth)) < 1:
+        raise SpaceError("arch: an MLP hidden width rounds down to 0 (mlp_ratio x embed_dim < 1)")
+
+
+# ---------------------------------------------------------------- section shapes
+
+def stem_dims(arch: Arch) -> StemDims:
+    return StemDims(arch.img_size, arch.patch_size, arch.in_chans, arch.embed_dim, arch.grid,
+                    arch.cls_token, patch_padding(arch.img_size, arch.patch_size)[0])
+
+
+def block_dims(arch: Arch, layer: int) -> BlockDims:
+    return _block_dims(arch.num_tokens, arch.embed_dim, arch.num_heads[layer], arch.head_dim,
+                       arch.mlp_ratio[layer], arch.rank_ratio)
+
+
+@lru_cache(maxsize=4096)
+def _block_dims(tokens: int, embed: int, heads: int, head_dim: int, mlp_ratio: float, rank_ratio: float) -> BlockDims:
+    # the same rank and width rules as Arch.linear_shapes / Arch.mlp_dim
+    inner, hidden = heads * head_dim, mlp_hidden(mlp_ratio, embed)
+    return BlockDims(tokens, embed, heads, head_dim, hidden, low_rank(rank_ratio, embed, 3 * inner),
+                     low_rank(rank_ratio, inner, embed), low_rank(rank_ratio, embed, hidden),
+                     low_rank(rank_ratio, hidden, embed))
+
+
+def head_dims(arch: Arch) -> HeadDims:
+    return HeadDims(arch.num_tokens, arch.embed_dim, arch.num_classes, arch.pool, arch.cls_token)
+
+
+# ---------------------------------------------------------------- sections
+
+def section_ops(kind: str, dims, flags: Techniques, prefix: str = "blocks.0", x=None) -> list[Op]:
+    """The ops of one section for exactly these techniques. ``x`` is the incoming token matrix
+    (a stand-in when the section is costed alone)."""
+    if kind == "stem":
+        return stem_ops(dims, flags)
+    x = x if x is not None else token_tensor("x", dims.tokens, dims.embed_dim)
+    if kind == "block":
+        return block_ops(prefix, dims, x, flags)
+    return head_ops(dims, x, flags)
+
+
+@lru_cache(maxsize=16384)
+def section_cost(kind: str, dims, flags: Techniques) -> SectionCost:
+    ops = section_ops(kind, dims, flags)
+    return SectionCost(analyse(ops).lower_bound, unique_flash_bytes(ops), len(ops), sum(op.macs for op in ops))
+
+
+@lru_cache(maxsize=4096)
+def _subsets(kind: str, techniques: Techniques) -> tuple[Techniques, ...]:
+    """Every subset of the permitted techniques that matter to this kind of section, largest first."""
+    allowed = [n for n in RELEVANT[kind] if getattr(techniques, n)]
+    return tuple(Techniques.only(*c) for k in range(len(allowed), -1, -1) for c in combinations(allowed, k))
+
+
+@lru_cache(maxsize=16384)
+def lowest_peak(kind: str, dims, techniques: Techniques) -> int:
+    return min(section_cost(kind, dims, f).peak for f in _subsets(kind, techniques))
+
+
+@lru_cache(maxsize=65536)
+def section_flags(kind: str, dims, techniques: Techniques, peak: int) -> Techniques:
+    """The techniques a section uses: the cheapest permitted subset within the network's ``peak``."""
+    fits = [f for f in _subsets(kind, techniques) if section_cost(kind, dims, f).peak <= peak]
+    return min(fits, key=lambda f: (section_cost(kind, dims, f).macs, section_cost(kind, dims, f).peak,
+                                    -len(f.enabled())))
+
+
+def sections(arch: Arch) -> list[tuple[str, str, object]]:
+    """(kind, name prefix, shape) of every section, in execution order."""
+    out = [("stem", "stem", stem_dims(arch))]
+    out += [("block", f"blocks.{i}", block_dims(arch, i)) for i in range(arch.depth)]
+    out.append(("head", "head", head_dims(arch)))
+    return out
+
+
+def section_schedule(arch: Arch, techniques: Techniques = ALL) -> tuple[int, list[tuple[str, str, object, Techniques]]]:
+    """The network's peak and (kind, name prefix, shape, techniques used) of every section."""
+    check_arch(arch)
+    parts = sections(arch)
+    peak = max(lowest_peak(kind, dims, techniques) for kind, _, dims in parts)
+    return peak, [(kind, prefix, dims, section_flags(kind, dims, techniques, peak)) for kind, prefix, dims in parts]
+
+
+def section_techniques(arch: Arch, techniques: Techniques = ALL) -> dict[str, Techniques]:
+    """Which techniques each section actually uses."""
+    return {prefix: flags for _, prefix, _, flags in section_schedule(arch, techniques)[1]}
+
+
+def build_ops(arch: Arch, techniques: Techniques = ALL) -> list[Op]:
+    """Every kernel call of the inference, in execution order, for these techniques."""
+    ops: list[Op] = []
+    x = None
+    for kind, prefix, dims, flags in section_schedule(arch, techniques)[1]:
+        part = section_ops(kind, dims, flags, prefix, x)
+        ops += part
+        x = part[-1].outputs[0]
+    return ops
+
+
+def clear_caches() -> None:
+    """Forget every cached section figure (for benchmarks of the first-touch cost)."""
+    for f in (section_cost, _subsets, lowest_peak, section_flags, _block_dims):
+        f.cache_clear()
+
+
+# ---------------------------------------------------------------- the fast path
+
+def estimate(arch: Arch, techniques: Techniques = ALL) -> Estimate:
+    """Peak SRAM (the arena) and flash of a subnet without building its op list: what the search
+    calls. Equal to ``memory_report``'s planned figures (checked by the tests)."""
+    peak, parts = section_schedule(arch, techniques)
+    flash = num_ops = 0
+    for kind, _, dims, flags in parts:
+        c = section_cost(kind, dims, flags)
+        flash, num_ops = flash + c.flash, num_ops + c.num_ops
+    return Estimate(peak, flash + code_bytes(num_ops))
+
+
+def peak_sram(arch: Arch, techniques: Techniques = ALL) -> int:
+    return estimate(arch, techniques).peak_sram_bytes
+
+
+def flash_bytes(arch: Arch, techniques: Techniques = ALL) -> int:
+    return estimate(arch, techniques).flash_bytes
