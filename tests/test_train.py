@@ -45,7 +45,10 @@ def test_checkpoint_is_weights_only_and_complete(tmp_path, cifar_archive):
     assert log[0]["epoch"] == 1 and "largest" in log[0]["eval"]
 
 
-def test_sigterm_mid_epoch_resumes_exactly(tmp_path, cifar_archive, monkeypatch):
+@pytest.mark.parametrize("signal_after,saved_at", [(9, (1, 3)), (6, (0, 6))])
+def test_sigterm_resumes_exactly(tmp_path, cifar_archive, monkeypatch, signal_after, saved_at):
+    """SIGTERM in the middle of epoch 2, and right after the last step of epoch 1 (before its
+    evaluation): the resumed run ends with the uninterrupted run's weights, bit for bit."""
     space = SearchSpace.load(TINY)
     train_supernet(space, tmp_path / "a", _cfg(), cifar_archive, progress=False)
 
@@ -54,7 +57,7 @@ def test_sigterm_mid_epoch_resumes_exactly(tmp_path, cifar_archive, monkeypatch)
     def step_then_signal(*args, **kw):
         loss = real_step(*args, **kw)
         calls["n"] += 1
-        if calls["n"] == 9:  # the 4th step of epoch 2: a real SIGTERM through the real handler
+        if calls["n"] == signal_after:  # a real SIGTERM through the real handler
             signal.raise_signal(signal.SIGTERM)
         return loss
 
@@ -62,7 +65,7 @@ def test_sigterm_mid_epoch_resumes_exactly(tmp_path, cifar_archive, monkeypatch)
     summary = train_supernet(space, tmp_path / "b", _cfg(), cifar_archive, progress=False)
     assert summary["interrupted"]
     state = load_checkpoint(tmp_path / "b")
-    assert (state["epoch"], state["step"]) == (1, 3)
+    assert (state["epoch"], state["step"]) == saved_at
     monkeypatch.setattr(trainer_module, "_train_step", real_step)
     summary = train_supernet(space, tmp_path / "b", _cfg(), cifar_archive, resume=True, progress=False)
     assert not summary["interrupted"] and summary["epochs_done"] == 2

@@ -28,6 +28,7 @@ from mcuformer.train.config import TrainConfig
 from mcuformer.train.distributed import DistInfo, any_rank, barrier, cleanup, init_distributed
 from mcuformer.train.evaluate import autocast_for, evaluate_archs, make_eval_loader
 from mcuformer.train.sampler import EpochSampler
+from mcuformer.train.schedule import lr_at
 from mcuformer.utils.io import append_jsonl, write_json
 
 
@@ -183,6 +184,7 @@ def _train(space, output, cfg, data_path, resume, init_from, progress, info: Dis
             bar = tqdm(total=steps_per_epoch, initial=step0, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                        disable=not (progress and info.is_main), unit="step", dynamic_ncols=True)
             t0, step = time.perf_counter(), step0
+            lr = optimizer.param_groups[0]["lr"]  # a run stopped after an epoch's last step resumes with no step to do
             for images, labels in loader:
                 if step >= steps_per_epoch:
                     break
@@ -231,7 +233,6 @@ def _train(space, output, cfg, data_path, resume, init_from, progress, info: Dis
 
 
 def _set_lr(optimizer, gstep, total_steps, warmup_steps, cfg) -> float:
-    from mcuformer.train.schedule import lr_at
     lr = lr_at(gstep, total_steps=total_steps, warmup_steps=warmup_steps, lr=cfg.lr, min_lr=cfg.min_lr,
                warmup_lr=cfg.warmup_lr)
     for g in optimizer.param_groups:
