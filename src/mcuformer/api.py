@@ -2,7 +2,32 @@
 
 from __future__ import annotations
 
+import random
+from pathlib import Path
+
+from mcuformer.errors import ConfigError, DataError
 from mcuformer.space import Arch, SearchSpace
+
+
+def resolve_archs(specs: list, space: SearchSpace, num_classes: int) -> list[tuple[str, Arch]]:
+    """(name, Arch) for each spec: an Arch, an arch file, or 'largest', 'smallest', 'random:N[:seed]'."""
+    out = []
+    for spec in specs:
+        if isinstance(spec, Arch):
+            out.append((spec.short(), spec))
+        elif spec in ("largest", "smallest"):
+            out.append((spec, getattr(space, spec)(num_classes)))
+        elif isinstance(spec, str) and spec.startswith("random:"):
+            parts = spec.split(":")
+            try:
+                n, seed = int(parts[1]), int(parts[2]) if len(parts) > 2 else 0
+            except (ValueError, IndexError):
+                raise ConfigError(f"bad arch spec {spec!r}: use random:N or random:N:SEED") from None
+            rng = random.Random(seed)
+            out += [(f"random{i}", space.sample(rng, num_classes)) for i in range(n)]
+        else:
+            out.append((str(spec), Arch.load(spec)))
+    return out
 
 
 def evaluate_checkpoint(checkpoint, archs: list[str] | list[Arch], *, data_path=None, split: str = "val",
@@ -12,11 +37,10 @@ def evaluate_checkpoint(checkpoint, archs: list[str] | list[Arch], *, data_path=
 
     Runs sharded under torchrun; returns the rows on rank 0 and None on the others.
     """
-    from mcuformer.cli.common import resolve_archs
     from mcuformer.data import build_eval_transform, load_subsplit, open_split, resolve_data_path
     from mcuformer.data.datasets import spread
     from mcuformer.data.transforms import AugmentConfig
-    from mcuformer.errors import ConfigError, SpaceError
+    from mcuformer.errors import SpaceError
     from mcuformer.supernet import SuperViT
     from mcuformer.train import TrainConfig, evaluate_archs, load_checkpoint, space_of
     from mcuformer.train.distributed import cleanup, init_distributed
@@ -24,14 +48,16 @@ def evaluate_checkpoint(checkpoint, archs: list[str] | list[Arch], *, data_path=
 
     state = load_checkpoint(checkpoint)
     space, num_classes = space_of(state), int(state["num_classes"])
-    named = [(a.short(), a) if isinstance(a, Arch) else None for a in archs]
-    specs = [a for a in archs if not isinstance(a, Arch)]
-    resolved = [n for n in named if n] + resolve_archs(specs, space, num_classes)
+    resolved = resolve_archs(archs, space, num_classes)
     for name, arch in resolved:
         space.check(arch)
         if arch.num_classes != num_classes:
             raise SpaceError(f"{name}: arch has {arch.num_classes} classes, the checkpoint {num_classes}")
-    data_path = resolve_data_path(data_path if data_path is not None else state.get("data_path"))
+    if data_path is None and state.get("data_path"):
+        data_path = state["data_path"]  # the data the supernet was trained on
+        if not Path(data_path).exists():
+            raise DataError(f"the checkpoint was trained on {data_path}, which is not here; pass --data-path")
+    data_path = resolve_data_path(data_path)
     if split == "heldout":
         if not subsplit:
             raise ConfigError("--split heldout needs --subsplit SPLIT.json (see `mcuformer sub-split`)")
@@ -60,6 +86,3 @@ def evaluate_checkpoint(checkpoint, archs: list[str] | list[Arch], *, data_path=
     return [{"name": name, "arch": arch.to_dict(), "params": arch.num_params(), "summary": arch.short(),
              **acc.to_dict()} for (name, arch), acc in zip(resolved, accs)]
 
-
-def load_space(paths) -> SearchSpace:
-    return SearchSpace.load(paths)

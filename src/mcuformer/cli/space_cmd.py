@@ -19,7 +19,7 @@ def add_arguments(p):
 def run(args) -> int:
     from pathlib import Path
 
-    from mcuformer.cli.common import resolve_archs
+    from mcuformer.api import resolve_archs
     from mcuformer.errors import ConfigError
     from mcuformer.space import Arch, SearchSpace
 
