@@ -13,8 +13,12 @@ HELP = ("Peak SRAM (planned int8 arena), lower bound, layer-wise baseline, flash
 
 def add_arguments(p) -> None:
     p.add_argument("--arch", metavar="YAML", help="an arch file (YAML or JSON, e.g. written by the search)")
-    p.add_argument("--space", metavar="YAML", help="a space file; measure its --which member instead of --arch")
+    p.add_argument("--space", nargs="+", metavar="YAML",
+                   help="a space (one file, or the official supernet-T.yaml supernet-T-new.yaml pair); measure its "
+                        "--which member instead of --arch")
     p.add_argument("--which", default="largest", help="with --space: largest or smallest (default largest)")
+    p.add_argument("--num-classes", metavar="N",
+                   help="with --space: classes of the head when the space leaves them to the data (default 1000)")
     p.add_argument("--rank-ratio", metavar="R", help="with --space: use this rank ratio (search-space factor)")
     p.add_argument("--patch-size", metavar="P", help="with --space: use this patch size (search-space factor)")
     p.add_argument("--board", default="stm32f746", help="stm32f746 (default), stm32f427 or stm32h743")
@@ -58,7 +62,8 @@ def _arch(args):
     if rank is not None or patch is not None:
         space = space.with_factors(rank if rank is not None else space.max_rank_ratio,
                                    patch if patch is not None else min(space.patch_size))
-    return getattr(space, args.which)()
+    classes = _number(args.num_classes, "--num-classes", int) or space.num_classes or 1000
+    return getattr(space, args.which)(classes)
 
 
 def run(args) -> int:
