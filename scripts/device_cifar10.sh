@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# How the CIFAR-10 supernet of models/ was trained on a lent GPU machine, in calls of at most 10 minutes.
+# Trains the GPU-sized CIFAR-10 supernet on a lent GPU machine, in calls of at most 10 minutes (not yet run:
+# no GPU was lent to the task that wrote it).
 #   first call:  bash scripts/device_cifar10.sh start  BUDGET_S CALL_S   (benchmark, 1-epoch probe, then train)
 #   later calls: bash scripts/device_cifar10.sh resume CALL_S            (continue the checkpoint in .gpu/run)
 # The epoch count is chosen from the probe so that the whole schedule takes about BUDGET_S seconds of training.

@@ -16,6 +16,7 @@ VERBS = [
     "mcuformer.cli.train_cmd",
     "mcuformer.cli.evaluate_cmd",
     "mcuformer.cli.memory_cmd",
+    "mcuformer.cli.pipeline_cmd",
 ]
 
 
