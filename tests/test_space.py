@@ -114,3 +114,17 @@ def test_rank_is_ratio_of_min_dim_and_dense_at_one():
     dense = Arch(**{**a.to_dict(), "rank_ratio": 1.0})
     assert all(r is None for *_, r in dense.linear_shapes(0).values())
     assert a.num_tokens == 145
+
+
+def test_atomic_write_replaces_whole_files_with_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    from mcuformer.utils.io import write_text
+    p = tmp_path / "f.txt"
+    write_text(p, "old")
+    write_text(p, "new")
+    assert p.read_text() == "new" and [f.name for f in tmp_path.iterdir()] == ["f.txt"]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~mask
