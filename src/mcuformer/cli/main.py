@@ -16,6 +16,9 @@ VERBS = [
     "mcuformer.cli.train_cmd",
     "mcuformer.cli.evaluate_cmd",
     "mcuformer.cli.memory_cmd",
+    "mcuformer.cli.search_cmd",
+    "mcuformer.cli.evolve_space_cmd",
+    "mcuformer.cli.quantize_cmd",
     "mcuformer.cli.pipeline_cmd",
 ]
 
