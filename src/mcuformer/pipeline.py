@@ -8,7 +8,7 @@ missing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from mcuformer.errors import ConfigError
@@ -24,7 +24,6 @@ class PipelineConfig:
     output: Path
     data_path: Path | None = None
     board: str = "stm32f746"
-    overrides: dict = field(default_factory=dict)
 
     @classmethod
     def load(cls, path, gpu: bool = False) -> "PipelineConfig":

@@ -38,10 +38,9 @@ def build_train_transform(cfg: AugmentConfig, img_size: int, source_size: int | 
         t.append(v2.RandomResizedCrop(img_size, antialias=True))
     else:
         if source_size != img_size:
-            t.append(v2.Resize(img_size, antialias=True))
+            t += [v2.Resize(img_size, antialias=True), v2.CenterCrop(img_size)]
         if crop == "pad-crop":
             t.append(v2.RandomCrop(img_size, padding=img_size // 8, padding_mode="reflect"))
-        t.append(v2.CenterCrop(img_size))
     if cfg.hflip:
         t.append(v2.RandomHorizontalFlip())
     if cfg.randaugment:

@@ -225,7 +225,7 @@ def _train(space, output, cfg, data_path, resume, init_from, progress, info: Dis
             barrier(info)
 
     summary = {"output": str(output), "checkpoint": str(ckpt_path), "epochs_done": epoch,
-               "interrupted": interrupted, "history": history[-1:] if history else []}
+               "interrupted": interrupted, "history": history}
     if info.is_main and not interrupted:
         write_json(output / "summary.json", {"space": space.name, "data": str(data_path), "epochs": epoch,
                                              "config": cfg.to_dict(), "final": history[-1] if history else None})
