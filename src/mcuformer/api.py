@@ -86,3 +86,14 @@ def evaluate_checkpoint(checkpoint, archs: list[str] | list[Arch], *, data_path=
     return [{"name": name, "arch": arch.to_dict(), "params": arch.num_params(), "summary": arch.short(),
              **acc.to_dict()} for (name, arch), acc in zip(resolved, accs)]
 
+
+def quantize_checkpoint(checkpoint, arch, output, **kw):
+    """int8 post-training quantisation of one subnet; see ``mcuformer.quantize.workflow``."""
+    from mcuformer.quantize.workflow import quantize_checkpoint as run
+    return run(checkpoint, arch, output, **kw)
+
+
+def evaluate_quantized(quantized, **kw) -> dict:
+    """int8 top-1 of a quantised model next to its float subnet's; see ``mcuformer.quantize.workflow``."""
+    from mcuformer.quantize.workflow import evaluate_quantized as run
+    return run(quantized, **kw)

@@ -7,7 +7,10 @@ HELP = "top-1/top-5 of one or more subnets of a supernet checkpoint on the valid
 
 
 def add_arguments(p):
-    p.add_argument("--checkpoint", required=True, help="supernet checkpoint (checkpoint.pt or its run folder)")
+    p.add_argument("--checkpoint", default=None,
+                   help="supernet checkpoint (checkpoint.pt or its run folder); needed unless --quantized names it")
+    p.add_argument("--quantized", default=None, metavar="Q",
+                   help="a `mcuformer quantize` folder: report its int8 top-1 next to the float subnet's")
     p.add_argument("--arch", nargs="+", default=["largest", "smallest"],
                    help="arch YAML/JSON files, or 'largest', 'smallest', 'random:N[:seed]' (default: largest smallest)")
     p.add_argument("--data-path", default=None, help="ImageFolder root or archive (default: the CIFAR-10 archive)")
@@ -24,8 +27,13 @@ def add_arguments(p):
 
 def run(args) -> int:
     from mcuformer.api import evaluate_checkpoint
+    from mcuformer.errors import ConfigError
     from mcuformer.utils.io import write_json
 
+    if args.quantized:
+        return _run_quantized(args)
+    if not args.checkpoint:
+        raise ConfigError("evaluate needs --checkpoint (or --quantized)")
     rows = evaluate_checkpoint(args.checkpoint, args.arch, data_path=args.data_path, split=args.split,
                                subsplit=args.subsplit, batch_size=args.batch_size, workers=args.workers,
                                limit=args.limit, amp=args.amp, device=args.device)
@@ -38,4 +46,21 @@ def run(args) -> int:
               f"{r['summary']}")
     if args.json:
         write_json(args.json, rows)
+    return 0
+
+
+def _run_quantized(args) -> int:
+    from mcuformer.api import evaluate_quantized
+    from mcuformer.errors import ConfigError
+    from mcuformer.utils.io import write_json
+
+    if args.split == "heldout":
+        raise ConfigError("--quantized evaluates on --split val or train")
+
+    r = evaluate_quantized(args.quantized, checkpoint=args.checkpoint, data_path=args.data_path, split=args.split,
+                           limit=args.limit, batch_size=args.batch_size, device=args.device)
+    print(f"{r['arch']}: float top-1 {r['float_top1']:.2f}%  int8 top-1 {r['int8_top1']:.2f}%  "
+          f"drop {r['drop']:.2f} points  (prediction agreement {r['agreement']:.2f}%, {r['count']} images)")
+    if args.json:
+        write_json(args.json, r)
     return 0

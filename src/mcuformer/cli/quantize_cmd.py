@@ -1,0 +1,27 @@
+"""mcuformer quantize: int8 post-training quantisation of one subnet (see docs/quantization.md)."""
+
+from __future__ import annotations
+
+NAME = "quantize"
+HELP = "int8 post-training quantisation of a subnet: calibrate, quantise, save a folder the engine reads"
+
+
+def add_arguments(p):
+    p.add_argument("--checkpoint", required=True, help="supernet checkpoint (checkpoint.pt or its run folder)")
+    p.add_argument("--arch", required=True, help="arch YAML/JSON file, or 'largest' / 'smallest'")
+    p.add_argument("--output", required=True, help="folder to write (params.npz + manifest.json)")
+    p.add_argument("--data-path", default=None, help="ImageFolder root or archive (default: the CIFAR-10 archive)")
+    p.add_argument("--calibration-images", type=int, default=256, help="training images for the ranges")
+    p.add_argument("--seed", type=int, default=0, help="picks the calibration images")
+    p.add_argument("--method", choices=["minmax", "percentile"], default="minmax")
+    p.add_argument("--percentile", type=float, default=99.99, help="for --method percentile")
+
+
+def run(args) -> int:
+    from mcuformer.api import quantize_checkpoint
+
+    q = quantize_checkpoint(args.checkpoint, args.arch, args.output, data_path=args.data_path,
+                            num_images=args.calibration_images, seed=args.seed, method=args.method,
+                            percentile=args.percentile)
+    print(f"quantised {q.arch.short()} ({sum(a.nbytes for a in q.params.values()):,} parameter bytes) -> {args.output}")
+    return 0

@@ -1,0 +1,116 @@
+"""The vectorised integer forward in PyTorch (int64 tensors; matmuls in float64, exact as in
+``intops.dot``), so that int8 accuracy can be measured on a GPU. Gives the same int8 tensors as
+``fakequant`` (NumPy) bit for bit; the tests compare them."""
+
+from __future__ import annotations
+
+import torch
+
+from mcuformer.quantize.intops import ADD_LEFT_SHIFT, PROB_ZERO_POINT
+from mcuformer.quantize.model import QuantModel
+from mcuformer.space import patch_padding
+
+I64, F64 = torch.int64, torch.float64
+
+
+def requantize(acc, m, s):
+    """``fixedpoint.requantize`` on int64 tensors (m, s: ints or per-channel tensors)."""
+    m, s = torch.as_tensor(m, dtype=I64, device=acc.device), torch.as_tensor(s, dtype=I64, device=acc.device)
+    high = ((acc << torch.clamp(s, min=0)) * m + (1 << 30)) >> 31
+    e = torch.clamp(-s, min=0)
+    mask = (torch.ones_like(e) << e) - 1
+    return (high >> e) + ((high & mask) > ((mask >> 1) + (high < 0).to(I64))).to(I64)
+
+
+def requantize_to_int8(acc, m, s, zero_point: int):
+    return torch.clamp(requantize(acc, m, s) + zero_point, -128, 127)
+
+
+def _mm(a, b):
+    return torch.round(a.to(F64) @ b.to(F64)).to(I64)
+
+
+class TorchInt8:
+    """The quantised model's arrays as int64 tensors on one device."""
+
+    def __init__(self, q: QuantModel, device="cpu"):
+        self.q, self.device = q, torch.device(device)
+        self.p = {k: torch.from_numpy(v.astype("int64")).to(self.device) for k, v in q.params.items()}
+
+    def factor(self, name: str, x):
+        p = self.p
+        return requantize_to_int8(_mm(x, p[f"{name}.weight"].T) + p[f"{name}.bias"], p[f"{name}.multiplier"],
+                                  p[f"{name}.shift"], self.q.consts[name]["zero_point"])
+
+    def chain(self, name: str, x):
+        if f"{name}.down.weight" in self.p:
+            return self.factor(f"{name}.up", self.factor(f"{name}.down", x))
+        return self.factor(name, x)
+
+    def layernorm(self, name: str, x, out: str):
+        e = x.shape[-1]
+        s, ss = x.sum(-1, keepdim=True), (x * x).sum(-1, keepdim=True)
+        var = e * ss - s * s
+        r = torch.floor(torch.sqrt(var.to(F64))).to(I64)
+        r = torch.where(r * r > var, r - 1, r)
+        r = torch.clamp(torch.where((r + 1) * (r + 1) <= var, r + 1, r), min=1)
+        n = self.p[f"{name}.weight"] * (e * x - s)
+        q = torch.div(n.abs() + r // 2, r, rounding_mode="floor")
+        c = self.q.consts[name]
+        return requantize_to_int8(torch.where(n < 0, -q, q) + self.p[f"{name}.bias"], c["multiplier"], c["shift"],
+                                  self.q.act[out][1])
+
+    def add(self, name: str, a, an: str, b, bn: str, out: str):
+        c, act = self.q.consts[name], self.q.act
+        ra = requantize((a - act[an][1]) << ADD_LEFT_SHIFT, c["m1"], c["s1"])
+        rb = requantize((b - act[bn][1]) << ADD_LEFT_SHIFT, c["m2"], c["s2"])
+        return requantize_to_int8(ra + rb, c["mo"], c["so"], act[out][1])
+
+    @torch.no_grad()
+    def forward(self, image):
+        """int8 logits (int64 tensor, B x classes) of int8 images (B, H, W, C) (tensor or array)."""
+        q, arch = self.q, self.q.arch
+        x = torch.as_tensor(image).to(self.device, I64)
+        pad = patch_padding(arch.img_size, arch.patch_size)
+        if any(pad):
+            x = torch.nn.functional.pad(x, (0, 0, pad[0], pad[1], pad[0], pad[1]))
+        b, h, _, c = x.shape
+        p, g = arch.patch_size, h // arch.patch_size
+        x = x.reshape(b, g, p, g, p, c).permute(0, 1, 3, 2, 4, 5).reshape(b, g * g, p * p * c)
+        t = self.chain("patch_embed.proj", x)
+        if arch.cls_token:
+            t = torch.cat([self.p["cls_token"].expand(b, 1, -1), t], 1)
+        x = self.add("stem.pos_add", t, "stem.patches", self.p["pos_embed"], "stem.pos_embed", "stem.x")
+        xn = "stem.x"
+        for i in range(arch.depth):
+            x, xn = self.block(f"blocks.{i}", arch.num_heads[i], x, xn)
+        hn = self.layernorm("norm", x, "head.norm.out")
+        if arch.pool == "cls":
+            pooled = hn[:, 0]
+        else:
+            c = q.consts["head.pool"]
+            tokens = hn[:, int(arch.cls_token):]
+            pooled = requantize_to_int8(tokens.sum(1) - tokens.shape[1] * q.act["head.norm.out"][1], c["multiplier"],
+                                        c["shift"], q.act["head.pooled"][1])
+        return self.chain("head", pooled)
+
+    def block(self, p: str, heads: int, x, xn: str):
+        q, hd = self.q, self.q.arch.head_dim
+        b, n, _ = x.shape
+        h = self.layernorm(f"{p}.norm1", x, f"{p}.norm1.out")
+        qkv = self.chain(f"{p}.attn.qkv", h).reshape(b, n, 3, heads, hd).permute(2, 0, 3, 1, 4)
+        c = q.consts[f"{p}.attn.qk"]
+        s = requantize_to_int8(_mm(qkv[0], qkv[1].transpose(-1, -2)), c["multiplier"], c["shift"],
+                               q.act[f"{p}.attn.scores"][1])
+        t = self.p[f"{p}.attn.exp_lut"][s.max(-1, keepdim=True).values - s]
+        total = t.sum(-1, keepdim=True)
+        pr = torch.clamp(torch.div(t * 256 + total // 2, total, rounding_mode="floor"), max=255) - 128
+        c = q.consts[f"{p}.attn.av"]
+        o = requantize_to_int8(_mm(pr - PROB_ZERO_POINT, qkv[2]), c["multiplier"], c["shift"], q.act[f"{p}.attn.o"][1])
+        o = o.transpose(1, 2).reshape(b, n, heads * hd)
+        x1 = self.add(f"{p}.add1", x, xn, self.chain(f"{p}.attn.proj", o), f"{p}.attn.proj.out", f"{p}.x1")
+        h = self.chain(f"{p}.mlp.fc1", self.layernorm(f"{p}.norm2", x1, f"{p}.norm2.out"))
+        h = self.p[f"{p}.mlp.gelu_lut"][h + 128]
+        y = self.chain(f"{p}.mlp.fc2", h)
+        return self.add(f"{p}.add2", x1, f"{p}.x1", y, f"{p}.mlp.fc2.out", f"{p}.out"), f"{p}.out"
+

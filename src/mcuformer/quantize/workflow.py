@@ -1,0 +1,109 @@
+"""Quantise a subnet of a supernet checkpoint, and measure int8 against float top-1 (what the
+``quantize`` and ``evaluate --quantized`` verbs wrap)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from mcuformer.errors import ConfigError, DataError, SpaceError
+from mcuformer.quantize.model import QuantModel, build_quant_model
+
+
+def load_subnet(checkpoint, arch_spec):
+    """(float ViT in eval mode, state dict) of one arch (file, Arch, 'largest'/'smallest') of a checkpoint."""
+    from mcuformer.api import resolve_archs
+    from mcuformer.supernet import SuperViT
+    from mcuformer.train import load_checkpoint, space_of
+
+    state = load_checkpoint(checkpoint)
+    space, num_classes = space_of(state), int(state["num_classes"])
+    [(name, arch)] = resolve_archs([arch_spec], space, num_classes)
+    try:
+        space.check(arch)
+    except SpaceError as exc:
+        raise SpaceError(f"arch {name} does not match the checkpoint's space: {exc}") from None
+    if arch.num_classes != num_classes:
+        raise SpaceError(f"arch {name} has {arch.num_classes} classes, the checkpoint {num_classes}")
+    supernet = SuperViT(space, num_classes)
+    supernet.load_state_dict(state["model"])
+    return supernet.get_active_subnet(arch).eval(), state
+
+
+def _dataset(state: dict, arch, data_path, split: str):
+    from mcuformer.data import build_eval_transform, open_split, resolve_data_path
+    from mcuformer.data.transforms import AugmentConfig
+    from mcuformer.train import TrainConfig
+
+    if data_path is None and state.get("data_path") and Path(state["data_path"]).exists():
+        data_path = state["data_path"]
+    ds = open_split(resolve_data_path(data_path), split)
+    if state.get("classes") and ds.classes != state["classes"]:
+        raise ConfigError("the classes of the data differ from those the checkpoint was trained on")
+    aug = TrainConfig.from_dict(state["config"]).augment if state.get("config") else AugmentConfig()
+    ds.transform = build_eval_transform(aug, arch.img_size, ds.source_size)
+    return ds
+
+
+def _batches(ds, batch_size: int, workers: int = 0):
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers)
+
+
+def quantize_checkpoint(checkpoint, arch, output, *, data_path=None, num_images: int = 256, seed: int = 0,
+                        method: str = "minmax", percentile: float = 99.99, batch_size: int = 64) -> QuantModel:
+    """Calibrate on ``num_images`` seeded training images, quantise, save to the ``output`` folder."""
+    from mcuformer.quantize.calibrate import calibrate
+
+    model, state = load_subnet(checkpoint, arch)
+    ds = _dataset(state, model.arch, data_path, "train")
+    if not 1 <= num_images <= len(ds):
+        raise ConfigError(f"--calibration-images {num_images}: the training split has {len(ds)} images")
+    idx = np.sort(np.random.default_rng(seed).choice(len(ds), num_images, replace=False))
+    batches = [x for x, _ in _batches(ds.subset(idx), batch_size)]
+    expected = (model.arch.in_chans, model.arch.img_size, model.arch.img_size)
+    if tuple(batches[0].shape[1:]) != expected:
+        raise DataError(f"calibration images are {tuple(batches[0].shape[1:])}, the arch needs {expected}")
+    ranges = calibrate(model, batches, method, percentile)
+    q = build_quant_model(model, ranges, {"checkpoint": str(Path(checkpoint).resolve()), "calibration": {
+        "images": num_images, "seed": seed, "method": method, "percentile": percentile}})
+    q.save(output)
+    return q
+
+
+def evaluate_quantized(quantized, *, checkpoint=None, data_path=None, split: str = "val", limit: int = 0,
+                       batch_size: int = 256, device: str = "auto", progress: bool = True) -> dict:
+    """int8 top-1 next to the float subnet's top-1 on the same images: the NumPy integer path on the
+    CPU, the PyTorch one (same integers) on a GPU."""
+    from mcuformer.data.datasets import spread
+    from mcuformer.quantize import fakequant
+    from mcuformer.quantize.torchpath import TorchInt8
+
+    q = QuantModel.load(quantized)
+    checkpoint = checkpoint or q.info.get("checkpoint")
+    if not checkpoint:
+        raise ConfigError("the quantised model names no checkpoint; pass --checkpoint for the float top-1")
+    model, state = load_subnet(checkpoint, q.arch)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device)
+    on_gpu = torch.device(device).type != "cpu"
+    runner = TorchInt8(q, device) if on_gpu else None
+    ds = _dataset(state, q.arch, data_path, split)
+    if limit:
+        ds = ds.subset(spread(len(ds), limit))
+    hits_f = hits_q = agree = count = 0
+    with torch.no_grad():
+        for images, labels in tqdm(_batches(ds, batch_size), disable=not progress, desc="int8 eval"):
+            pred_f = model(images.to(device)).argmax(1).cpu().numpy()
+            image_q = q.quantize_image(images)
+            logits_q = runner.forward(image_q).cpu().numpy() if on_gpu else fakequant.forward(q, image_q)
+            pred_q = logits_q.argmax(1)
+            y = labels.numpy()
+            hits_f, hits_q = hits_f + int((pred_f == y).sum()), hits_q + int((pred_q == y).sum())
+            agree, count = agree + int((pred_f == pred_q).sum()), count + len(y)
+    top1_f, top1_q = 100.0 * hits_f / count, 100.0 * hits_q / count
+    return {"arch": q.arch.short(), "count": count, "device": device, "float_top1": top1_f, "int8_top1": top1_q,
+            "drop": top1_f - top1_q, "agreement": 100.0 * agree / count}

@@ -1,0 +1,76 @@
+"""`mcuformer quantize` and `mcuformer evaluate --quantized` end to end, and their one-line errors."""
+
+import json
+
+import pytest
+
+import numpy as np
+from PIL import Image
+
+from conftest import ROOT, assert_one_line_error, run_cli
+
+CHECKPOINT = ROOT / "models/cifar10-tiny/supernet.pt"
+CIFAR = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+@pytest.fixture(scope="module")
+def cifar_like(tmp_path_factory):
+    """An ImageFolder with CIFAR-10's classes, 3 random 32 px images each, in train and val."""
+    root = tmp_path_factory.mktemp("q") / "data"
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for name in CIFAR:
+            (root / split / name).mkdir(parents=True)
+            for i in range(3):
+                pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / name / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def quantised(cifar_like, tmp_path_factory):
+    out = tmp_path_factory.mktemp("q") / "smallest-int8"
+    run_cli("quantize", "--checkpoint", CHECKPOINT, "--arch", "smallest", "--data-path", cifar_like, "--output", out,
+            "--calibration-images", 20, "--method", "percentile", check=True)
+    return out
+
+
+def test_quantize_writes_a_pickle_free_folder(quantised):
+    manifest = json.loads((quantised / "manifest.json").read_text())
+    assert manifest["format"] == "mcuformer-int8-v1"
+    assert manifest["info"]["calibration"] == {"images": 20, "seed": 0, "method": "percentile", "percentile": 99.99}
+    assert (quantised / "params.npz").stat().st_size > 10_000
+
+
+def test_evaluate_quantized_reports_both_top1(quantised, cifar_like, tmp_path):
+    proc = run_cli("evaluate", "--quantized", quantised, "--data-path", cifar_like, "--json", tmp_path / "r.json",
+                   check=True)
+    assert "float top-1" in proc.stdout and "int8 top-1" in proc.stdout
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["count"] == 30 and 0 <= r["int8_top1"] <= 100 and r["drop"] == r["float_top1"] - r["int8_top1"]
+
+
+def test_arch_that_does_not_match_the_checkpoint(cifar_like, tmp_path):
+    arch = tmp_path / "arch.yaml"
+    arch.write_text("img_size: 32\npatch_size: 4\nrank_ratio: 1.0\nembed_dim: 40\ndepth: 2\nnum_heads: [1, 1]\n"
+                    "mlp_ratio: [2, 2]\nnum_classes: 10\nhead_dim: 16\ncls_token: false\n")
+    proc = run_cli("quantize", "--checkpoint", CHECKPOINT, "--arch", arch, "--data-path", cifar_like,
+                   "--output", tmp_path / "q")
+    assert_one_line_error(proc, "does not match the checkpoint", "embed_dim 40")
+    assert not (tmp_path / "q").exists()
+
+
+@pytest.mark.parametrize("n", [0, 31])
+def test_calibration_set_of_the_wrong_size(cifar_like, tmp_path, n):
+    proc = run_cli("quantize", "--checkpoint", CHECKPOINT, "--arch", "smallest", "--data-path", cifar_like,
+                   "--output", tmp_path / "q", "--calibration-images", n)
+    assert_one_line_error(proc, f"--calibration-images {n}", "30 images")
+
+
+def test_not_a_quantised_folder(tmp_path):
+    proc = run_cli("evaluate", "--quantized", tmp_path)
+    assert_one_line_error(proc, "not a quantised model")
+
+
+def test_evaluate_needs_a_checkpoint_or_a_quantised_model():
+    assert_one_line_error(run_cli("evaluate"), "--checkpoint")

@@ -1,0 +1,136 @@
+"""The quantised model: the token-by-token reference over the memory model's op lists equals the
+vectorised integer path bit for bit, its arrays are exactly the memory model's flash parameters,
+and it tracks the float model."""
+
+import numpy as np
+import pytest
+import torch
+
+from mcuformer.memory import Techniques, build_ops, unique_params
+from mcuformer.memory.schedule import section_ops, sections
+from mcuformer.quantize import fakequant
+from mcuformer.quantize.calibrate import calibrate
+from mcuformer.quantize.model import QuantModel, build_quant_model
+from mcuformer.quantize.reference import Reference, reference_logits
+from mcuformer.quantize.torchpath import TorchInt8
+from mcuformer.space import Arch
+from mcuformer.supernet.vit import ViT
+
+from conftest import ROOT
+
+ARCHS = {
+    # cls token + cls pooling, padded 5x5 patches on 12 px, low rank everywhere, 3 heads
+    "cls-lowrank-pad": Arch(img_size=12, patch_size=5, rank_ratio=0.5, embed_dim=24, depth=2, num_heads=(3, 2),
+                            mlp_ratio=(2.0, 1.5), num_classes=7, head_dim=8, cls_token=True, pool="cls"),
+    # cls token with mean pooling over the patch tokens, dense
+    "cls-gap-dense": Arch(img_size=16, patch_size=4, rank_ratio=1.0, embed_dim=16, depth=1, num_heads=(2,),
+                          mlp_ratio=(2.0,), num_classes=5, head_dim=8, cls_token=True, pool="gap"),
+}
+FLAG_SETS = [Techniques.none(), Techniques.all()] + [Techniques.only(*n) for n in [
+    ("operator_integration",), ("operator_integration", "token_overwriting"), ("token_overwriting",),
+    ("head_by_head",), ("operator_integration", "head_by_head"), ("token_overwriting", "head_by_head")]]
+
+
+def forced_ops(arch: Arch, flags: Techniques):
+    """The op list with every section using exactly ``flags`` (every fused and layer-wise kernel)."""
+    ops, x = [], None
+    for kind, prefix, dims in sections(arch):
+        part = section_ops(kind, dims, flags, prefix, x)
+        ops += part
+        x = part[-1].outputs[0]
+    return ops
+
+
+def random_model(arch: Arch, seed: int = 0) -> ViT:
+    torch.manual_seed(seed)
+    model = ViT(arch).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name and name.endswith("weight"):
+                p.copy_(1 + 0.3 * torch.randn_like(p))
+            else:
+                p.copy_(0.3 * torch.randn_like(p))
+    return model
+
+
+def quantised(arch: Arch, seed: int = 0):
+    model = random_model(arch, seed)
+    images = torch.randn(24, arch.in_chans, arch.img_size, arch.img_size, generator=torch.Generator().manual_seed(1))
+    return model, build_quant_model(model, calibrate(model, [images[:12], images[12:]])), images
+
+
+@pytest.fixture(scope="module", params=sorted(ARCHS))
+def case(request):
+    return quantised(ARCHS[request.param])
+
+
+def test_reference_equals_vectorised_for_every_kernel_schedule(case):
+    model, q, images = case
+    img = q.quantize_image(images[:3])
+    fast = fakequant.forward(q, img)
+    kernels = set()
+    for flags in FLAG_SETS:
+        ref = Reference(q, ops=forced_ops(q.arch, flags))
+        kernels |= {op.kernel for op in ref.ops}
+        assert np.array_equal(np.stack([ref.run(im) for im in img]), fast), flags
+    assert np.array_equal(reference_logits(q, img), fast)  # the schedule build_ops picks
+    assert {"patch_embed", "patch_embed_pos", "pos_add", "layernorm", "linear", "matmul_qk", "softmax", "matmul_av",
+            "add", "gelu", "ln_kv", "attention", "attention_proj_residual", "proj_residual", "mlp_residual",
+            "ln_fc1_gelu", "fc2_residual", "ln_pool"} <= kernels
+
+
+def test_params_are_exactly_the_memory_models_flash_arrays(case):
+    _, q, _ = case
+    expected = unique_params(build_ops(q.arch))
+    assert set(q.params) == set(expected)
+    for name, p in expected.items():
+        assert q.params[name].shape == p.shape and q.params[name].dtype == np.dtype(p.dtype), name
+
+
+def test_int8_logits_track_the_float_model(case):
+    model, q, images = case
+    with torch.no_grad():
+        f = model(images).numpy().ravel()
+    s, z = q.act["logits"]
+    d = (fakequant.forward(q, q.quantize_image(images)).astype(np.float64) - z).ravel() * s
+    assert f @ d / (np.linalg.norm(f) * np.linalg.norm(d)) > 0.97
+
+
+def test_save_load_round_trip(case, tmp_path):
+    _, q, images = case
+    q.save(tmp_path / "q")
+    back = QuantModel.load(tmp_path / "q")
+    assert back.arch == q.arch and back.act == q.act and back.consts == q.consts
+    assert all(np.array_equal(back.params[k], v) and back.params[k].dtype == v.dtype for k, v in q.params.items())
+    img = q.quantize_image(images[:4])
+    assert np.array_equal(fakequant.forward(back, img), fakequant.forward(q, img))
+
+
+def test_symmetric_tensors_and_fixed_probability_scale(case):
+    _, q, _ = case
+    assert q.act["image"][1] == 0
+    for name, (scale, zero) in q.act.items():
+        if name.endswith((".attn.q", ".attn.k", ".attn.v")):
+            assert zero == 0
+        if name.endswith(".attn.probs"):
+            assert (scale, zero) == (1 / 256, -128)
+    assert all(q.params[k].min() >= -127 for k in q.params if k.endswith(".weight") and q.params[k].dtype == np.int8)
+
+
+def test_torch_path_equals_the_numpy_path(case):
+    _, q, images = case
+    img = q.quantize_image(images)
+    assert np.array_equal(TorchInt8(q).forward(img).numpy(), fakequant.forward(q, img))
+
+
+def test_tiny_checkpoint_subnets_all_paths_agree():
+    """Subnets of the trained tiny supernet (random calibration): NumPy reference, NumPy and torch paths."""
+    from mcuformer.quantize.workflow import load_subnet
+    for spec in ("largest", "smallest"):
+        model, _ = load_subnet(ROOT / "models/cifar10-tiny/supernet.pt", spec)
+        images = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+        q = build_quant_model(model, calibrate(model, [images]))
+        img = q.quantize_image(images[:2])
+        fast = fakequant.forward(q, img)
+        assert np.array_equal(reference_logits(q, img), fast)
+        assert np.array_equal(TorchInt8(q).forward(img).numpy(), fast)
