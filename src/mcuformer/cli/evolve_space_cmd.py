@@ -1,0 +1,78 @@
+"""mcuformer evolve-space: evolve the search space over (rank ratio, patch size)."""
+
+from __future__ import annotations
+
+from mcuformer.cli.common import add_space_argument
+
+NAME = "evolve-space"
+HELP = ("evolve the search space over the low-rank ratio and patch size: short supernets at grid points, "
+        "least-squares planes of error and infeasible fraction, steps downhill")
+
+
+def add_arguments(p):
+    add_space_argument(p)
+    p.add_argument("--data-path", default=None, help="ImageFolder root or archive (default: the CIFAR-10 archive)")
+    p.add_argument("--board", default="stm32f746")
+    p.add_argument("--sram-kb", type=float, default=None)
+    p.add_argument("--flash-kb", type=float, default=None)
+    p.add_argument("--allow-external-flash", action="store_true")
+    p.add_argument("--output", required=True, help="folder: per-point supernets, table.md, result.json, space.yaml, PNG")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--rank-grid", type=float, nargs="+", default=None,
+                   help="rank ratio grid (default: the space's evolution grid, else its rank ratios)")
+    p.add_argument("--patch-grid", type=int, nargs="+", default=None, help="patch size grid (same default)")
+    p.add_argument("--start", nargs="+", default=None, metavar="R:P", help="start points (default: --starts random)")
+    p.add_argument("--starts", type=int, default=3, help="seeded random start points when no --start")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--weight", type=float, default=1.0, help="weight of the infeasible fraction against the error")
+    p.add_argument("--neighbours", type=int, default=5, help="visited points each plane is fitted to")
+    p.add_argument("--config", default=None, help="training settings YAML for the per-point supernets")
+    p.add_argument("--epochs", type=int, default=1, help="epochs per point (short supernets)")
+    p.add_argument("--limit-train", type=int, default=0, help="train each point on N images")
+    p.add_argument("--steps-per-epoch", type=int, default=0)
+    p.add_argument("--samples", type=int, default=20, help="random subnets whose accuracy scores a point")
+    p.add_argument("--eval-limit", type=int, default=1000, help="test images they are scored on")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", default="auto")
+
+
+def _points(specs) -> list:
+    from mcuformer.errors import ConfigError
+    out = []
+    for s in specs:
+        try:
+            r, p = s.split(":")
+            out.append((float(r), int(p)))
+        except ValueError:
+            raise ConfigError(f"bad start point {s!r}: use RANK:PATCH, e.g. 0.5:4") from None
+    return out
+
+
+def run(args) -> int:
+    from dataclasses import replace
+
+    from mcuformer.search.runner import make_budget
+    from mcuformer.search.space_evolution import Grid, SpaceEvolution, initial_points
+    from mcuformer.search.space_runner import SupernetPointScorer, format_table, run_space_evolution
+    from mcuformer.space import SearchSpace
+    from mcuformer.train import TrainConfig
+
+    space = SearchSpace.load(args.space)
+    budget = make_budget(args.board, args.sram_kb, args.flash_kb, args.allow_external_flash)
+    grid = Grid(tuple(args.rank_grid or space.evolution.get("rank_ratio") or space.rank_ratio),
+                tuple(args.patch_grid or space.evolution.get("patch_size") or space.patch_size))
+    starts = _points(args.start) if args.start else initial_points(grid, args.starts, args.seed)
+    cfg = TrainConfig.load(args.config) if args.config else TrainConfig()
+    cfg = replace(cfg, epochs=args.epochs, warmup_epochs=min(cfg.warmup_epochs, args.epochs / 2),
+                  limit_train=args.limit_train or cfg.limit_train, steps_per_epoch=args.steps_per_epoch,
+                  limit_eval=args.eval_limit,
+                  seed=args.seed, workers=args.workers, device=args.device)
+    scorer = SupernetPointScorer(space, budget, args.output, cfg, args.data_path, samples=args.samples,
+                                 eval_limit=args.eval_limit, seed=args.seed)
+    result = run_space_evolution(space, grid, scorer, args.output, starts=starts, rounds=args.rounds,
+                                 weight=args.weight, neighbours=args.neighbours, resume=args.resume)
+    print(format_table(SpaceEvolution.from_dict(result), args.weight))
+    c = result["chosen"]
+    print(f"chosen: rank ratio {c['rank_ratio']:g}, patch {c['patch_size']} -> {c['space']}")
+    return 0

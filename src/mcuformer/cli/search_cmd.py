@@ -1,0 +1,60 @@
+"""mcuformer search: memory-constrained evolutionary search of a trained supernet."""
+
+from __future__ import annotations
+
+NAME = "search"
+HELP = ("evolutionary search for the most accurate subnet that fits a board's SRAM and flash "
+        "(with random-search and hand-scaled baselines)")
+
+
+def add_arguments(p):
+    p.add_argument("--checkpoint", required=True, help="supernet checkpoint (checkpoint.pt or its run folder)")
+    p.add_argument("--data-path", default=None, help="ImageFolder root or archive (default: the checkpoint's data)")
+    p.add_argument("--board", default="stm32f746", help="stm32f746, stm32f427 or stm32h743 (default stm32f746)")
+    p.add_argument("--sram-kb", type=float, default=None, help="override the board's SRAM (KB)")
+    p.add_argument("--flash-kb", type=float, default=None, help="override the board's internal flash (KB)")
+    p.add_argument("--allow-external-flash", action="store_true",
+                   help="weights may live in the board's external (QSPI) flash")
+    p.add_argument("--output", required=True, help="output folder (state.json, history.jsonl, best_arch.yaml, PNGs)")
+    p.add_argument("--resume", action="store_true", help="continue the search whose state.json is in --output")
+    p.add_argument("--subsplit", default=None, help="held-out sub-split JSON (default: a seeded one, --per-class)")
+    p.add_argument("--per-class", type=int, default=100, help="held-out images per class when no --subsplit")
+    p.add_argument("--heldout-limit", type=int, default=0, help="score on N held-out images only (0: all)")
+    p.add_argument("--test-limit", type=int, default=0, help="re-score on N test images only (0: all)")
+    p.add_argument("--population", type=int, default=50)
+    p.add_argument("--generations", type=int, default=20)
+    p.add_argument("--parents", type=int, default=10, help="top-k that breed the next generation")
+    p.add_argument("--mutations", type=int, default=25)
+    p.add_argument("--crossovers", type=int, default=25)
+    p.add_argument("--m-prob", type=float, default=0.2, help="per-layer mutation probability (heads, MLP ratio)")
+    p.add_argument("--s-prob", type=float, default=0.4, help="depth/width/rank/patch mutation probability")
+    p.add_argument("--max-tries", type=int, default=200, help="draws per child before giving up on it")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--top-k", type=int, default=5, help="finalists re-scored on the test split")
+    p.add_argument("--no-baselines", action="store_true", help="skip random search and hand-scaled")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default="auto")
+    p.add_argument("--device", default="auto")
+
+
+def run(args) -> int:
+    from mcuformer.search.evolution import EvolutionConfig
+    from mcuformer.search.runner import format_rows, make_budget, run_search
+
+    budget = make_budget(args.board, args.sram_kb, args.flash_kb, args.allow_external_flash)
+    cfg = EvolutionConfig(population=args.population, generations=args.generations, parents=args.parents,
+                          mutations=args.mutations, crossovers=args.crossovers, m_prob=args.m_prob,
+                          s_prob=args.s_prob, seed=args.seed, max_tries=args.max_tries)
+    result = run_search(args.checkpoint, args.output, budget, cfg, data_path=args.data_path, subsplit=args.subsplit,
+                        per_class=args.per_class, heldout_limit=args.heldout_limit, test_limit=args.test_limit,
+                        test_top_k=args.top_k, baselines=not args.no_baselines, batch_size=args.batch_size,
+                        workers=args.workers, amp=args.amp, device=args.device, resume=args.resume)
+    if result is None:  # a non-zero torchrun rank
+        return 0
+    print(result["budget_label"])
+    print(f"{result['evaluations']} subnets evaluated, {result['rejected_by_memory']} candidates rejected by "
+          f"the memory model before evaluation; held-out: {result['heldout']}")
+    print(format_rows(result))
+    print(f"best arch: {args.output}/best_arch.yaml")
+    return 0

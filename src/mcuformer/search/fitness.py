@@ -1,0 +1,107 @@
+"""Fitness of many subnets: top-1 on an in-memory held-out set, batched, cached by arch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from mcuformer.data import build_eval_transform, load_subsplit, make_subsplit, open_split, resolve_data_path
+from mcuformer.data.datasets import spread
+from mcuformer.data.transforms import AugmentConfig
+from mcuformer.errors import ConfigError, DataError
+from mcuformer.space import Arch, SearchSpace
+from mcuformer.supernet import SuperViT
+from mcuformer.train import TrainConfig, evaluate_archs, load_checkpoint, space_of
+from mcuformer.train.distributed import DistInfo
+from mcuformer.train.evaluate import make_eval_loader
+
+
+@dataclass
+class Supernet:
+    """A loaded checkpoint: the model, its space, and what evaluation needs to rebuild its inputs."""
+
+    model: SuperViT
+    space: SearchSpace
+    num_classes: int
+    classes: list | None
+    augment: AugmentConfig
+    data_path: Path | None
+
+
+def load_supernet(checkpoint, info: DistInfo) -> Supernet:
+    state = load_checkpoint(checkpoint)
+    space, num_classes = space_of(state), int(state["num_classes"])
+    model = SuperViT(space, num_classes)
+    model.load_state_dict(state["model"])
+    model.to(info.device).eval()
+    cfg = state.get("config")
+    aug = TrainConfig.from_dict(cfg).augment if cfg else AugmentConfig()
+    trained_on = Path(state["data_path"]) if state.get("data_path") else None
+    return Supernet(model, space, num_classes, state.get("classes"), aug, trained_on)
+
+
+def resolve_search_data(net: Supernet, data_path) -> Path:
+    if data_path is None and net.data_path is not None:
+        if not net.data_path.exists():
+            raise DataError(f"the checkpoint was trained on {net.data_path}, which is not here; pass --data-path")
+        data_path = net.data_path
+    return resolve_data_path(data_path)
+
+
+def heldout_dataset(net: Supernet, data_path: Path, subsplit=None, per_class: int = 100, seed: int = 0,
+                    limit: int = 0):
+    """The held-out sub-split of train (a `mcuformer sub-split` file, or a seeded one of
+    ``per_class`` images per class), with the eval transform. Returns (dataset, split dict or path)."""
+    train = open_split(data_path, "train")
+    _check_classes(net, train, data_path)
+    if subsplit:
+        idx, source = load_subsplit(subsplit, train), str(subsplit)
+    else:
+        made = make_subsplit(data_path, per_class, seed=seed)
+        idx, source = made["heldout"], f"generated: {per_class} per class, seed {seed}"
+    ds = train.subset(idx)
+    if limit:
+        ds = ds.subset(spread(len(ds), limit))
+    ds.transform = build_eval_transform(net.augment, net.space.img_size, ds.source_size)
+    return ds, source
+
+
+def test_dataset(net: Supernet, data_path: Path, limit: int = 0):
+    ds = open_split(data_path, "val")
+    _check_classes(net, ds, data_path)
+    if limit:
+        ds = ds.subset(spread(len(ds), limit))
+    ds.transform = build_eval_transform(net.augment, net.space.img_size, ds.source_size)
+    return ds
+
+
+def _check_classes(net: Supernet, ds, data_path) -> None:
+    if net.classes and ds.classes != net.classes:
+        raise ConfigError(f"the classes of {data_path} differ from those the checkpoint was trained on")
+
+
+def preload(dataset, info: DistInfo, batch_size: int, workers: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Decode this rank's shard once and keep the batches on the device: a search reads them
+    once per generation, so decoding them each time would dominate on CPU."""
+    loader = make_eval_loader(dataset, info, batch_size, workers)
+    return [(x.to(info.device), y.to(info.device)) for x, y in loader]
+
+
+class FitnessCache:
+    """Top-1 of archs on fixed batches, each arch evaluated once (every batch read once per call)."""
+
+    def __init__(self, model: SuperViT, batches, info: DistInfo, amp: str = "auto"):
+        self.model, self.batches, self.info, self.amp = model, batches, info, amp
+        self.scores: dict[Arch, float] = {}
+
+    def __contains__(self, arch: Arch) -> bool:
+        return arch in self.scores
+
+    def evaluate(self, archs: list[Arch]) -> list[float]:
+        todo = list(dict.fromkeys(a for a in archs if a not in self.scores))
+        if todo:
+            accs = evaluate_archs(self.model, todo, self.batches, self.info, self.amp, progress=False)
+            self.scores.update((a, acc.top1) for a, acc in zip(todo, accs))
+        return [self.scores[a] for a in archs]
