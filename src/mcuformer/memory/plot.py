@@ -11,6 +11,7 @@ from pathlib import Path
 
 from mcuformer.memory.boards import KIB
 from mcuformer.memory.report import MemoryReport
+from mcuformer.utils.io import atomic_write
 
 
 def _positions(ops) -> list[float]:
@@ -76,6 +77,6 @@ def plot_profile(report: MemoryReport, path) -> Path:
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=130), mode="wb")
     plt.close(fig)
     return path

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mcuformer.utils.io import atomic_write
+
 KIB = 1024
 
 
@@ -45,7 +47,7 @@ def plot_pareto(evaluated, sram_budget: int, path: Path, title: str, marks: dict
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120), mode="wb")
     plt.close(fig)
 
 
@@ -62,7 +64,7 @@ def plot_fitness(history: list[dict], path: Path, random_best: float | None = No
     ax.set_ylabel("held-out top-1 (%)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120), mode="wb")
     plt.close(fig)
 
 
@@ -87,5 +89,5 @@ def plot_space_evolution(evo, grid, weight: float, path: Path) -> None:
     ax.set_ylabel("patch size")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120), mode="wb")
     plt.close(fig)
