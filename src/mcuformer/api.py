@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
-from mcuformer.errors import ConfigError, DataError
+from mcuformer.errors import ConfigError
 from mcuformer.space import Arch, SearchSpace
 
 
@@ -37,12 +36,12 @@ def evaluate_checkpoint(checkpoint, archs: list[str] | list[Arch], *, data_path=
 
     Runs sharded under torchrun; returns the rows on rank 0 and None on the others.
     """
-    from mcuformer.data import build_eval_transform, load_subsplit, open_split, resolve_data_path
+    from mcuformer.data import build_eval_transform, load_subsplit, open_split
     from mcuformer.data.datasets import spread
-    from mcuformer.data.transforms import AugmentConfig
     from mcuformer.errors import SpaceError
     from mcuformer.supernet import SuperViT
-    from mcuformer.train import TrainConfig, evaluate_archs, load_checkpoint, space_of
+    from mcuformer.train import evaluate_archs, load_checkpoint, space_of
+    from mcuformer.train.checkpoint import augment_of, check_classes, data_path_of
     from mcuformer.train.distributed import cleanup, init_distributed
     from mcuformer.train.evaluate import make_eval_loader
 
@@ -53,11 +52,7 @@ def evaluate_checkpoint(checkpoint, archs: list[str] | list[Arch], *, data_path=
         space.check(arch)
         if arch.num_classes != num_classes:
             raise SpaceError(f"{name}: arch has {arch.num_classes} classes, the checkpoint {num_classes}")
-    if data_path is None and state.get("data_path"):
-        data_path = state["data_path"]  # the data the supernet was trained on
-        if not Path(data_path).exists():
-            raise DataError(f"the checkpoint was trained on {data_path}, which is not here; pass --data-path")
-    data_path = resolve_data_path(data_path)
+    data_path = data_path_of(state, data_path)
     if split == "heldout":
         if not subsplit:
             raise ConfigError("--split heldout needs --subsplit SPLIT.json (see `mcuformer sub-split`)")
@@ -65,12 +60,10 @@ def evaluate_checkpoint(checkpoint, archs: list[str] | list[Arch], *, data_path=
         ds = ds.subset(load_subsplit(subsplit, ds))
     else:
         ds = open_split(data_path, split)
-    if state.get("classes") and ds.classes != state["classes"]:
-        raise ConfigError(f"the classes of {data_path} differ from those the checkpoint was trained on")
+    check_classes(state, ds, data_path)
     if limit:
         ds = ds.subset(spread(len(ds), limit))
-    aug = TrainConfig.from_dict(state.get("config", {})).augment if state.get("config") else AugmentConfig()
-    ds.transform = build_eval_transform(aug, space.img_size, ds.source_size)
+    ds.transform = build_eval_transform(augment_of(state), space.img_size, ds.source_size)
 
     info = init_distributed(device)
     try:

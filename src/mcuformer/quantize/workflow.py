@@ -34,17 +34,13 @@ def load_subnet(checkpoint, arch_spec):
 
 
 def _dataset(state: dict, arch, data_path, split: str):
-    from mcuformer.data import build_eval_transform, open_split, resolve_data_path
-    from mcuformer.data.transforms import AugmentConfig
-    from mcuformer.train import TrainConfig
+    from mcuformer.data import build_eval_transform, open_split
+    from mcuformer.train.checkpoint import augment_of, check_classes, data_path_of
 
-    if data_path is None and state.get("data_path") and Path(state["data_path"]).exists():
-        data_path = state["data_path"]
-    ds = open_split(resolve_data_path(data_path), split)
-    if state.get("classes") and ds.classes != state["classes"]:
-        raise ConfigError("the classes of the data differ from those the checkpoint was trained on")
-    aug = TrainConfig.from_dict(state["config"]).augment if state.get("config") else AugmentConfig()
-    ds.transform = build_eval_transform(aug, arch.img_size, ds.source_size)
+    data_path = data_path_of(state, data_path)
+    ds = open_split(data_path, split)
+    check_classes(state, ds, data_path)
+    ds.transform = build_eval_transform(augment_of(state), arch.img_size, ds.source_size)
     return ds
 
 

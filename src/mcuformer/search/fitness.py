@@ -7,13 +7,13 @@ from pathlib import Path
 
 import torch
 
-from mcuformer.data import build_eval_transform, load_subsplit, make_subsplit, open_split, resolve_data_path
+from mcuformer.data import build_eval_transform, load_subsplit, make_subsplit, open_split
 from mcuformer.data.datasets import spread
 from mcuformer.data.transforms import AugmentConfig
-from mcuformer.errors import ConfigError, DataError
 from mcuformer.space import Arch, SearchSpace
 from mcuformer.supernet import SuperViT
-from mcuformer.train import TrainConfig, evaluate_archs, load_checkpoint, space_of
+from mcuformer.train import evaluate_archs, load_checkpoint, space_of
+from mcuformer.train.checkpoint import augment_of, check_classes, data_path_of
 from mcuformer.train.distributed import DistInfo
 from mcuformer.train.evaluate import make_eval_loader
 
@@ -36,18 +36,12 @@ def load_supernet(checkpoint, info: DistInfo) -> Supernet:
     model = SuperViT(space, num_classes)
     model.load_state_dict(state["model"])
     model.to(info.device).eval()
-    cfg = state.get("config")
-    aug = TrainConfig.from_dict(cfg).augment if cfg else AugmentConfig()
     trained_on = Path(state["data_path"]) if state.get("data_path") else None
-    return Supernet(model, space, num_classes, state.get("classes"), aug, trained_on)
+    return Supernet(model, space, num_classes, state.get("classes"), augment_of(state), trained_on)
 
 
 def resolve_search_data(net: Supernet, data_path) -> Path:
-    if data_path is None and net.data_path is not None:
-        if not net.data_path.exists():
-            raise DataError(f"the checkpoint was trained on {net.data_path}, which is not here; pass --data-path")
-        data_path = net.data_path
-    return resolve_data_path(data_path)
+    return data_path_of({"data_path": net.data_path}, data_path)
 
 
 def heldout_dataset(net: Supernet, data_path: Path, subsplit=None, per_class: int = 100, seed: int = 0,
@@ -78,8 +72,7 @@ def test_dataset(net: Supernet, data_path: Path, limit: int = 0):
 
 
 def _check_classes(net: Supernet, ds, data_path) -> None:
-    if net.classes and ds.classes != net.classes:
-        raise ConfigError(f"the classes of {data_path} differ from those the checkpoint was trained on")
+    check_classes({"classes": net.classes}, ds, data_path)
 
 
 def preload(dataset, info: DistInfo, batch_size: int, workers: int) -> list[tuple[torch.Tensor, torch.Tensor]]:

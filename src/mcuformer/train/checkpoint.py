@@ -8,8 +8,10 @@ from pathlib import Path
 
 import torch
 
-from mcuformer.errors import CheckpointError
+from mcuformer.data import AugmentConfig, resolve_data_path
+from mcuformer.errors import CheckpointError, ConfigError, DataError
 from mcuformer.space import SearchSpace
+from mcuformer.train.config import TrainConfig
 from mcuformer.utils.io import atomic_write
 
 FORMAT = "mcuformer-supernet-v1"
@@ -60,3 +62,23 @@ def check_same_space(state: dict, space: SearchSpace, path) -> None:
 
 def checkpoint_size_mb(path) -> float:
     return os.path.getsize(path) / 2**20
+
+
+def data_path_of(state: dict, data_path=None) -> Path:
+    """The data to evaluate or calibrate on: the given path, else the one the checkpoint was trained
+    on (never silently another one), else the default CIFAR-10 archive."""
+    if data_path is None and state.get("data_path"):
+        data_path = state["data_path"]
+        if not Path(data_path).exists():
+            raise DataError(f"the checkpoint was trained on {data_path}, which is not here; pass --data-path")
+    return resolve_data_path(data_path)
+
+
+def augment_of(state: dict) -> AugmentConfig:
+    """The checkpoint's augmentation settings (its normalisation is what evaluation must reuse)."""
+    return TrainConfig.from_dict(state["config"]).augment if state.get("config") else AugmentConfig()
+
+
+def check_classes(state: dict, dataset, data_path) -> None:
+    if state.get("classes") and dataset.classes != state["classes"]:
+        raise ConfigError(f"the classes of {data_path} differ from those the checkpoint was trained on")
