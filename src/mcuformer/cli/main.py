@@ -19,6 +19,8 @@ VERBS = [
     "mcuformer.cli.search_cmd",
     "mcuformer.cli.evolve_space_cmd",
     "mcuformer.cli.quantize_cmd",
+    "mcuformer.cli.export_cmd",
+    "mcuformer.cli.verify_cmd",
     "mcuformer.cli.pipeline_cmd",
 ]
 

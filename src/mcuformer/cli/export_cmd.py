@@ -1,0 +1,32 @@
+"""``mcuformer export``: a quantised model -> a self-contained C99 folder for a board."""
+
+from __future__ import annotations
+
+NAME = "export"
+HELP = ("Generate the C engine of a quantised model: kernel library, one arena planned by the memory model, "
+        "weights as const arrays, Makefile (host and arm-none-eabi) and the board's linker script.")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--quantized", required=True, metavar="DIR", help="a folder written by mcuformer quantize")
+    p.add_argument("--output", required=True, metavar="DIR", help="the C folder to write")
+    p.add_argument("--board", default="stm32f746", help="stm32f746 (default), stm32f427 or stm32h743")
+    p.add_argument("--techniques", default="all",
+                   help="memory techniques the schedule may use: all (default), none, or a comma list")
+
+
+def run(args) -> int:
+    from mcuformer.codegen.export import export_model
+    from mcuformer.memory import Techniques
+
+    info = export_model(args.quantized, args.output, args.board, Techniques.parse(args.techniques))
+    kb = lambda b: f"{b / 1024:.1f} KB"  # noqa: E731
+    print(f"exported {info['arch_short']} for {info['board']['name']} -> {args.output}")
+    print(f"  {info['kernel_calls']} kernel calls, {info['macs']:,} MACs; arena {kb(info['arena_bytes'])} "
+          f"(budget {kb(info['board']['arena_budget_bytes'])}); flash {kb(info['planned_flash_bytes'])} planned, "
+          f"weights in {info['flash_location']} flash")
+    if not info["fits"]:
+        print(f"  warning: the memory model says this model does not fit {info['board']['name']}; "
+              "the Cortex-M build will fail to link")
+    print(f"  next: mcuformer verify {args.output} [--target cortex-m7]")
+    return 0

@@ -1,0 +1,34 @@
+"""``mcuformer verify``: build an exported engine, run it, compare its logits with the reference."""
+
+from __future__ import annotations
+
+NAME = "verify"
+HELP = ("Build and run an exported engine on test images and compare its int8 logits with the NumPy integer "
+        "reference bit for bit: on the host (also under ASan/UBSan) or on a Cortex-M7 in QEMU (RAM, flash, "
+        "stack and instructions measured).")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("folder", metavar="DIR", help="a folder written by mcuformer export")
+    p.add_argument("--target", default="host", choices=["host", "cortex-m7"])
+    p.add_argument("--images", type=int, default=5, help="test images (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="for random images (models without data)")
+    p.add_argument("--data-path", default=None, help="data of the model's checkpoint, if not where it was")
+    p.add_argument("--no-sanitize", action="store_true", help="host: skip the ASan/UBSan build")
+    p.add_argument("--portable", action="store_true", help="cortex-m7: the plain C kernels, not the DSP path")
+    p.add_argument("--json", metavar="FILE", help="also write the result as JSON")
+
+
+def run(args) -> int:
+    from mcuformer.utils.io import write_json
+    from mcuformer.verify import verify
+
+    result = verify(args.folder, args.target, args.images, args.seed, args.data_path,
+                    sanitize=not args.no_sanitize, portable=args.portable)
+    print(result.format())
+    if args.json:
+        write_json(args.json, result.to_dict())
+    if not result.bit_exact or result.guard_damage:
+        print("verify: FAILED")
+        return 1
+    return 0

@@ -1,0 +1,70 @@
+/* Verification program written by `mcuformer verify`: runs the engine on the images of
+ * verify_data.c and prints, one line each, the int8 logits, the instruction count of each inference
+ * (Cortex-M under QEMU -icount shift=0), the arena guard bytes damaged and the stack high-water
+ * mark. The Python side compares the logits with the integer reference bit for bit. */
+#include <string.h>
+
+#include "mcuformer_model.h"
+#include "verify_data.h"
+
+#ifdef MCU_CORTEX_M
+#include "counter.h"
+#include "semihost.h"
+#include "stack.h"
+#define PRINT(s) mcu_write(s)
+#define PRINT_INT(v) mcu_write_int(v)
+#else
+#include <stdio.h>
+#define PRINT(s) fputs(s, stdout)
+#define PRINT_INT(v) printf("%lld", (long long)(v))
+#endif
+
+int main(void)
+{
+    int8_t logits[MCUFORMER_NUM_CLASSES], again[MCUFORMER_NUM_CLASSES];
+    int failures = 0;
+    mcuformer_guard_fill();
+    for (int i = 0; i < VERIFY_NUM_IMAGES; i++) {
+        memcpy(mcuformer_input(), verify_images[i], MCUFORMER_INPUT_BYTES);
+#ifdef MCU_CORTEX_M
+        const uint64_t start = mcu_counter_instructions();
+#endif
+        const int best = mcuformer_invoke(0, logits);
+#ifdef MCU_CORTEX_M
+        const uint64_t instructions = mcu_counter_instructions() - start;
+        PRINT("instructions ");
+        PRINT_INT(i);
+        PRINT(" ");
+        PRINT_INT((long long)instructions);
+        PRINT("\n");
+#endif
+        PRINT("logits ");
+        PRINT_INT(i);
+        for (int c = 0; c < MCUFORMER_NUM_CLASSES; c++) {
+            PRINT(" ");
+            PRINT_INT(logits[c]);
+        }
+        PRINT("\n");
+        PRINT("best ");
+        PRINT_INT(i);
+        PRINT(" ");
+        PRINT_INT(best);
+        PRINT("\n");
+    }
+    /* the copying entry point gives the same logits as the in-arena one */
+    mcuformer_invoke(verify_images[VERIFY_NUM_IMAGES - 1], again);
+    failures += memcmp(again, logits, MCUFORMER_NUM_CLASSES) != 0;
+    PRINT("copy_path ");
+    PRINT(failures ? "differs\n" : "same\n");
+    const int damaged = mcuformer_guard_damage();
+    PRINT("guard_damage ");
+    PRINT_INT(damaged);
+    PRINT("\n");
+#ifdef MCU_CORTEX_M
+    PRINT("stack_high_water ");
+    PRINT_INT(mcu_stack_high_water());
+    PRINT("\n");
+#endif
+    PRINT("done\n");
+    return failures + (damaged != 0);
+}

@@ -1,0 +1,275 @@
+"""``mcuformer verify``: build an exported C folder, run it, and hold it to the integer reference.
+
+On the host: gcc, and again under AddressSanitizer + UndefinedBehaviorSanitizer. On the Cortex-M7:
+arm-none-eabi-gcc with the board's linker script (an image over the board's SRAM or flash fails to
+link), run inside ``qemu-system-arm -M mps2-an500 -icount shift=0``; reports flash (.text+.rodata),
+static RAM (.data+.bss), the stack high-water mark, the instructions per inference and per MAC.
+Every run checks the arena's guard bytes. Logits must equal the reference's bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mcuformer.errors import ConfigError, McuformerError
+from mcuformer.quantize.model import QuantModel
+from mcuformer.utils.io import write_text
+
+QEMU = ["qemu-system-arm", "-M", "mps2-an500", "-cpu", "cortex-m7", "-display", "none", "-serial", "null",
+        "-monitor", "none", "-semihosting", "-icount", "shift=0", "-kernel"]
+
+
+class VerifyError(McuformerError):
+    """The engine could not be built or run, or gave other logits than the reference."""
+
+
+@dataclass
+class VerifyResult:
+    target: str
+    images: int
+    bit_exact: bool
+    mismatched_images: list[int] = field(default_factory=list)
+    guard_damage: int = 0
+    image_source: str = ""
+    build: str = ""
+    sanitizers: bool = False
+    arena_bytes: int = 0
+    macs: int = 0
+    # Cortex-M7 only
+    flash_bytes: int | None = None          # .text + .rodata (+ .extflash) of the whole image
+    engine_flash_bytes: int | None = None   # the engine's objects alone (model, weights, kernels)
+    static_ram_bytes: int | None = None     # .data + .bss
+    stack_bytes: int | None = None          # high-water mark
+    ram_bytes: int | None = None            # static + stack
+    runtime_static_bytes: int | None = None  # static RAM that is not the arena (runtime, guards)
+    external_flash_bytes: int | None = None
+    board_sram_bytes: int | None = None
+    board_flash_bytes: int | None = None
+    instructions: list[int] = field(default_factory=list)
+    predictions: list[int] = field(default_factory=list)
+    labels: list[int] | None = None
+
+    @property
+    def instructions_per_inference(self) -> float | None:
+        return float(np.mean(self.instructions)) if self.instructions else None
+
+    @property
+    def instructions_per_mac(self) -> float | None:
+        return self.instructions_per_inference / self.macs if self.instructions and self.macs else None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["instructions_per_inference"] = self.instructions_per_inference
+        d["instructions_per_mac"] = self.instructions_per_mac
+        return d
+
+    def format(self) -> str:
+        lines = [f"{self.target}{' (ASan+UBSan)' if self.sanitizers else ''}: {self.images} images ({self.image_source}), "
+                 f"logits {'bit-exact' if self.bit_exact else 'DIFFER on images ' + str(self.mismatched_images)} "
+                 f"vs the integer reference; guard bytes damaged: {self.guard_damage}"]
+        if self.ram_bytes is not None:
+            kb = lambda b: f"{b / 1024:.1f} KB"  # noqa: E731
+            lines.append(f"  RAM {kb(self.ram_bytes)} = static {kb(self.static_ram_bytes)} (arena "
+                         f"{kb(self.arena_bytes)} + runtime {kb(self.runtime_static_bytes)}) + stack "
+                         f"{self.stack_bytes} B, of {kb(self.board_sram_bytes)} SRAM")
+            ext = f" + {kb(self.external_flash_bytes)} external" if self.external_flash_bytes else ""
+            lines.append(f"  flash {kb(self.flash_bytes)}{ext} (engine {kb(self.engine_flash_bytes)}), "
+                         f"of {kb(self.board_flash_bytes)}")
+            lines.append(f"  {self.instructions_per_inference:,.0f} instructions per inference, "
+                         f"{self.instructions_per_mac:.2f} per MAC ({self.macs:,} MACs)")
+        return "\n".join(lines)
+
+
+def _run(cmd, cwd, timeout: int, what: str) -> subprocess.CompletedProcess:
+    try:
+        r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise VerifyError(f"{what}: {cmd[0]} is not installed (scripts/setup.sh installs it)") from None
+    except subprocess.TimeoutExpired:
+        raise VerifyError(f"{what}: no result within {timeout} s") from None
+    return r
+
+
+def _tail(text: str) -> str:
+    """The line of a tool's output that names the problem: its first error, else its last line."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for ln in lines:
+        if "error" in ln.lower() or "overflowed" in ln or "fault" in ln.lower():
+            return ln
+    return lines[-1] if lines else "(no output)"
+
+
+def load_export(folder) -> tuple[Path, dict, QuantModel]:
+    folder = Path(folder)
+    try:
+        info = json.loads((folder / "export.json").read_text())
+    except (OSError, ValueError):
+        raise ConfigError(f"{folder}: not an exported engine (no readable export.json; run mcuformer export)") from None
+    return folder, info, QuantModel.load(folder / "quantized")
+
+
+def pick_images(q: QuantModel, count: int, seed: int = 0, data_path=None) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """int8 HWC images: the first ``count`` of the checkpoint's test split (spread over it) when the
+    quantised model names a checkpoint whose data is here, else seeded random int8 images."""
+    checkpoint = q.info.get("checkpoint")
+    if checkpoint and Path(checkpoint).exists():
+        try:
+            import torch
+
+            from mcuformer.data.datasets import spread
+            from mcuformer.quantize.workflow import _dataset
+            from mcuformer.train import load_checkpoint
+
+            state = load_checkpoint(checkpoint)
+            ds = _dataset(state, q.arch, data_path, "val")
+            ds = ds.subset(spread(len(ds), min(count, len(ds))))
+            images, labels = zip(*(ds[i] for i in range(len(ds))))
+            return q.quantize_image(torch.stack(images)), np.array(labels), f"test images of {Path(checkpoint).name}'s data"
+        except McuformerError:
+            pass
+    a = q.arch
+    rng = np.random.default_rng(seed)
+    return rng.integers(-128, 128, (count, a.img_size, a.img_size, a.in_chans), dtype=np.int8), None, "random int8"
+
+
+def write_verify_data(folder: Path, images: np.ndarray) -> None:
+    n, size = images.shape[0], images[0].size
+    rows = ",\n".join("    {" + ",".join(map(str, im.reshape(-1).tolist())) + "}" for im in images)
+    write_text(folder / "verify" / "verify_data.h",
+               "#ifndef VERIFY_DATA_H\n#define VERIFY_DATA_H\n#include <stdint.h>\n"
+               f"#define VERIFY_NUM_IMAGES {n}\nextern const int8_t verify_images[{n}][{size}];\n#endif\n")
+    write_text(folder / "verify" / "verify_data.c",
+               f'#include "verify_data.h"\n/* {n} int8 HWC test images */\n'
+               f"const int8_t verify_images[{n}][{size}] = {{\n{rows}\n}};\n")
+
+
+def _parse(stdout: str, count: int, classes: int) -> dict:
+    logits = np.full((count, classes), 999, np.int64)
+    out = {"instructions": [0] * count, "guard_damage": None, "stack": None, "copy_same": None, "best": [0] * count}
+    for line in stdout.splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        if parts[0] == "logits" and len(parts) == classes + 2:
+            logits[int(parts[1])] = [int(v) for v in parts[2:]]
+        elif parts[0] == "instructions":
+            out["instructions"][int(parts[1])] = int(parts[2])
+        elif parts[0] == "best":
+            out["best"][int(parts[1])] = int(parts[2])
+        elif parts[0] == "guard_damage":
+            out["guard_damage"] = int(parts[1])
+        elif parts[0] == "stack_high_water":
+            out["stack"] = int(parts[1])
+        elif parts[0] == "copy_path":
+            out["copy_same"] = parts[1] == "same"
+    if out["guard_damage"] is None or "done" not in stdout.split():
+        raise VerifyError(f"the verification program stopped early: {_tail(stdout)}")
+    out["logits"] = logits
+    return out
+
+
+def _section_sizes(elf: Path) -> dict[str, int]:
+    r = _run(["arm-none-eabi-size", "-A", str(elf)], elf.parent, 60, "size")
+    sizes = {}
+    for line in r.stdout.splitlines():
+        m = re.match(r"^(\.\S+)\s+(\d+)\s+(\d+)", line)
+        if m:
+            sizes[m[1]] = int(m[2])
+    return sizes
+
+
+def _engine_flash(folder: Path, portable: bool) -> int:
+    """.text + .rodata of the engine's objects alone (what a user's firmware links)."""
+    r = _run(["make", "-s", "lib"] + (["PORTABLE=1"] if portable else []), folder, 600, "make lib")
+    if r.returncode:
+        raise VerifyError(f"make lib failed: {_tail(r.stderr or r.stdout)}")
+    m = re.search(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s+\d+\s+[0-9a-f]+\s+\(TOTALS\)", r.stdout, re.M)
+    return int(m[1]) + int(m[2]) if m else 0
+
+
+def verify(folder, target: str = "host", images: int = 5, seed: int = 0, data_path=None, sanitize: bool = True,
+           portable: bool = False, timeout: int = 600) -> VerifyResult:
+    """Build, run and compare; raises VerifyError when the build or the run fails."""
+    from mcuformer.quantize.reference import Reference
+    from mcuformer.memory import Techniques, build_ops
+
+    if target not in ("host", "cortex-m7"):
+        raise ConfigError(f"--target {target!r}: use host or cortex-m7")
+    if images < 1:
+        raise ConfigError(f"--images {images}: need at least 1")
+    folder, info, q = load_export(folder)
+    imgs, labels, source = pick_images(q, images, seed, data_path)
+    write_verify_data(folder, imgs)
+    techniques = Techniques(**info["techniques"])
+    ref = Reference(q, techniques)
+    want = np.stack([ref.run(im) for im in imgs]).astype(np.int64)
+    classes = q.arch.num_classes
+    result = VerifyResult(target, len(imgs), False, image_source=source, arena_bytes=info["arena_bytes"],
+                          macs=info["macs"], labels=None if labels is None else labels.tolist())
+    if target == "host":
+        runs = [False] + ([True] if sanitize else [])
+        for san in runs:
+            r = _run(["make", "-s", "host"] + (["SANITIZE=1"] if san else []), folder, timeout, "make host")
+            if r.returncode:
+                raise VerifyError(f"host build failed: {_tail(r.stderr or r.stdout)}")
+            exe = folder / ("build/host-sanitize/verify" if san else "build/host/verify")
+            r = _run([str(exe)], folder, timeout, "host run")
+            if r.returncode and "guard_damage" not in r.stdout:
+                raise VerifyError(f"host run failed (exit {r.returncode}): {_tail(r.stderr or r.stdout)}")
+            parsed = _parse(r.stdout, len(imgs), classes)
+            result.sanitizers = san
+            result.build = "gcc -O1 ASan+UBSan" if san else "gcc -O2"
+            result = _compare(result, parsed, want)
+            if not result.bit_exact or result.guard_damage:
+                break
+        return result
+    make = ["make", "-s", "emulator"] + (["PORTABLE=1"] if portable else [])
+    r = _run(make, folder, timeout, "make emulator")
+    if r.returncode:
+        msg = r.stderr or r.stdout
+        over = re.search(r"region `(\w+)' overflowed by (\d+) bytes", msg)
+        if over:
+            raise VerifyError(f"the model does not fit the board: the {over[1]} region overflowed by "
+                              f"{int(over[2]):,} bytes (arena {info['arena_bytes']:,} B planned)")
+        raise VerifyError(f"Cortex-M7 build failed: {_tail(msg)}")
+    elf = folder / ("build/cortex-m7-portable" if portable else "build/cortex-m7") / "verify.elf"
+    r = _run(QEMU + [str(elf)], folder, timeout, "qemu-system-arm")
+    if r.returncode and "guard_damage" not in r.stdout:
+        raise VerifyError(f"the emulator run failed (exit {r.returncode}): {_tail(r.stdout + r.stderr)}")
+    parsed = _parse(r.stdout, len(imgs), classes)
+    result.build = "arm-none-eabi-gcc -O2 " + ("portable C" if portable else "DSP (SMLAD)")
+    result = _compare(result, parsed, want)
+    sizes = _section_sizes(elf)
+    result.flash_bytes = sum(v for k, v in sizes.items() if k in (".isr_vector", ".text", ".rodata", ".data",
+                                                                     ".ARM.exidx", ".init_array", ".fini_array"))
+    result.external_flash_bytes = sizes.get(".extflash", 0)
+    result.static_ram_bytes = sizes.get(".data", 0) + sizes.get(".bss", 0)
+    result.stack_bytes = parsed["stack"]
+    result.ram_bytes = result.static_ram_bytes + (parsed["stack"] or 0)
+    result.runtime_static_bytes = result.static_ram_bytes - info["arena_bytes"]
+    result.board_sram_bytes = info["board"]["sram_bytes"]
+    result.board_flash_bytes = info["board"]["flash_bytes"]
+    result.instructions = parsed["instructions"]
+    result.engine_flash_bytes = _engine_flash(folder, portable)
+    return result
+
+
+def _compare(result: VerifyResult, parsed: dict, want: np.ndarray) -> VerifyResult:
+    got = parsed["logits"]
+    bad = [i for i in range(len(want)) if not np.array_equal(got[i], want[i])]
+    result.mismatched_images = bad
+    result.bit_exact = not bad and bool(parsed["copy_same"])
+    result.guard_damage = parsed["guard_damage"]
+    result.predictions = parsed["best"]
+    return result
+
+
+def clean_build(folder) -> None:
+    shutil.rmtree(Path(folder) / "build", ignore_errors=True)
