@@ -43,6 +43,7 @@ MEMORY lengths are expressions in that symbol, which GNU ld 2.40, the one checke
 
 from __future__ import annotations
 
+import numbers
 import os
 from pathlib import Path
 
@@ -114,8 +115,9 @@ def _kb(n: int) -> str:
 
 
 def _check_stack(stack_bytes) -> int:
-    if isinstance(stack_bytes, bool) or not isinstance(stack_bytes, int):
+    if isinstance(stack_bytes, bool) or not isinstance(stack_bytes, numbers.Integral):
         raise ConfigError(f"stack size must be an integer number of bytes, got {stack_bytes!r}")
+    stack_bytes = int(stack_bytes)
     if stack_bytes < MIN_STACK_BYTES or stack_bytes % 8:
         raise ConfigError(f"stack size must be a multiple of 8 bytes and at least {MIN_STACK_BYTES}, "
                           f"got {stack_bytes}")

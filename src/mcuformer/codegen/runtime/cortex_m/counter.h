@@ -2,7 +2,12 @@
  *
  * Under -icount shift=0 QEMU's virtual clock advances exactly 1 ns per executed guest instruction, and
  * SysTick (CLKSOURCE = processor clock: mps2-an500's 25 MHz SYSCLK) decrements once per 40 ns, i.e.
- * once per 40 instructions. MEASURED (see counter.c and tests/test_cortex_m_runtime.py): MEASURED_FACTOR_PLACEHOLDER
+ * once per 40 instructions. MEASURED on QEMU 7.2.22 with an inline-asm loop of N iterations of exactly 4
+ * instructions (add, add, subs, bne): N = 5 000 000 (20 000 000 instructions) took 500 001 ticks, and the
+ * difference between N = 2 500 000 and N = 5 000 000 was 249 999 ticks for 10 000 000 instructions:
+ * 40.000 instructions per tick (within one tick of granularity); tests/test_cortex_m_runtime.py checks it.
+ * With a small reload (-DMCU_COUNTER_RELOAD=0xFFF, 183 wraps) the counts agree to within the ~3.5
+ * instructions that each SysTick_Handler run adds.
  *
  * The figure is an instruction count, not Cortex-M7 cycles (QEMU models no pipeline, caches or wait
  * states; its DWT cycle counter reads 0). Resolution: one tick, i.e. MCU_COUNTER_INSTRUCTIONS_PER_TICK

@@ -6,7 +6,8 @@
  * with mcu_exit(main's return value) (semihost.c): QEMU exits with that status (& 0xFF).
  *
  * Faults (NMI, HardFault, MemManage, BusFault, UsageFault) print one line via semihosting, e.g.
- *   mcuformer: HardFault at pc=0x000004e2 (CFSR=0x00008200 HFSR=0x40000000 MMFAR=0xe000ed34 BFAR=0x30000000)
+ *   mcuformer: HardFault at pc=0x000000cc (CFSR=0x00008200 HFSR=0x40000000 MMFAR=0x00000000 BFAR=0x90000000)
+ * (a read of 0x90000000, unmapped on QEMU's mps2-an500: a precise BusFault escalated to HardFault)
  * and exit with status MCU_FAULT_EXIT_BASE + the exception number (NMI 102, HardFault 103, MemManage 104,
  * BusFault 105, UsageFault 106); any other unexpected exception (SVC, PendSV, DebugMon, an IRQ) does the
  * same with its number. Every handler is weak: a program may define its own.
@@ -130,7 +131,8 @@ static const char *exception_name(uint32_t number)
 }
 
 /* frame: the exception's stacked r0-r3, r12, lr, pc, xpsr (on whichever stack was in use). */
-__attribute__((noreturn, used)) void mcu_fault_report(const uint32_t *frame)
+void mcu_fault_report(const uint32_t *frame) __attribute__((noreturn, used));
+void mcu_fault_report(const uint32_t *frame)
 {
     uint32_t ipsr;
     uint32_t number;
