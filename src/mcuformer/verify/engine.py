@@ -44,7 +44,7 @@ class VerifyResult:
     macs: int = 0
     # Cortex-M7 only
     flash_bytes: int | None = None          # .text + .rodata (+ .extflash) of the whole image
-    engine_flash_bytes: int | None = None   # the engine's objects alone (model, weights, kernels)
+    model_flash_bytes: int | None = None    # all flash (internal + external) less the test images
     static_ram_bytes: int | None = None     # .data + .bss
     stack_bytes: int | None = None          # high-water mark
     ram_bytes: int | None = None            # static + stack
@@ -80,8 +80,8 @@ class VerifyResult:
                          f"{kb(self.arena_bytes)} + runtime {kb(self.runtime_static_bytes)}) + stack "
                          f"{self.stack_bytes} B, of {kb(self.board_sram_bytes)} SRAM")
             ext = f" + {kb(self.external_flash_bytes)} external" if self.external_flash_bytes else ""
-            lines.append(f"  flash {kb(self.flash_bytes)}{ext} (engine {kb(self.engine_flash_bytes)}), "
-                         f"of {kb(self.board_flash_bytes)}")
+            lines.append(f"  flash {kb(self.flash_bytes)} internal{ext} (the model without the test images: "
+                         f"{kb(self.model_flash_bytes)}), of {kb(self.board_flash_bytes)} internal")
             lines.append(f"  {self.instructions_per_inference:,.0f} instructions per inference, "
                          f"{self.instructions_per_mac:.2f} per MAC ({self.macs:,} MACs)")
         return "\n".join(lines)
@@ -185,15 +185,6 @@ def _section_sizes(elf: Path) -> dict[str, int]:
     return sizes
 
 
-def _engine_flash(folder: Path, portable: bool) -> int:
-    """.text + .rodata of the engine's objects alone (what a user's firmware links)."""
-    r = _run(["make", "-s", "lib"] + (["PORTABLE=1"] if portable else []), folder, 600, "make lib")
-    if r.returncode:
-        raise VerifyError(f"make lib failed: {_tail(r.stderr or r.stdout)}")
-    m = re.search(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s+\d+\s+[0-9a-f]+\s+\(TOTALS\)", r.stdout, re.M)
-    return int(m[1]) + int(m[2]) if m else 0
-
-
 def verify(folder, target: str = "host", images: int = 5, seed: int = 0, data_path=None, sanitize: bool = True,
            portable: bool = False, timeout: int = 600) -> VerifyResult:
     """Build, run and compare; raises VerifyError when the build or the run fails."""
@@ -257,7 +248,7 @@ def verify(folder, target: str = "host", images: int = 5, seed: int = 0, data_pa
     result.board_sram_bytes = info["board"]["sram_bytes"]
     result.board_flash_bytes = info["board"]["flash_bytes"]
     result.instructions = parsed["instructions"]
-    result.engine_flash_bytes = _engine_flash(folder, portable)
+    result.model_flash_bytes = result.flash_bytes + result.external_flash_bytes - imgs.size
     return result
 
 
