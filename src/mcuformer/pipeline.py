@@ -1,9 +1,11 @@
 """The whole pipeline, one stage after another, each reading the artifact of the one before:
-train a supernet -> evaluate its subnets -> memory report against a board.
 
-Stages written by later work (search, quantize, export, verify) join here in the same way. Every stage
-is resumable: rerunning the pipeline continues an interrupted training run and redoes only what is
-missing.
+    train a supernet -> evaluate its two ends -> search under the board's SRAM and flash ->
+    quantise the best subnet to int8 (and measure its top-1) -> export the C engine ->
+    verify it bit for bit on the host (ASan/UBSan) and on the emulated Cortex-M7
+
+Every stage is resumable: rerunning the pipeline continues an interrupted training run or search and
+redoes only what is missing (a stage whose output exists is skipped).
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from pathlib import Path
 from mcuformer.errors import ConfigError
 from mcuformer.utils.io import read_structured, write_json
 
-KEYS = {"space", "train_config", "data_path", "board", "output", "gpu"}
+KEYS = {"space", "train_config", "data_path", "board", "output", "gpu", "search", "quantize", "verify"}
+SEARCH_DEFAULTS = {"population": 20, "generations": 6, "per_class": 50, "test_limit": 0}
+QUANTIZE_DEFAULTS = {"calibration_images": 256, "method": "minmax", "test_limit": 0}
+VERIFY_DEFAULTS = {"images": 5, "emulator": True}
 
 
 @dataclass
@@ -24,6 +29,20 @@ class PipelineConfig:
     output: Path
     data_path: Path | None = None
     board: str = "stm32f746"
+    search: dict | None = None
+    quantize: dict | None = None
+    verify: dict | None = None
+
+    def __post_init__(self):
+        for name, defaults in (("search", SEARCH_DEFAULTS), ("quantize", QUANTIZE_DEFAULTS),
+                               ("verify", VERIFY_DEFAULTS)):
+            given = getattr(self, name) or {}
+            if not isinstance(given, dict):
+                raise ConfigError(f"pipeline '{name}:' must be a mapping")
+            unknown = sorted(set(given) - set(defaults))
+            if unknown:
+                raise ConfigError(f"pipeline '{name}:' has unknown key(s) {unknown}; known: {sorted(defaults)}")
+            setattr(self, name, {**defaults, **given})
 
     @classmethod
     def load(cls, path, gpu: bool = False) -> "PipelineConfig":
@@ -46,7 +65,8 @@ class PipelineConfig:
         return cls(space=[here / s for s in spaces], train_config=here / d["train_config"],
                    output=(here / d["output"]).resolve(),
                    data_path=(here / d["data_path"]) if d.get("data_path") else None,
-                   board=d.get("board") or "stm32f746")
+                   board=d.get("board") or "stm32f746", search=d.get("search"), quantize=d.get("quantize"),
+                   verify=d.get("verify"))
 
 
 def run_pipeline(cfg: PipelineConfig, *, epochs: int | None = None, progress: bool = True) -> dict:
@@ -64,7 +84,7 @@ def run_pipeline(cfg: PipelineConfig, *, epochs: int | None = None, progress: bo
     ckpt = run_dir / "checkpoint.pt"
 
     # 1. supernet training (continues an interrupted run; a finished one is kept)
-    _stage("1/3 train the supernet", f"{space.name} on {cfg.data_path or 'the default CIFAR-10 archive'}")
+    _stage("1/7 train the supernet", f"{space.name} on {cfg.data_path or 'the default CIFAR-10 archive'}")
     done = ckpt.exists() and load_checkpoint(ckpt)["epoch"] >= train_cfg.epochs
     if not done:
         summary = train_supernet(space, run_dir, train_cfg, cfg.data_path, resume=True, progress=progress)
@@ -72,21 +92,93 @@ def run_pipeline(cfg: PipelineConfig, *, epochs: int | None = None, progress: bo
             return {"interrupted": True, "checkpoint": str(ckpt)}
 
     # 2. accuracy of both ends of the space on the whole validation split
-    _stage("2/3 evaluate", "largest and smallest subnets on the full validation split")
+    _stage("2/7 evaluate", "largest and smallest subnets on the full validation split")
     rows = evaluate_checkpoint(ckpt, ["largest", "smallest"], data_path=cfg.data_path, workers=train_cfg.workers,
                                progress=progress)
-
-    # 3. what each would need on the board
-    _stage("3/3 memory", f"peak SRAM and flash on {board.name}")
     for r in rows:
         rep = memory_report(Arch.from_dict(r["arch"]), board)
         r["memory"] = {k: v for k, v in rep.to_dict().items()
                        if k in ("peak_sram_bytes", "lower_bound_bytes", "layerwise_baseline_bytes", "flash_bytes",
                                 "fits", "binding")}
+
+    searched = _search(cfg, ckpt, board, train_cfg.workers, progress)
+    model = _quantize(cfg, ckpt, searched, progress)
+    engine = _export_and_verify(cfg, board, progress)
     result = {"space": space.name, "board": board.name, "checkpoint": str(ckpt),
-              "curves": str(run_dir / "curves.png"), "subnets": rows}
+              "curves": str(run_dir / "curves.png"), "subnets": rows, "searched": searched, "int8": model,
+              "engine": engine, "plots": [str(run_dir / "curves.png"), str(cfg.output / "search" / "pareto.png"),
+                                          str(cfg.output / "search" / "fitness.png"),
+                                          str(cfg.output / "memory.png")]}
     write_json(cfg.output / "summary.json", result)
     return result
+
+
+def _search(cfg: PipelineConfig, ckpt: Path, board, workers: int, progress: bool) -> dict:
+    """3. the most accurate subnet within the board's arena budget and flash"""
+    from mcuformer.search import Budget, EvolutionConfig, run_search
+
+    out = cfg.output / "search"
+    s = cfg.search
+    budget = Budget(board)
+    _stage("3/7 search", f"{s['population']} x {s['generations']} generations within {budget.label()}")
+    if not (out / "result.json").exists():
+        evo = EvolutionConfig(population=s["population"], generations=s["generations"],
+                              parents=max(2, s["population"] // 5), mutations=s["population"] // 2,
+                              crossovers=s["population"] // 2)
+        run_search(ckpt, out, budget, evo, data_path=cfg.data_path, per_class=s["per_class"],
+                   test_limit=s["test_limit"], test_top_k=1, baselines=False, workers=workers,
+                   resume=(out / "state.json").exists(), progress=progress)
+    from mcuformer.utils.io import read_structured
+    best = read_structured(out / "result.json")["rows"][0]
+    return {"arch": best["arch"], "summary": best["summary"], "heldout_top1": best["heldout_top1"],
+            "float_top1": best["test_top1"], "test_images": best["test_images"], "planned_sram_bytes":
+            best["sram_bytes"], "planned_flash_bytes": best["flash_bytes"], "arch_file": str(out / "best_arch.yaml")}
+
+
+def _quantize(cfg: PipelineConfig, ckpt: Path, searched: dict, progress: bool) -> dict:
+    """4. int8 post-training quantisation of the searched subnet, and its int8 top-1 on the test split"""
+    from mcuformer.quantize.workflow import evaluate_quantized, quantize_checkpoint
+    from mcuformer.utils.io import read_structured
+
+    qdir, report = cfg.output / "int8", cfg.output / "int8" / "accuracy.json"
+    q = cfg.quantize
+    _stage("4/7 quantize", f"int8, {q['calibration_images']} calibration images ({q['method']}), then the test split")
+    if not (qdir / "manifest.json").exists():
+        quantize_checkpoint(ckpt, searched["arch_file"], qdir, data_path=cfg.data_path,
+                            num_images=q["calibration_images"], method=q["method"])
+    if not report.exists():
+        acc = evaluate_quantized(qdir, checkpoint=ckpt, data_path=cfg.data_path, limit=q["test_limit"],
+                                 progress=progress)
+        write_json(report, acc)
+    return read_structured(report)
+
+
+def _export_and_verify(cfg: PipelineConfig, board, progress: bool) -> dict:
+    """5-7. the C engine for the board; bit-exact on the host (ASan/UBSan) and on the Cortex-M7 emulator"""
+    import shutil
+
+    from mcuformer.codegen.export import export_model
+    from mcuformer.memory import memory_report
+    from mcuformer.memory.plot import plot_profile
+    from mcuformer.quantize.model import QuantModel
+    from mcuformer.verify import verify
+
+    qdir, cdir = cfg.output / "int8", cfg.output / "engine"
+    _stage("5/7 export", f"C engine for {board.name} -> {cdir}")
+    info = export_model(qdir, cdir, board)
+    rep = memory_report(QuantModel.load(qdir).arch, board)
+    plot_profile(rep, cfg.output / "memory.png")
+    n = cfg.verify["images"]
+    _stage("6/7 verify on the host", f"{n} test images, gcc and gcc + ASan/UBSan, against the integer reference")
+    host = verify(cdir, "host", images=n, data_path=cfg.data_path)
+    out = {"export": info, "host": host.to_dict()}
+    if cfg.verify["emulator"] and shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc"):
+        _stage("7/7 verify on the Cortex-M7", f"{n} test images in qemu-system-arm -M mps2-an500")
+        out["cortex_m7"] = verify(cdir, "cortex-m7", images=n, data_path=cfg.data_path).to_dict()
+    else:
+        _stage("7/7 verify on the Cortex-M7", "skipped: qemu-system-arm / arm-none-eabi-gcc not installed "
+               "(scripts/setup.sh installs them)" if cfg.verify["emulator"] else "skipped by the config")
+    return out
 
 
 def _stage(title: str, detail: str) -> None:
@@ -95,14 +187,33 @@ def _stage(title: str, detail: str) -> None:
 
 
 def format_summary(result: dict) -> str:
-    lines = [f"summary ({result['space']} on {result['board']})",
+    kb = lambda b: f"{b / 1024:.1f}"  # noqa: E731
+    lines = [f"supernet ({result['space']}): both ends on the validation split",
              f"{'subnet':<9}{'params':>10}{'top-1':>8}{'top-5':>8}{'SRAM KB':>9}{'flash KB':>10}  fits  arch"]
     for r in result["subnets"]:
         m = r.get("memory", {})
-        sram = f"{m['peak_sram_bytes'] / 1024:.1f}" if "peak_sram_bytes" in m else "-"
-        flash = f"{m['flash_bytes'] / 1024:.1f}" if "flash_bytes" in m else "-"
         fits = {True: "yes", False: "no"}.get(m.get("fits"), "-")
-        lines.append(f"{r['name']:<9}{r['params']:>10,}{r['top1']:>7.2f}%{r['top5']:>7.2f}%{sram:>9}{flash:>10}  "
-                     f"{fits:<4}  {r['summary']}")
-    lines.append(f"checkpoint {result['checkpoint']}; training curves {result['curves']}")
+        lines.append(f"{r['name']:<9}{r['params']:>10,}{r['top1']:>7.2f}%{r['top5']:>7.2f}%"
+                     f"{kb(m['peak_sram_bytes']):>9}{kb(m['flash_bytes']):>10}  {fits:<4}  {r['summary']}")
+    s, q, e = result.get("searched"), result.get("int8"), result.get("engine")
+    if s and q and e:
+        host, m7 = e["host"], e.get("cortex_m7")
+        lines += ["", f"searched model for {result['board']}: {s['summary']}",
+                  f"{'float top-1':<30}{q['float_top1']:.2f}%  ({q['count']:,} test images)",
+                  f"{'int8 top-1':<30}{q['int8_top1']:.2f}%  (the engine's integers; agreement "
+                  f"{q['agreement']:.2f}%)",
+                  f"{'SRAM planned':<30}{kb(e['export']['arena_bytes'])} KB arena "
+                  f"(budget {kb(e['export']['board']['arena_budget_bytes'])} KB)"]
+        if m7:
+            lines += [f"{'SRAM measured (M7)':<30}{kb(m7['ram_bytes'])} KB = static {kb(m7['static_ram_bytes'])} + "
+                      f"stack {kb(m7['stack_bytes'])} (of {kb(m7['board_sram_bytes'])} KB)",
+                      f"{'flash (M7)':<30}{kb(m7['model_flash_bytes'])} KB (planned "
+                      f"{kb(e['export']['planned_flash_bytes'])} KB, of {kb(m7['board_flash_bytes'])} KB)",
+                      f"{'instructions/inference':<30}{m7['instructions_per_inference']:,.0f} "
+                      f"({m7['instructions_per_mac']:.2f} per MAC, QEMU -icount)"]
+        for name, v in (("host (ASan+UBSan)", host), ("Cortex-M7 (QEMU)", m7)):
+            if v:
+                lines.append(f"{'bit-exact ' + name:<30}{'yes' if v['bit_exact'] else 'NO'} on {v['images']} "
+                             f"{v['image_source']}; guard damage {v['guard_damage']}")
+    lines.append("plots: " + ", ".join(result.get("plots", [result["curves"]])))
     return "\n".join(lines)
