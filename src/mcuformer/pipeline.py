@@ -101,9 +101,9 @@ def run_pipeline(cfg: PipelineConfig, *, epochs: int | None = None, progress: bo
                        if k in ("peak_sram_bytes", "lower_bound_bytes", "layerwise_baseline_bytes", "flash_bytes",
                                 "fits", "binding")}
 
-    searched = _search(cfg, ckpt, board, train_cfg.workers, progress)
-    model = _quantize(cfg, ckpt, searched, progress)
-    engine = _export_and_verify(cfg, board, progress)
+    searched = search_stage(cfg, ckpt, board, train_cfg.workers, progress)
+    model = quantize_stage(cfg, ckpt, searched, progress)
+    engine = engine_stage(cfg, board, progress)
     result = {"space": space.name, "board": board.name, "checkpoint": str(ckpt),
               "curves": str(run_dir / "curves.png"), "subnets": rows, "searched": searched, "int8": model,
               "engine": engine, "plots": [str(run_dir / "curves.png"), str(cfg.output / "search" / "pareto.png"),
@@ -113,7 +113,7 @@ def run_pipeline(cfg: PipelineConfig, *, epochs: int | None = None, progress: bo
     return result
 
 
-def _search(cfg: PipelineConfig, ckpt: Path, board, workers: int, progress: bool) -> dict:
+def search_stage(cfg: PipelineConfig, ckpt: Path, board, workers: int, progress: bool) -> dict:
     """3. the most accurate subnet within the board's arena budget and flash"""
     from mcuformer.search import Budget, EvolutionConfig, run_search
 
@@ -135,7 +135,7 @@ def _search(cfg: PipelineConfig, ckpt: Path, board, workers: int, progress: bool
             best["sram_bytes"], "planned_flash_bytes": best["flash_bytes"], "arch_file": str(out / "best_arch.yaml")}
 
 
-def _quantize(cfg: PipelineConfig, ckpt: Path, searched: dict, progress: bool) -> dict:
+def quantize_stage(cfg: PipelineConfig, ckpt: Path, searched: dict, progress: bool) -> dict:
     """4. int8 post-training quantisation of the searched subnet, and its int8 top-1 on the test split"""
     from mcuformer.quantize.workflow import evaluate_quantized, quantize_checkpoint
     from mcuformer.utils.io import read_structured
@@ -153,7 +153,7 @@ def _quantize(cfg: PipelineConfig, ckpt: Path, searched: dict, progress: bool) -
     return read_structured(report)
 
 
-def _export_and_verify(cfg: PipelineConfig, board, progress: bool) -> dict:
+def engine_stage(cfg: PipelineConfig, board, progress: bool) -> dict:
     """5-7. the C engine for the board; bit-exact on the host (ASan/UBSan) and on the Cortex-M7 emulator"""
     import shutil
 

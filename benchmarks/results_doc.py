@@ -1,0 +1,165 @@
+"""Write docs/results.md from the benchmark JSONs in benchmarks/results/ (nothing here is typed by hand:
+every number comes from a JSON a benchmark wrote, next to the command that wrote it).
+
+    python benchmarks/results_doc.py      # -> docs/results.md
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from mcuformer.utils.io import write_text  # noqa: E402
+
+RESULTS = ROOT / "benchmarks/results"
+KB = 1024
+
+
+def load(name: str):
+    p = RESULTS / f"{name}.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def kb(b) -> str:
+    return "-" if b is None else f"{b / KB:,.1f} KB"
+
+
+def missing(cmd: str) -> str:
+    return f"*Not measured yet: run `{cmd}`.*\n"
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out) + "\n"
+
+
+def generic(rows: list[dict]) -> str:
+    """A table of a benchmark's rows: the keys with scalar values."""
+    keys = [k for k in rows[0] if not isinstance(rows[0][k], (dict, list))]
+    fmt = lambda v: f"{v:,.3f}" if isinstance(v, float) else v  # noqa: E731
+    return table(keys, [[fmt(r.get(k)) for k in keys] for r in rows])
+
+
+def section_zoo() -> str:
+    d = load("model_zoo")
+    s = "## Searched int8 models (model zoo)\n\nCommand: `python benchmarks/model_zoo.py`.\n\n"
+    if not d:
+        return s + missing("python benchmarks/model_zoo.py")
+    rows = [[r["board"]["name"], f"{kb(r['board']['sram_bytes'])} / {kb(r['board']['flash_bytes'])}", r["summary"],
+             f"{r['float_top1']:.2f} %", f"{r['int8_top1']:.2f} %", kb(r["planned_arena_bytes"]),
+             kb(r["measured_ram_bytes"]), kb(r["measured_flash_bytes"]),
+             f"{(r['instructions_per_inference'] or 0) / 1e6:.1f} M", f"{r['bit_exact_host']} / {r['bit_exact_cortex_m7']}"]
+            for r in d["rows"]]
+    s += table(["board", "SRAM / flash", "subnet", "float top-1", "int8 top-1 (10k test)", "arena planned",
+                "RAM measured (M7)", "flash measured", "instructions / inference", "bit-exact host / M7"], rows)
+    return s + ("\nThe supernet is the CPU-trained `models/cifar10-tiny/supernet.pt` (12 epochs), so these are "
+                "demonstration models, not the accuracy target. No GPU was lent to this project's sessions, so "
+                "the GPU-trained CIFAR-10 supernet is not here. Neither board's SRAM binds in this tiny space: "
+                "every subnet needs less than 11 KB.\n")
+
+
+def section_budget() -> str:
+    s = "## Accuracy against the SRAM budget (CIFAR-10)\n\nCommand: `python benchmarks/search_compare.py`.\n\n"
+    rows = []
+    for name in ("search_compare_clean", "search_compare"):
+        d = load(name)
+        if not d:
+            continue
+        for run in d["runs"]:
+            for r in run["rows"]:
+                rows.append([name, run["budget_label"], r["method"], f"{r['test_top1']:.2f} %", kb(r["sram_bytes"]),
+                             kb(r["flash_bytes"]), r["summary"]])
+        if d.get("every_subnet_fits_128k_512k"):
+            s += (f"`{name}`: every subnet of the tiny space fits every budget from 128 KB to 512 KB, so the curve "
+                  "is flat there. The table shows the budgets that bind.\n\n")
+    if not rows:
+        return s + missing("python benchmarks/search_compare.py")
+    return s + table(["run", "budget", "method", "test top-1", "SRAM", "flash", "subnet"], rows)
+
+
+def section_memory() -> str:
+    d = load("memory_techniques")
+    s = ("## Memory of the three techniques on the paper's 240×240 setting\n\n"
+         "Command: `python benchmarks/memory_techniques.py`. Planned int8 arenas, each equal to its lower bound.\n\n")
+    if not d:
+        return s + missing("python benchmarks/memory_techniques.py")
+    rows = [[r["name"], r["tokens"], kb(r["none"]), kb(r["alone"]["operator_integration"]),
+             kb(r["alone"]["patch_decomposition"]), kb(r["alone"]["token_overwriting"]), kb(r["all"]),
+             kb(r["layerwise_baseline"]), kb(r["official_formula"]), kb(r["flash"])] for r in d["rows"]]
+    return s + table(["subnet", "tokens", "none", "OI alone", "PD alone", "TO alone", "all", "layer-wise (TFLM)",
+                      "official formula", "flash"], rows)
+
+
+def section_engine() -> str:
+    s = "## The engine on the Cortex-M7 (QEMU instruction counts)\n\n"
+    d = load("engine_imagenet_shape")
+    if d:
+        m = d["measured"]
+        s += ("Command: `python benchmarks/engine_imagenet_shape.py`. A 240×240 subnet with random weights, built "
+              "for the STM32F746 and run on the emulated M7:\n\n")
+        s += table(["subnet", "tokens", "MMAC", "arena planned", "RAM measured (static + stack)", "flash internal",
+                    "flash external (QSPI)", "instructions / inference", "per MAC", "logits"],
+                   [[d["short"], d["tokens"], f"{d['macs'] / 1e6:.0f}", kb(d["planned_arena_bytes"]),
+                     f"{kb(m['ram_bytes'])} ({kb(m['static_ram_bytes'])} + {m['stack_bytes']} B)",
+                     kb(m["model_flash_bytes"] - m["external_flash_bytes"]), kb(m["external_flash_bytes"]),
+                     f"{m['instructions_per_inference'] / 1e6:,.0f} M", f"{m['instructions_per_mac']:.2f}",
+                     "bit-exact" if d["bit_exact"] else "DIFFER"]])
+    else:
+        s += missing("python benchmarks/engine_imagenet_shape.py")
+    d = load("engine_speed")
+    s += "\nCommand: `python benchmarks/engine_speed.py`. Instructions per MAC, portable C against the DSP path.\n\n"
+    if not d:
+        return s + missing("python benchmarks/engine_speed.py")
+    for key, value in d.items():
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            s += f"**{key}**\n\n" + generic(value) + "\n"
+    return s
+
+
+def section_throughput() -> str:
+    s = "## Supernet training throughput\n\nCommand: `python benchmarks/train_throughput.py --cifar`.\n\n"
+    d = load("train_throughput_cifar10_cpu")
+    if not d:
+        return s + missing("python benchmarks/train_throughput.py --cifar")
+    rows = [[r["mode"], r["batch"], f"{r['img_per_s']:.1f}", f"{r['median_step_ms']:.0f}"] for r in d["rows"]]
+    base = next((r["img_per_s"] for r in d["rows"] if r["mode"] == "official-style"), None)
+    best = max(r["img_per_s"] for r in d["rows"])
+    s += f"Device: {d['device']}, torch {d['torch']}, {d['space']} space.\n\n"
+    s += table(["mode", "batch", "img/s", "median step ms"], rows)
+    if base:
+        s += f"\nSpeed-up over the same-run official-style baseline: {best / base:.2f}×. "
+    s += (f"The official implementation's figure is {d['official_h100_img_per_s']} img/s on an H100 for the T "
+          "space. Our GPU figure is not measured: no GPU was lent.\n")
+    return s
+
+
+def section_quant() -> str:
+    d = load("quant_accuracy")
+    s = "## int8 against float (CIFAR-10, 10k test images)\n\nCommand: `python benchmarks/quant_accuracy.py`.\n\n"
+    if not d:
+        return s + missing("python benchmarks/quant_accuracy.py")
+    rows = [[r["name"], r["arch"], r["method"], f"{r['float_top1']:.2f} %", f"{r['int8_top1']:.2f} %",
+             f"{r['agreement']:.2f} %"] for r in d["results"]]
+    return s + table(["subnet", "arch", "calibration", "float top-1", "int8 top-1", "same prediction"], rows)
+
+
+def main() -> int:
+    parts = ["# Results\n",
+             "Generated by `python benchmarks/results_doc.py` from `benchmarks/results/*.json`. Every figure was "
+             "measured by the command named above its table, on a 2-core x86-64 CPU unless a table says "
+             "otherwise. CIFAR-10 is the JPEG (q75) re-encoding in `../shared/data`: accuracies are comparable "
+             "with published CIFAR-10 figures, but not identical to them.\n",
+             section_zoo(), section_budget(), section_memory(), section_engine(), section_quant(),
+             section_throughput()]
+    write_text(ROOT / "docs/results.md", "\n".join(parts))
+    print(f"wrote {ROOT / 'docs/results.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
