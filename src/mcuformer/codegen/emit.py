@@ -206,16 +206,13 @@ class _Writer:
 
 def _array(name: str, values: np.ndarray, per_line: int = 24) -> str:
     flat = values.reshape(-1)
-    ctype = C_TYPES[str(values.dtype)]
     body = ",\n".join("    " + ", ".join(str(int(v)) for v in flat[i:i + per_line])
                       for i in range(0, flat.size, per_line))
-    shape = "".join(f"[{d}]" for d in values.shape) or "[1]"
     return (f"/* {name} {tuple(values.shape)} */\n"
-            f"const {ctype} {c_name(name)}[{flat.size}] MCU_CONST({c_name(name)}) = {{\n{body}\n}};\n"
-            if shape else "")
+            f"const {C_TYPES[str(values.dtype)]} {c_name(name)}[{flat.size}] MCU_CONST({c_name(name)}) = {{\n{body}\n}};\n")
 
 
-def _header(q: QuantModel, arena: int, macs: int, ops: list[Op], plan: ArenaPlan, techniques: str) -> str:
+def _header(q: QuantModel, macs: int, ops: list[Op], plan: ArenaPlan, techniques: str) -> str:
     a = q.arch
     s_in, z_in = q.act["image"]
     s_out, z_out = q.act["logits"]
@@ -229,7 +226,7 @@ def _header(q: QuantModel, arena: int, macs: int, ops: list[Op], plan: ArenaPlan
 
 #include <stdint.h>
 
-#define MCUFORMER_ARENA_BYTES {arena}
+#define MCUFORMER_ARENA_BYTES {plan.arena_bytes}
 #define MCUFORMER_IMAGE_SIZE {a.img_size}
 #define MCUFORMER_IMAGE_CHANNELS {a.in_chans}
 #define MCUFORMER_INPUT_BYTES {a.img_size * a.img_size * a.in_chans} /* int8, HWC */
@@ -357,5 +354,5 @@ int mcuformer_guard_damage(void)
 #endif
 
 {arrays}"""
-    return GeneratedModel(_header(q, plan.arena_bytes, macs, ops, plan, techniques), source, weights,
+    return GeneratedModel(_header(q, macs, ops, plan, techniques), source, weights,
                           weights_header, plan.arena_bytes, macs, len(ops))
