@@ -12,9 +12,9 @@ from mcuformer.quantize import fakequant
 from mcuformer.quantize.calibrate import calibrate
 from mcuformer.quantize.model import QuantModel, build_quant_model
 from mcuformer.quantize.reference import Reference, reference_logits
+from mcuformer.quantize.synthetic import random_float_model
 from mcuformer.quantize.torchpath import TorchInt8
 from mcuformer.space import Arch
-from mcuformer.supernet.vit import ViT
 
 from conftest import ROOT
 
@@ -41,20 +41,8 @@ def forced_ops(arch: Arch, flags: Techniques):
     return ops
 
 
-def random_model(arch: Arch, seed: int = 0) -> ViT:
-    torch.manual_seed(seed)
-    model = ViT(arch).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name and name.endswith("weight"):
-                p.copy_(1 + 0.3 * torch.randn_like(p))
-            else:
-                p.copy_(0.3 * torch.randn_like(p))
-    return model
-
-
 def quantised(arch: Arch, seed: int = 0):
-    model = random_model(arch, seed)
+    model = random_float_model(arch, seed)
     images = torch.randn(24, arch.in_chans, arch.img_size, arch.img_size, generator=torch.Generator().manual_seed(1))
     return model, build_quant_model(model, calibrate(model, [images[:12], images[12:]])), images
 
