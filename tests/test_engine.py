@@ -5,10 +5,8 @@ CIFAR-10 subnet on real test images, and a model over the board's SRAM failing t
 import random
 import shutil
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from mcuformer.codegen.export import export_model

@@ -189,7 +189,7 @@ def verify(folder, target: str = "host", images: int = 5, seed: int = 0, data_pa
            portable: bool = False, timeout: int = 600) -> VerifyResult:
     """Build, run and compare; raises VerifyError when the build or the run fails."""
     from mcuformer.quantize.reference import Reference
-    from mcuformer.memory import Techniques, build_ops
+    from mcuformer.memory import Techniques
 
     if target not in ("host", "cortex-m7"):
         raise ConfigError(f"--target {target!r}: use host or cortex-m7")
