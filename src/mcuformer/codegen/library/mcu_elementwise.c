@@ -11,9 +11,25 @@ int8_t mcu_add_s8(const mcu_add_t *p, int32_t a, int32_t b)
     return mcu_sat8(mcu_requantize((int64_t)ra + rb, p->out_multiplier, p->out_shift) + p->out_zp);
 }
 
+/* y[i] = mcu_add_s8(p, a[i], b[i]), i < n; y may be a or b. When the zero points are int8 and no shift
+ * is a left shift (every add that the quantiser makes: its input multipliers are <= 1/2, its output
+ * one tiny), |(a - z) << 20| < 2^28, both terms and their sum stay below 2^30: every requantisation
+ * takes the fast path (mcu_fixedpoint.h), and the loop has no tests. */
 void mcu_add_row(const mcu_add_t *p, const int8_t *a, const int8_t *b, int8_t *y, int32_t n)
 {
-    for (int32_t i = 0; i < n; i++) y[i] = mcu_add_s8(p, a[i], b[i]);
+    if (p->a_zp < -128 || p->a_zp > 127 || p->b_zp < -128 || p->b_zp > 127 || p->a_shift > 0 || p->b_shift > 0 ||
+        p->out_shift > 0) {
+        for (int32_t i = 0; i < n; i++) y[i] = mcu_add_s8(p, a[i], b[i]);
+        return;
+    }
+    const int32_t za = p->a_zp, zb = p->b_zp, zo = p->out_zp;
+    const int32_t ma = p->a_multiplier, mb = p->b_multiplier, mo = p->out_multiplier;
+    const uint32_t ra = 0u - (uint32_t)p->a_shift, rb = 0u - (uint32_t)p->b_shift, ro = 0u - (uint32_t)p->out_shift;
+    for (int32_t i = 0; i < n; i++) {
+        const int32_t sa = mcu_fast_requant((a[i] - za) * (1 << MCU_ADD_LEFT_SHIFT), ma, ra);
+        const int32_t sb = mcu_fast_requant((b[i] - zb) * (1 << MCU_ADD_LEFT_SHIFT), mb, rb);
+        y[i] = mcu_ssat8(mcu_fast_requant(sa + sb, mo, ro) + zo);
+    }
 }
 
 void mcu_add(const mcu_add_t *p, const int8_t *a, const int8_t *b, int8_t *y, int32_t n)
