@@ -9,22 +9,110 @@
 
 #define MCU_AV_CHUNK 16 /* int32 accumulators on the stack while summing over the keys (portable path) */
 
-/* scores[j] = sat(requant(q . k_j) + zp): four keys at a time share each unpacked word of q
- * (mcu_dot4_s8: SXTB16 + SMLAD on the DSP path), then the per-tensor output stage on the int32 fast
- * path (mcu_requant32). */
+/* the per-tensor output stage; its constants are read into locals once per row (an int8 store may
+ * alias the block struct, so the compiler would reload them after every store) */
+typedef struct {
+    int32_t multiplier, shift, zp;
+} out_stage_t;
+
+static inline int8_t score_out(const out_stage_t *o, int32_t acc)
+{
+    return mcu_ssat8(mcu_requant32(acc, o->multiplier, o->shift) + o->zp);
+}
+
+#ifdef MCU_DSP
+#define MCU_QW_WORDS 64 /* q widened once per row (mcu_widen_s8's pairs) on the stack: head_dim <= 128 */
+
+/* two keys' sums against the unpacked q (qw), hd a multiple of 16: no tail, the step unrolled */
+static void scores_pairs16(const int32_t *qw, const int8_t *k, int32_t stride, int32_t n, int32_t hd,
+                           const out_stage_t *os, int8_t *scores)
+{
+    const out_stage_t o = *os;
+    for (int32_t j = 0; j + 2 <= n; j += 2) {
+        const int8_t *k0 = k + j * stride, *k1 = k0 + stride, *stop = k0 + hd;
+        const int32_t *w = qw;
+        int32_t a0 = 0, a1 = 0;
+        do {
+#define MCU_SCORE_STEP(u)                                                                                     \
+    {                                                                                                         \
+        const int32_t x0 = mcu_read_s8x4(k0 + 4 * (u)), x1 = mcu_read_s8x4(k1 + 4 * (u));                     \
+        const int32_t we = w[2 * (u)], wo = w[2 * (u) + 1];                                                   \
+        a0 = __smlad(we, __sxtb16(x0), a0);                                                                   \
+        a1 = __smlad(we, __sxtb16(x1), a1);                                                                   \
+        a0 = __smlad(wo, mcu_sxtb16_odd(x0), a0);                                                             \
+        a1 = __smlad(wo, mcu_sxtb16_odd(x1), a1);                                                             \
+    }
+            MCU_SCORE_STEP(0)
+            MCU_SCORE_STEP(1)
+            MCU_SCORE_STEP(2)
+            MCU_SCORE_STEP(3)
+#undef MCU_SCORE_STEP
+            w += 8;
+            k0 += 16;
+            k1 += 16;
+        } while (k0 < stop);
+        scores[j] = score_out(&o, a0);
+        scores[j + 1] = score_out(&o, a1);
+    }
+}
+
+/* scores[j] = sat(requant(q . k_j) + zp): q is unpacked to int16 pairs once, then two keys at a time
+ * read four int8 each per step (SXTB16, SMLAD against the unpacked q), then the per-tensor output stage
+ * on the int32 fast path (mcu_requant32). */
 void mcu_scores_row(const mcu_block_t *b, const int8_t *q, const int8_t *k, int32_t stride, int8_t *scores)
 {
-    const int32_t hd = b->head_dim, n = b->tokens, multiplier = b->qk_multiplier, shift = b->qk_shift;
-    const int32_t zp = b->score_zp;
+    const out_stage_t os = {b->qk_multiplier, b->qk_shift, b->score_zp};
+    const int32_t hd = b->head_dim, n = b->tokens, quads = hd >> 2;
+    if (hd > 2 * MCU_QW_WORDS) {
+        for (int32_t j = 0; j < n; j++) scores[j] = score_out(&os, mcu_dot_s8(q, k + j * stride, hd, 0));
+        return;
+    }
+    int32_t qw[MCU_QW_WORDS];
+    for (int32_t i = 0; i < quads; i++) {
+        const int32_t v = mcu_read_s8x4(q + 4 * i);
+        qw[2 * i] = __sxtb16(v);
+        qw[2 * i + 1] = mcu_sxtb16_odd(v);
+    }
+    int32_t j = 0;
+    if ((hd & 15) == 0) {
+        scores_pairs16(qw, k, stride, n, hd, &os, scores);
+        j = n & ~1;
+    }
+    for (; j + 2 <= n; j += 2) {
+        const int8_t *k0 = k + j * stride, *k1 = k0 + stride;
+        const int32_t *w = qw, *end = qw + 2 * quads;
+        int32_t a0 = 0, a1 = 0;
+        for (; w < end; w += 2, k0 += 4, k1 += 4) {
+            const int32_t x0 = mcu_read_s8x4(k0), x1 = mcu_read_s8x4(k1);
+            a0 = __smlad(w[0], __sxtb16(x0), a0);
+            a1 = __smlad(w[0], __sxtb16(x1), a1);
+            a0 = __smlad(w[1], mcu_sxtb16_odd(x0), a0);
+            a1 = __smlad(w[1], mcu_sxtb16_odd(x1), a1);
+        }
+        for (int32_t c = 4 * quads; c < hd; c++, k0++, k1++) {
+            a0 += q[c] * *k0;
+            a1 += q[c] * *k1;
+        }
+        scores[j] = score_out(&os, a0);
+        scores[j + 1] = score_out(&os, a1);
+    }
+    if (j < n) scores[j] = score_out(&os, mcu_dot_s8(q, k + j * stride, hd, 0));
+}
+#else
+/* scores[j] = sat(requant(q . k_j) + zp), four keys at a time */
+void mcu_scores_row(const mcu_block_t *b, const int8_t *q, const int8_t *k, int32_t stride, int8_t *scores)
+{
+    const out_stage_t os = {b->qk_multiplier, b->qk_shift, b->score_zp};
+    const int32_t hd = b->head_dim, n = b->tokens;
     int32_t j = 0;
     for (; j + 4 <= n; j += 4) {
         int32_t acc[4] = {0, 0, 0, 0};
         mcu_dot4_s8(q, k + j * stride, stride, hd, acc);
-        for (int32_t r = 0; r < 4; r++) scores[j + r] = mcu_ssat8(mcu_requant32(acc[r], multiplier, shift) + zp);
+        for (int32_t r = 0; r < 4; r++) scores[j + r] = score_out(&os, acc[r]);
     }
-    for (; j < n; j++)
-        scores[j] = mcu_ssat8(mcu_requant32(mcu_dot_s8(q, k + j * stride, hd, 0), multiplier, shift) + zp);
+    for (; j < n; j++) scores[j] = score_out(&os, mcu_dot_s8(q, k + j * stride, hd, 0));
 }
+#endif
 
 #ifdef MCU_DSP
 #define MCU_AV_PAIRS 64 /* key pairs whose packed probabilities wait on the stack (256 bytes) */
