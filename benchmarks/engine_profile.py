@@ -68,6 +68,7 @@ def instrument(model_c: Path) -> None:
 
 
 def profile(folder: Path) -> list[tuple[str, int]]:
+    """(op name:kernel, instructions) of every kernel call of one inference of an exported engine."""
     result = verify(folder, "cortex-m7", images=1)  # writes the test image and checks the logits
     if not result.bit_exact:
         raise SystemExit("the engine's logits differ from the reference")
@@ -92,18 +93,20 @@ def main() -> int:
     ap.add_argument("--rank", type=float, default=1.0)
     ap.add_argument("--techniques", default="all")
     ap.add_argument("--board", default="stm32f746")
+    ap.add_argument("--schedule", default="fastest", choices=["fastest", "smallest"])
     args = ap.parse_args()
     arch = Arch(rank_ratio=args.rank, **CIFAR_LARGEST)
     with tempfile.TemporaryDirectory(prefix="mcuformer-profile-") as tmp:
         folder = Path(tmp) / "engine"
-        info = export_model(random_quant_model(arch, 0), folder, args.board, Techniques.parse(args.techniques))
+        info = export_model(random_quant_model(arch, 0), folder, args.board, Techniques.parse(args.techniques),
+                            schedule=args.schedule)
         calls = profile(folder)
     total = sum(c for _, c in calls)
     by_kernel = defaultdict(lambda: [0, 0])
     for name, count in calls:
         by_kernel[name.split(":")[1]][0] += count
         by_kernel[name.split(":")[1]][1] += 1
-    print(f"{arch.short()} techniques {args.techniques}: {total:,} instructions, {total / info['macs']:.3f} per MAC, "
+    print(f"{arch.short()} techniques {args.techniques}, schedule {args.schedule}: {total:,} instructions, {total / info['macs']:.3f} per MAC, "
           f"arena {info['arena_bytes']:,} B")
     print(f"{'kernel':<26} {'calls':>6} {'instructions':>13} {'share':>7}")
     for kernel, (count, n) in sorted(by_kernel.items(), key=lambda kv: -kv[1][0]):

@@ -3,7 +3,9 @@
 edges of its 32-bit path (E = 511: the largest E*ss; alternating -128/127: the largest |E x - s|;
 gamma = -32768; constant rows: var = 0; beta near +-2^31 and left shifts: the general paths) and over it
 (E = 512, 700: the 64-bit path); the attention rows (mcu_scores_row, mcu_av_row) on odd head widths,
-token counts and strides, unaligned K and V, and left shifts (the requantisation's general path).
+token counts and strides, unaligned K and V, and left shifts (the requantisation's general path); softmax
+rows (mcu_softmax_row, in place) shorter than the 4-wide max, with the max in each lane, and longer than
+its 256-entry stack cache.
 
 Host (portable C) always; the Cortex-M7 in QEMU (DSP and portable) when the ARM tools are installed.
 """
@@ -103,6 +105,13 @@ int main(void)
             report(y, k->tokens);
         }
     }
+    for (int32_t c = 0; c < NUM_SM; c++) {
+        const sm_case_t *k = &sm_cases[c];
+        memset(out_buf, 0x5a, sizeof out_buf);
+        memcpy(y, x_pool + k->x, (size_t)k->n);
+        mcu_softmax_row(y, y, k->n, exp_pool + 256 * k->table); /* in place, as the kernels call it */
+        report(y, k->n);
+    }
     PUT("done\n");
     return 0;
 }
@@ -118,6 +127,9 @@ ATT_CASES = [(17, 16, 0, 0, False, False), (17, 16, 0, 0, True, False), (65, 8, 
              (1, 4, 0, 0, True, False), (2, 1, 3, 1, False, False), (50, 33, 7, 1, True, False),
              (9, 24, 48, 0, False, True), (9, 24, 48, 0, True, True), (197, 64, 128, 0, True, False),
              (197, 64, 128, 2, False, False), (12, 20, 0, 3, True, False)]
+# softmax rows (n, kind): short rows (no 4-wide max), the max in each lane, rows past the stack cache (256)
+SOFTMAX_CASES = [(1, "random"), (3, "random"), (7, "random"), (8, "max-last"), (9, "random"), (65, "random"),
+                 (65, "equal"), (33, "negative"), (64, "max-lane-2"), (200, "extremes"), (257, "random"), (300, "extremes")]
 
 
 def _c_array(ctype: str, name: str, values, per_line: int = 32) -> str:
@@ -183,18 +195,42 @@ def make_cases(seed: int = 0):
         att_rows.append((tokens, hd, stride, off, int(av), len(xs) + rows.size, len(xs), m, s, zp))
         xs.extend(rows.reshape(-1).tolist())
         xs.extend(q.tolist())
-    max_out = max([d for d, _ in LN_CASES] + [max(t, hd) for t, hd, *_ in ATT_CASES])
+    tables = [intops.exp_table(scale) for scale in (0.05, 0.4)]
+    sm_rows = []
+    for n, kind in SOFTMAX_CASES:
+        x = rng.integers(-128, 128, n)
+        if kind == "max-last":
+            x = rng.integers(-128, 100, n)
+            x[-1] = 120
+        if kind == "max-lane-2":
+            x = rng.integers(-128, 0, n)
+            x[4 * (n // 8) + 2] = 5
+        if kind == "equal":
+            x = np.full(n, int(rng.integers(-128, 128)))
+        if kind == "negative":
+            x = rng.integers(-128, -20, n)
+        if kind == "extremes":
+            x = np.where(rng.random(n) < 0.5, -128, 127)
+        table = len(sm_rows) % 2
+        expected.append(intops.softmax(x, tables[table]).astype(np.int64))
+        sm_rows.append((n, len(xs), table))
+        xs.extend(x.tolist())
+    max_out = max([d for d, _ in LN_CASES] + [max(t, hd) for t, hd, *_ in ATT_CASES] + [n for n, _ in SOFTMAX_CASES])
     max_in = max([d for d, _ in LN_CASES] + [t * (hd + e) + o for t, hd, e, o, *_ in ATT_CASES])
     header = ["#include <stdint.h>", "#include \"mcu_kernels.h\"", f"#define NUM_LN {len(LN_CASES)}",
               f"#define NUM_ATT {len(ATT_CASES)}", f"#define MAX_OUT {max_out}", f"#define MAX_IN {max_in}",
               f"#define GUARD {GUARD}",
               "typedef struct { int32_t dim, g, x, multiplier, shift, out_zp, in_place; } ln_case_t;",
               "typedef struct { int32_t tokens, hd, stride, off, av, q, x, m, s, zp; } att_case_t;",
+              "typedef struct { int32_t n, x, table; } sm_case_t;", f"#define NUM_SM {len(SOFTMAX_CASES)}",
+              _c_array("uint16_t", "exp_pool", np.concatenate(tables)),
               _c_array("int16_t", "gamma_pool", gammas), _c_array("int32_t", "beta_pool", betas),
               _c_array("int8_t", "x_pool", xs), "static const ln_case_t ln_cases[NUM_LN] = {"]
     header += ["    {" + ", ".join(map(str, r)) + "}," for r in ln_rows]
     header += ["};", "static const att_case_t att_cases[NUM_ATT] = {"]
     header += ["    {" + ", ".join(map(str, r)) + "}," for r in att_rows]
+    header += ["};", "static const sm_case_t sm_cases[NUM_SM] = {"]
+    header += ["    {" + ", ".join(map(str, r)) + "}," for r in sm_rows]
     header += ["};"]
     return "\n".join(header) + "\n", expected
 
@@ -202,7 +238,7 @@ def make_cases(seed: int = 0):
 def _names() -> list[str]:
     return [f"layernorm E={d} {k}" for d, k in LN_CASES] + [
         f"{'av' if av else 'scores'} N={t} hd={hd} stride+{e} offset {o}{' extreme' if x else ''}"
-        for t, hd, e, o, av, x in ATT_CASES]
+        for t, hd, e, o, av, x in ATT_CASES] + [f"softmax n={n} {kind}" for n, kind in SOFTMAX_CASES]
 
 
 def _write_program(tmp: Path) -> list:

@@ -2,6 +2,11 @@
 #include "mcu_kernels.h"
 #include "mcu_fixedpoint.h"
 
+#include <string.h>
+#if defined(__ARM_FEATURE_DSP) && !defined(MCU_PORTABLE)
+#include <arm_acle.h>
+#endif
+
 #define MCU_ADD_LEFT_SHIFT 20
 
 int8_t mcu_add_s8(const mcu_add_t *p, int32_t a, int32_t b)
@@ -43,15 +48,49 @@ void mcu_gelu(const int8_t *lut, const int8_t *x, int8_t *y, int32_t n)
 }
 
 /* Softmax of one row of int8 scores into int8 probabilities (scale 1/256, zero point -128), in
- * place when y == x: the max, the sum of exp(max - x) from a uint16 table, then the outputs. */
+ * place when y == x: the max, the sum of exp(max - x) from a uint16 table, then the outputs. The
+ * table values of up to MCU_SOFTMAX_CACHE scores wait on the stack between the last two passes (the
+ * row may be written in place); on the DSP path the max takes four scores per SSUB8 + SEL. */
+#ifndef MCU_SOFTMAX_CACHE
+#define MCU_SOFTMAX_CACHE 256
+#endif
 void mcu_softmax_row(const int8_t *x, int8_t *y, int32_t n, const uint16_t *exp_lut)
 {
-    int32_t max = -128;
-    for (int32_t j = 0; j < n; j++) max = x[j] > max ? x[j] : max;
+    int32_t max = -128, j = 0;
+#if defined(__ARM_FEATURE_DSP) && !defined(MCU_PORTABLE)
+    if (n >= 8) {
+        int32_t best = (int32_t)0x80808080u; /* four lanes of -128 */
+        for (; j + 4 <= n; j += 4) {
+            int32_t v;
+            memcpy(&v, x + j, 4);
+            __ssub8(v, best); /* GE[i] set where v[i] >= best[i] */
+            best = __sel(v, best);
+        }
+        for (int32_t lane = 0; lane < 4; lane++) {
+            const int32_t b = (int8_t)(best >> (8 * lane));
+            max = b > max ? b : max;
+        }
+    }
+#endif
+    for (; j < n; j++) max = x[j] > max ? x[j] : max;
+    const uint16_t *lut = exp_lut + max; /* lut[-x] = exp_lut[max - x] */
     uint32_t total = 0;
-    for (int32_t j = 0; j < n; j++) total += exp_lut[max - x[j]];
-    for (int32_t j = 0; j < n; j++) {
-        uint32_t p = ((uint32_t)exp_lut[max - x[j]] * 256u + total / 2u) / total;
+    if (n <= MCU_SOFTMAX_CACHE) {
+        uint16_t e[MCU_SOFTMAX_CACHE];
+        for (j = 0; j < n; j++) {
+            e[j] = lut[-x[j]];
+            total += e[j];
+        }
+        const uint32_t half = total / 2u;
+        for (j = 0; j < n; j++) {
+            const uint32_t p = ((uint32_t)e[j] * 256u + half) / total;
+            y[j] = (int8_t)((int32_t)(p > 255u ? 255u : p) - 128);
+        }
+        return;
+    }
+    for (j = 0; j < n; j++) total += lut[-x[j]];
+    for (j = 0; j < n; j++) {
+        const uint32_t p = ((uint32_t)lut[-x[j]] * 256u + total / 2u) / total;
         y[j] = (int8_t)((int32_t)(p > 255u ? 255u : p) - 128);
     }
 }
