@@ -59,9 +59,10 @@ def measure(i: int, tmp: Path):
     arch = random_arch(rng)
     flags = Techniques(**{t: rng.random() < 0.5 for t in TECHNIQUES})
     folder = tmp / f"m{i}"
-    export_model(random_quant_model(arch, seed=i), folder, "stm32h743", flags)
+    schedule = rng.choice(["fastest", "smallest"])
+    info = export_model(random_quant_model(arch, seed=i), folder, "stm32h743", flags, schedule=schedule)
     counts = dict(profile(folder))
-    ops = build_ops(arch, flags)
+    ops = build_ops(arch, flags, info["schedule_budget_bytes"])
     rows = [(op, counts[f"{op.name}:{op.kernel}"]) for op in ops]
     return arch, flags, rows
 

@@ -13,7 +13,7 @@ def add_arguments(p) -> None:
     p.add_argument("--board", default="stm32f746", help="stm32f746 (default), stm32f427 or stm32h743")
     p.add_argument("--techniques", default="all",
                    help="memory techniques the schedule may use: all (default), none, or a comma list")
-    p.add_argument("--schedule", default="fastest", choices=["fastest", "smallest"],
+    p.add_argument("--schedule", default="fastest",
                    help="fastest (default): per block the technique set with the fewest predicted instructions "
                         "whose arena fits the board; smallest: the smallest arena")
 

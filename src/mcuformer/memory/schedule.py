@@ -206,6 +206,14 @@ def estimate(arch: Arch, techniques: Techniques = ALL) -> Estimate:
     return Estimate(peak, flash + code_bytes(num_ops))
 
 
+def estimate_instructions(arch: Arch, techniques: Techniques = ALL, budget: int | None = None) -> float:
+    """Predicted instructions of one inference (the latency model) under the schedule that
+    ``build_ops(arch, techniques, budget)`` builds, from the cached section figures (what the search
+    calls)."""
+    return sum(section_cost(kind, dims, flags).instructions
+               for kind, _, dims, flags in section_schedule(arch, techniques, budget)[1])
+
+
 def peak_sram(arch: Arch, techniques: Techniques = ALL) -> int:
     return estimate(arch, techniques).peak_sram_bytes
 
