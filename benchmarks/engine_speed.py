@@ -327,7 +327,7 @@ def main() -> int:
                         if not r.bit_exact:
                             raise SystemExit(f"{name} ({schedule}, {path}): logits differ from the reference")
                         key = f"{schedule}_{path}"
-                        row.update({"macs": r.macs, f"{key}_instructions": r.instructions_per_inference,
+                        row.update({f"{schedule}_macs": r.macs, f"{key}_instructions": r.instructions_per_inference,
                                     f"{key}_per_mac": round(r.instructions_per_mac, 4),
                                     f"{key}_stack_bytes": r.stack_bytes, f"{schedule}_arena_bytes": info["arena_bytes"],
                                     f"{schedule}_predicted_instructions": info["predicted_instructions"],
