@@ -118,9 +118,9 @@ def _fused_work(op: Op, w: Counter) -> None:
         rows = first * (hidden + mid1) + second * (_out_width(op) + mid2)
         calls = first * (1 + bool(mid1)) + second * (1 + bool(mid2))
         w.update(mm_macs=op.macs, mm_outputs=n * rows, mm_calls=n * calls)
-        if first:
-            w.update(ln_elements=n * e if k != "fc2_residual" else 0, ln_rows=n, table_elements=n * hidden)
-        if second:
+        if first:  # LayerNorm, fc1 with the GELU table in its output stage
+            w.update(ln_elements=n * e, ln_rows=n, table_elements=n * hidden)
+        if second:  # fc2 with the residual add in its output stage
             w.update(add_elements=n * _out_width(op))
     else:
         raise ValueError(f"the latency model has no rule for kernel {k!r}")

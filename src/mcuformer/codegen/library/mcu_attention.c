@@ -7,7 +7,7 @@
 #include "mcu_fixedpoint.h"
 #include <string.h>
 
-#define MCU_AV_CHUNK 16 /* int32 accumulators on the stack while summing over the keys (portable path) */
+#define MCU_AV_CHUNK 16 /* output columns whose int32 sums wait on the stack while summing over the keys */
 
 /* the per-tensor output stage; its constants are read into locals once per row (an int8 store may
  * alias the block struct, so the compiler would reload them after every store) */
