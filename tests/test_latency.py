@@ -97,6 +97,15 @@ def test_memory_report_shows_both_schedules():
     assert any("head_by_head" in v.enabled() for v in rep.sections.values())
 
 
+def test_memory_cli_schedule():
+    out = run_cli("memory", "--space", ROOT / "configs/cifar10-tiny.yaml", "--which", "largest", "--schedule",
+                  "fastest", check=True).stdout
+    fastest = next(ln for ln in out.splitlines() if ln.startswith("fastest schedule that fits"))
+    assert fastest.endswith("<- chosen") and "instructions predicted" in fastest
+    assert_one_line_error(run_cli("memory", "--space", ROOT / "configs/cifar10-tiny.yaml", "--schedule", "x"),
+                          "--schedule 'x': use smallest or fastest")
+
+
 def test_export_records_the_schedule(tmp_path):
     arch = Arch(img_size=8, patch_size=4, rank_ratio=0.5, embed_dim=16, depth=1, num_heads=(2,), mlp_ratio=(2.0,),
                 num_classes=3, head_dim=8)
