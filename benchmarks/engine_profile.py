@@ -106,7 +106,8 @@ def main() -> int:
     for name, count in calls:
         by_kernel[name.split(":")[1]][0] += count
         by_kernel[name.split(":")[1]][1] += 1
-    print(f"{arch.short()} techniques {args.techniques}, schedule {args.schedule}: {total:,} instructions, {total / info['macs']:.3f} per MAC, "
+    print(f"{arch.short()} techniques {args.techniques}, schedule {args.schedule}: {total:,} instructions, "
+          f"{total / info['macs']:.3f} per MAC, "
           f"arena {info['arena_bytes']:,} B")
     print(f"{'kernel':<26} {'calls':>6} {'instructions':>13} {'share':>7}")
     for kernel, (count, n) in sorted(by_kernel.items(), key=lambda kv: -kv[1][0]):

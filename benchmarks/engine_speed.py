@@ -78,7 +78,8 @@ CIFAR_LARGEST = dict(img_size=32, patch_size=4, embed_dim=64, depth=3, num_heads
                      mlp_ratio=(2.0, 2.0, 2.0), num_classes=10, head_dim=16)
 MODELS = [("cifar10-largest dense", Arch(rank_ratio=1.0, **CIFAR_LARGEST)),
           ("cifar10-largest low-rank 0.5", Arch(rank_ratio=0.5, **CIFAR_LARGEST)),
-          ("240x240 T (0.4, 32) smallest", SearchSpace.load(ROOT / "configs/mcu-T.yaml").with_factors(0.4, 32).smallest())]
+          ("240x240 T (0.4, 32) smallest",
+           SearchSpace.load(ROOT / "configs/mcu-T.yaml").with_factors(0.4, 32).smallest())]
 TARGET_MODEL_PER_MAC = 2.5  # whole CIFAR-10-shaped models, fastest schedule, DSP path
 
 

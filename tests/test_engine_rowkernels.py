@@ -3,9 +3,9 @@
 edges of its 32-bit path (E = 511: the largest E*ss; alternating -128/127: the largest |E x - s|;
 gamma = -32768; constant rows: var = 0; beta near +-2^31 and left shifts: the general paths) and over it
 (E = 512, 700, 1000: the 64-bit path); the attention rows (mcu_scores_row, mcu_av_row) on odd head widths
-(one over the 128 that q's unpacked stack copy holds), token counts and strides, unaligned K and V, and left shifts (the requantisation's general path); softmax
-rows (mcu_softmax_row, in place) shorter than the 4-wide max, with the max in each lane, and longer than
-its 256-entry stack cache.
+(one over the 128 that q's unpacked stack copy holds), token counts and strides, unaligned K and V, and
+left shifts (the requantisation's general path); softmax rows (mcu_softmax_row, in place) shorter than
+the 4-wide max, with the max in each lane, all negative, and longer than its 256-entry stack cache.
 
 Host (portable C) always; the Cortex-M7 in QEMU (DSP and portable) when the ARM tools are installed.
 """
@@ -120,7 +120,8 @@ int main(void)
 # (dim, kind): kind picks the inputs and constants
 LN_CASES = [(8, "random"), (64, "random"), (64, "alternating"), (511, "alternating"), (511, "extreme-gamma"),
             (511, "random"), (3, "constant"), (100, "constant"), (1, "random"), (2, "alternating"),
-            (96, "huge-beta"), (40, "left-shift"), (512, "alternating"), (700, "extreme-gamma"), (1000, "random"), (192, "in-place")]
+            (96, "huge-beta"), (40, "left-shift"), (512, "alternating"), (700, "extreme-gamma"), (1000, "random"),
+            (192, "in-place")]
 # (tokens, head_dim, stride extra, byte offset, av, extreme)
 ATT_CASES = [(17, 16, 0, 0, False, False), (17, 16, 0, 0, True, False), (65, 8, 5, 1, False, False),
              (65, 8, 5, 3, True, False), (5, 6, 0, 2, False, False), (5, 6, 0, 2, True, False),
@@ -129,7 +130,8 @@ ATT_CASES = [(17, 16, 0, 0, False, False), (17, 16, 0, 0, True, False), (65, 8, 
              (197, 64, 128, 2, False, False), (12, 20, 0, 3, True, False), (5, 130, 2, 1, False, False)]
 # softmax rows (n, kind): short rows (no 4-wide max), the max in each lane, rows past the stack cache (256)
 SOFTMAX_CASES = [(1, "random"), (3, "random"), (7, "random"), (8, "max-last"), (9, "random"), (65, "random"),
-                 (65, "equal"), (33, "negative"), (64, "max-lane-2"), (200, "extremes"), (257, "random"), (300, "extremes")]
+                 (65, "equal"), (33, "negative"), (64, "max-lane-2"), (200, "extremes"), (257, "random"),
+                 (300, "extremes")]
 
 
 def _c_array(ctype: str, name: str, values, per_line: int = 32) -> str:

@@ -2,7 +2,8 @@
 
 Peak SRAM is the planned arena for the chosen techniques and schedule (the smallest arena, or the
 fastest schedule that fits the board: ``schedule="fastest"``, what the exporter uses); beside it the
-other schedule's arena and predicted instructions (the latency model), the lower bound of that op order, the layer-wise baseline (techniques off, TensorFlow Lite Micro's greedy-by-size packing),
+other schedule's arena and predicted instructions (the latency model), the lower bound of that op
+order, the layer-wise baseline (techniques off, TensorFlow Lite Micro's greedy-by-size packing),
 the official code's one-line formula, flash by kind, each technique's effect, whether the subnet
 fits the board and which budget binds.
 """
@@ -239,8 +240,9 @@ class MemoryReport:
         for name, label in (("smallest", "smallest-arena schedule"), ("fastest", "fastest schedule that fits")):
             if name in s:
                 chosen = "  <- chosen" if name == self.schedule else ""
-                lines.append(f"{label:<28}{kb(s[name]['arena_bytes'])}, {s[name]['predicted_instructions'] / 1e6:,.2f} M "
-                             f"instructions predicted{chosen}")
+                predicted = s[name]["predicted_instructions"] / 1e6
+                lines.append(f"{label:<28}{kb(s[name]['arena_bytes'])}, {predicted:,.2f} M instructions predicted"
+                             f"{chosen}")
         return lines
 
     def _flash_sentence(self) -> str:
