@@ -11,13 +11,18 @@ Kernel rows: one program per path runs every shape once (weights random int8 in 
 generated engine has them; output stage: requantisation, or + the GELU table, or + the residual add) and
 prints its outputs, which must equal the integer reference (mcuformer.quantize.intops) bit for bit.
 
-Model rows: random-weight models (mcuformer.quantize.synthetic.random_quant_model) exported with
-mcuformer.codegen.export.export_model and run by mcuformer.verify.verify on the Cortex-M7 (1 image,
-logits checked against the reference): instructions per inference and per MAC (MACs as verify counts
-them), for the CIFAR-10 space's largest subnet and a low-rank version of it.
+Model rows: random-weight models (mcuformer.quantize.synthetic.random_quant_model) of the CIFAR-10
+space's largest subnet (dense and low rank 0.5) and the 240 x 240 T subnet of
+benchmarks/engine_imagenet_shape.py, and the model zoo's int8 models (models/*/int8-<board>), exported
+with mcuformer.codegen.export.export_model for the STM32F746 (the zoo: for their board) and run by
+mcuformer.verify.verify on the Cortex-M7 (1 image, logits checked against the reference): instructions
+per inference and per MAC (MACs as verify counts them), for the fastest schedule that fits the board
+(the exporter's default) and the smallest-arena schedule, the latency model's prediction beside them.
+With --baseline REV the same smallest-arena engines also run with the kernel library committed at REV:
+the "before" of an optimisation, in the same run.
 
-    python benchmarks/engine_speed.py                     # ~1 min; writes benchmarks/results/engine_speed.json
-    python benchmarks/engine_speed.py --baseline HEAD~1   # also a committed library (git show), kernels and models
+    python benchmarks/engine_speed.py                     # ~3 min; writes benchmarks/results/engine_speed.json
+    python benchmarks/engine_speed.py --baseline main     # also a committed library (git show), kernels and models
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from mcuformer.codegen.export import export_model  # noqa: E402
+from mcuformer.quantize.model import QuantModel  # noqa: E402
+from mcuformer.space import SearchSpace  # noqa: E402
 from mcuformer.codegen.linker import (CORTEX_M7_CFLAGS, QEMU_MPS2_AN500_COMMAND, cortex_m7_build_command,  # noqa: E402
                                       write_linker_script)
 from mcuformer.memory.boards import get_board  # noqa: E402
@@ -70,7 +77,21 @@ LARGE = {"192->768", "768->192", "384->1536", "576->192"}
 CIFAR_LARGEST = dict(img_size=32, patch_size=4, embed_dim=64, depth=3, num_heads=(4, 4, 4),
                      mlp_ratio=(2.0, 2.0, 2.0), num_classes=10, head_dim=16)
 MODELS = [("cifar10-largest dense", Arch(rank_ratio=1.0, **CIFAR_LARGEST)),
-          ("cifar10-largest low-rank 0.5", Arch(rank_ratio=0.5, **CIFAR_LARGEST))]
+          ("cifar10-largest low-rank 0.5", Arch(rank_ratio=0.5, **CIFAR_LARGEST)),
+          ("240x240 T (0.4, 32) smallest",
+           SearchSpace.load(ROOT / "configs/mcu-T.yaml").with_factors(0.4, 32).smallest())]
+TARGET_MODEL_PER_MAC = 2.5  # whole CIFAR-10-shaped models, fastest schedule, DSP path
+
+
+def model_cases():
+    """(name, quantised model, board) of every model row: the random-weight subnets, then the zoo."""
+    cases = [(name, lambda arch=arch: random_quant_model(arch, 0, calibration_images=4 if arch.img_size > 64 else 8),
+              "stm32f746") for name, arch in MODELS]
+    for folder in sorted(ROOT.glob("models/*/int8-*")):
+        if (folder / "manifest.json").exists():
+            board = folder.name.split("int8-", 1)[1]
+            cases.append((f"zoo {folder.parent.name}/{folder.name}", lambda f=folder: QuantModel.load(f), board))
+    return cases
 
 MAIN = r"""
 #include <stdint.h>
@@ -289,28 +310,38 @@ def main() -> int:
 
         model_rows = []
         if not args.no_models:
-            print(f"\n{'model (1 image)':<30} {'path':<18} {'MACs':>11} {'instructions':>13} {'per MAC':>8} "
-                  f"{'stack':>7}")
-            for name, arch in MODELS:
-                q = random_quant_model(arch, 0)
-                folder = tmp / re.sub(r"[^a-z0-9]+", "-", name)
-                export_model(q, folder)
-                row = {"model": name, "short": arch.short(), "arch": arch.to_dict()}
-                runs = [("dsp", folder, False), ("portable", folder, True)]
-                if args.baseline:
-                    runs += [("baseline_dsp", with_library(folder, base), False),
-                             ("baseline_portable", with_library(folder, base), True)]
-                for path, where, portable in runs:
-                    r = verify(where, "cortex-m7", images=1, portable=portable)
-                    if not r.bit_exact:
-                        raise SystemExit(f"{name} ({path}): logits differ from the reference")
-                    row.update({"macs": r.macs, f"{path}_instructions": r.instructions_per_inference,
-                                f"{path}_per_mac": round(r.instructions_per_mac, 4),
-                                f"{path}_stack_bytes": r.stack_bytes, f"{path}_flash_bytes": r.flash_bytes})
-                    print(f"{name:<30} {path:<18} {r.macs:>11,} {r.instructions_per_inference:>13,.0f} "
-                          f"{r.instructions_per_mac:>8.3f} {r.stack_bytes:>6} B")
-                row["speedup_portable_over_dsp"] = round(row["portable_instructions"] / row["dsp_instructions"], 3)
+            print(f"\n{'model (1 image)':<34} {'schedule':<9} {'library':<10} {'MACs':>11} {'instructions':>13} "
+                  f"{'per MAC':>8} {'predicted':>10} {'arena':>9} {'stack':>7}")
+            for name, make, board in model_cases():
+                q = make()
+                row = {"model": name, "short": q.arch.short(), "arch": q.arch.to_dict(), "board": board}
+                for schedule in ("fastest", "smallest"):
+                    folder = tmp / (re.sub(r"[^a-z0-9]+", "-", name.lower()) + "-" + schedule)
+                    info = export_model(q, folder, board, schedule=schedule)
+                    runs = [("dsp", folder, False)]
+                    if schedule == "fastest":
+                        runs.append(("portable", folder, True))
+                    if args.baseline and schedule == "smallest":
+                        runs.append(("baseline_dsp", with_library(folder, base), False))
+                    for path, where, portable in runs:
+                        r = verify(where, "cortex-m7", images=1, portable=portable, timeout=1800)
+                        if not r.bit_exact:
+                            raise SystemExit(f"{name} ({schedule}, {path}): logits differ from the reference")
+                        key = f"{schedule}_{path}"
+                        row.update({f"{schedule}_macs": r.macs, f"{key}_instructions": r.instructions_per_inference,
+                                    f"{key}_per_mac": round(r.instructions_per_mac, 4),
+                                    f"{key}_stack_bytes": r.stack_bytes, f"{schedule}_arena_bytes": info["arena_bytes"],
+                                    f"{schedule}_predicted_instructions": info["predicted_instructions"],
+                                    f"{schedule}_section_techniques": info["section_techniques"]})
+                        print(f"{name:<34} {schedule:<9} {path.replace('_dsp', ''):<10} {r.macs:>11,} "
+                              f"{r.instructions_per_inference:>13,.0f} {r.instructions_per_mac:>8.3f} "
+                              f"{info['predicted_instructions'] / r.instructions_per_inference - 1:>+9.1%} "
+                              f"{info['arena_bytes']:>8,}B {r.stack_bytes:>6} B")
                 model_rows.append(row)
+            cifar = [r["fastest_dsp_per_mac"] for r in model_rows if r["model"].startswith("cifar10-largest")]
+            print(f"CIFAR-10 largest subnets, fastest schedule, DSP: {min(cifar):.3f} .. {max(cifar):.3f} "
+                  f"instructions per MAC (target <= {TARGET_MODEL_PER_MAC}): "
+                  f"{'met' if max(cifar) <= TARGET_MODEL_PER_MAC else 'NOT met'}")
 
     elapsed = time.time() - t0
     write_json(args.output, {
@@ -322,6 +353,10 @@ def main() -> int:
                     "widened once per call into a <= 1 KB stack buffer)",
         "portable_path": "plain C (-DMCU_PORTABLE)",
         "target_dsp_per_mac_large_layers": TARGET_DSP_PER_MAC, "meets_target": meets,
+        "target_model_per_mac": TARGET_MODEL_PER_MAC,
+        "models_note": "schedules: fastest = the exporter's default (per section the technique set with the fewest "
+                       "predicted instructions whose arena fits the board), smallest = the smallest arena; "
+                       "baseline_* = the same engine with the kernel library at --baseline",
         "compiler": tool_version(["arm-none-eabi-gcc", "--version"]), "cflags": " ".join(CORTEX_M7_CFLAGS),
         "qemu": tool_version(["qemu-system-arm", "--version"]), "baseline_rev": args.baseline,
         "baseline_commit": git_commit(args.baseline) if args.baseline else None,

@@ -13,18 +13,24 @@ def add_arguments(p) -> None:
     p.add_argument("--board", default="stm32f746", help="stm32f746 (default), stm32f427 or stm32h743")
     p.add_argument("--techniques", default="all",
                    help="memory techniques the schedule may use: all (default), none, or a comma list")
+    p.add_argument("--schedule", default="fastest",
+                   help="fastest (default): per block the technique set with the fewest predicted instructions "
+                        "whose arena fits the board; smallest: the smallest arena")
 
 
 def run(args) -> int:
     from mcuformer.codegen.export import export_model
     from mcuformer.memory import Techniques
 
-    info = export_model(args.quantized, args.output, args.board, Techniques.parse(args.techniques))
+    info = export_model(args.quantized, args.output, args.board, Techniques.parse(args.techniques),
+                        schedule=args.schedule)
     kb = lambda b: f"{b / 1024:.1f} KB"  # noqa: E731
     print(f"exported {info['arch_short']} for {info['board']['name']} -> {args.output}")
     print(f"  {info['kernel_calls']} kernel calls, {info['macs']:,} MACs; arena {kb(info['arena_bytes'])} "
           f"(budget {kb(info['board']['arena_budget_bytes'])}); flash {kb(info['planned_flash_bytes'])} planned, "
           f"weights in {info['flash_location']} flash")
+    print(f"  schedule: {info['schedule']}, {info['predicted_instructions'] / 1e6:,.2f} M instructions predicted "
+          "(QEMU Cortex-M7 instruction counts, not cycles)")
     if not info["fits"]:
         print(f"  warning: the memory model says this model does not fit {info['board']['name']}; "
               "the Cortex-M build will fail to link")

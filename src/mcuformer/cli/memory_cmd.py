@@ -31,6 +31,9 @@ def add_arguments(p) -> None:
     p.add_argument("--techniques", default="all",
                    help="all (default), none, or a comma list of operator_integration, patch_decomposition, "
                         "token_overwriting, head_by_head")
+    p.add_argument("--schedule", default="smallest",
+                   help="smallest (default: the smallest arena, what the search costs) or fastest (the fastest "
+                        "schedule that fits the board: what mcuformer export builds); the report shows both")
     p.add_argument("--ops", action="store_true", help="also print every op with its live bytes and arena offsets")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--plot", metavar="PNG", help="draw the live-bytes-per-op profile with the budget line")
@@ -74,8 +77,10 @@ def run(args) -> int:
         sram_kb=_number(args.sram_kb, "--sram-kb"), flash_kb=_number(args.flash_kb, "--flash-kb"),
         external_flash_kb=_number(args.external_flash_kb, "--external-flash-kb"),
         reserve_kb=_number(args.reserve_kb, "--reserve-kb"))
+    if args.schedule not in ("smallest", "fastest"):
+        raise ConfigError(f"--schedule {args.schedule!r}: use smallest or fastest")
     report = memory_report(arch, board, Techniques.parse(args.techniques),
-                           allow_external_flash=not args.internal_flash_only)
+                           allow_external_flash=not args.internal_flash_only, schedule=args.schedule)
     if args.plot:
         from mcuformer.memory.plot import plot_profile
 

@@ -15,6 +15,9 @@ def add_arguments(p):
     p.add_argument("--flash-kb", type=float, default=None, help="override the board's internal flash (KB)")
     p.add_argument("--allow-external-flash", action="store_true",
                    help="weights may live in the board's external (QSPI) flash")
+    p.add_argument("--max-latency-ms", type=float, default=None,
+                   help="keep subnets whose predicted latency at the board's clock is at most this (the latency "
+                        "model of the exporter's fastest schedule; QEMU instruction counts, 1 instruction per cycle)")
     p.add_argument("--output", required=True, help="output folder (state.json, history.jsonl, best_arch.yaml, PNGs)")
     p.add_argument("--resume", action="store_true", help="continue the search whose state.json is in --output")
     p.add_argument("--subsplit", default=None, help="held-out sub-split JSON (default: a seeded one, --per-class)")
@@ -42,7 +45,7 @@ def run(args) -> int:
     from mcuformer.search.evolution import EvolutionConfig
     from mcuformer.search.runner import format_rows, make_budget, run_search
 
-    budget = make_budget(args.board, args.sram_kb, args.flash_kb, args.allow_external_flash)
+    budget = make_budget(args.board, args.sram_kb, args.flash_kb, args.allow_external_flash, args.max_latency_ms)
     cfg = EvolutionConfig(population=args.population, generations=args.generations, parents=args.parents,
                           mutations=args.mutations, crossovers=args.crossovers, m_prob=args.m_prob,
                           s_prob=args.s_prob, seed=args.seed, max_tries=args.max_tries)

@@ -33,8 +33,10 @@ def _package_files(folder: str):
 
 
 def export_model(quantized, output, board: Board | str = "stm32f746", techniques: Techniques = Techniques.all(),
-                 stack_bytes: int | None = None) -> dict:
-    """Write the C folder of a quantised model (a QuantModel or its folder); returns export.json's content."""
+                 stack_bytes: int | None = None, schedule: str = "fastest") -> dict:
+    """Write the C folder of a quantised model (a QuantModel or its folder); returns export.json's content.
+    ``schedule``: "fastest" (default: per section the technique set with the fewest predicted
+    instructions whose arena fits the board's budget) or "smallest" (the smallest arena)."""
     from mcuformer.codegen.linker import linker_script
 
     q = quantized if isinstance(quantized, QuantModel) else QuantModel.load(quantized)
@@ -42,7 +44,9 @@ def export_model(quantized, output, board: Board | str = "stm32f746", techniques
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--output {out}: exists and is not a folder")
-    report = memory_report(q.arch, board, techniques)
+    if schedule not in ("fastest", "smallest"):
+        raise ConfigError(f"--schedule {schedule!r}: use fastest or smallest")
+    report = memory_report(q.arch, board, techniques, schedule=schedule)
     ops, plan = report.ops, report.plan
     gen = generate(q, ops, plan, techniques.label())
     out.mkdir(parents=True, exist_ok=True)
@@ -72,6 +76,11 @@ def export_model(quantized, output, board: Board | str = "stm32f746", techniques
         "arch_short": q.arch.short(),
         "board": board.to_dict(),
         "techniques": techniques.to_dict(),
+        "schedule": schedule,
+        # the budget the fastest schedule was built with (build_ops(..., budget=)); None: the smallest arena
+        "schedule_budget_bytes": board.arena_budget_bytes if report.plan is not report.smallest else None,
+        "predicted_instructions": round(report.predicted_instructions),
+        "section_techniques": {k: list(v.enabled()) for k, v in report.sections.items()},
         "kernel_calls": gen.num_calls,
         "macs": gen.macs,
         "arena_bytes": plan.arena_bytes,

@@ -31,6 +31,7 @@ class Board:
     external_flash_bytes: int = 0
     contiguous_sram_bytes: int | None = None  # None: all of the SRAM is one region
     reserve_bytes: int = DEFAULT_RESERVE_BYTES
+    clock_mhz: float = 0.0  # the core clock (latency = instructions / clock); 0: unknown
 
     def __post_init__(self):
         for name in ("sram_bytes", "flash_bytes"):
@@ -75,7 +76,8 @@ class Board:
         return {"name": self.name, "description": self.description, "sram_bytes": self.sram_bytes,
                 "flash_bytes": self.flash_bytes, "external_flash_bytes": self.external_flash_bytes,
                 "contiguous_sram_bytes": self.contiguous_sram_bytes or self.sram_bytes,
-                "reserve_bytes": self.reserve_bytes, "arena_budget_bytes": self.arena_budget_bytes}
+                "reserve_bytes": self.reserve_bytes, "arena_budget_bytes": self.arena_budget_bytes,
+                "clock_mhz": self.clock_mhz}
 
 
 BOARDS = {
@@ -83,17 +85,17 @@ BOARDS = {
         "stm32f746",
         "STM32F746 (Cortex-M7, 216 MHz) on the 32F746G-DISCOVERY: 320 KB SRAM (DTCM 64 + SRAM1 240 + "
         "SRAM2 16 KB, contiguous at 0x20000000), 1 MB flash, 16 MB QSPI flash (N25Q128A, memory-mapped)",
-        sram_bytes=320 * KIB, flash_bytes=1024 * KIB, external_flash_bytes=16 * 1024 * KIB),
+        sram_bytes=320 * KIB, flash_bytes=1024 * KIB, external_flash_bytes=16 * 1024 * KIB, clock_mhz=216.0),
     "stm32f427": Board(
         "stm32f427",
         "STM32F427 (Cortex-M4, 180 MHz): 256 KB SRAM = 192 KB contiguous (SRAM1 112 + SRAM2 16 + SRAM3 "
         "64 KB) + 64 KB CCM (holds the stack and runtime), 1 MB flash",
-        sram_bytes=256 * KIB, flash_bytes=1024 * KIB, contiguous_sram_bytes=192 * KIB),
+        sram_bytes=256 * KIB, flash_bytes=1024 * KIB, contiguous_sram_bytes=192 * KIB, clock_mhz=180.0),
     "stm32h743": Board(
         "stm32h743",
         "STM32H743 (Cortex-M7, 480 MHz): 512 KB AXI SRAM (contiguous; the chip's DTCM and D2/D3 SRAM "
         "are not counted, as in the paper), 2 MB flash",
-        sram_bytes=512 * KIB, flash_bytes=2048 * KIB),
+        sram_bytes=512 * KIB, flash_bytes=2048 * KIB, clock_mhz=480.0),
 }
 
 

@@ -1,6 +1,8 @@
 """``memory_report``: everything the memory model knows about one subnet on one board.
 
-Peak SRAM is the planned arena for the chosen techniques; beside it the lower bound of that op
+Peak SRAM is the planned arena for the chosen techniques and schedule (the smallest arena, or the
+fastest schedule that fits the board: ``schedule="fastest"``, what the exporter uses); beside it the
+other schedule's arena and predicted instructions (the latency model), the lower bound of that op
 order, the layer-wise baseline (techniques off, TensorFlow Lite Micro's greedy-by-size packing),
 the official code's one-line formula, flash by kind, each technique's effect, whether the subnet
 fits the board and which budget binds.
@@ -11,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mcuformer.memory.boards import KIB, Board, get_board
+from mcuformer.memory.latency import predicted_instructions
 from mcuformer.memory.lifetimes import analyse
 from mcuformer.memory.ops import Op, code_bytes, unique_params
 from mcuformer.memory.planner import ArenaPlan, greedy_by_size, plan_arena
@@ -50,6 +53,23 @@ class MemoryReport:
     ablation: dict[str, dict[str, int] | int]
     allow_external_flash: bool = True
     sections: dict[str, Techniques] = field(default_factory=dict)
+    schedule: str = "smallest"  # which schedule ``plan`` is: "smallest" (arena) or "fastest" (that fits)
+    smallest: ArenaPlan | None = None  # the smallest-arena schedule's plan (the same as plan when chosen)
+    fastest: ArenaPlan | None = None  # the fastest schedule that fits the board's arena budget
+
+    # ---- speed (the latency model: QEMU instruction counts on the Cortex-M7, not cycles) ----
+    @property
+    def predicted_instructions(self) -> float:
+        return predicted_instructions(self.ops)
+
+    def schedules(self) -> dict[str, dict]:
+        """Arena bytes, predicted instructions and MACs of the smallest-arena and the fastest schedule."""
+        out = {}
+        for name, plan in (("smallest", self.smallest), ("fastest", self.fastest)):
+            if plan is not None:
+                out[name] = {"arena_bytes": plan.arena_bytes, "predicted_instructions": round(predicted_instructions(
+                    plan.ops)), "macs": sum(op.macs for op in plan.ops), "num_ops": len(plan.ops)}
+        return out
 
     # ---- SRAM ----
     @property
@@ -170,6 +190,9 @@ class MemoryReport:
             "num_ops": len(self.ops),
             "macs": self.macs,
             "layerwise_macs": self.layerwise_macs,
+            "schedule": self.schedule,
+            "predicted_instructions": round(self.predicted_instructions),
+            "schedules": self.schedules(),
         }
         if with_profile:
             d["profile"] = self.profile()
@@ -195,6 +218,7 @@ class MemoryReport:
             f"no image)",
             f"int8 MACs                   {self.macs:>12,}     ({100 * (self.macs / self.layerwise_macs - 1):+.1f}% vs "
             f"layer-wise: recomputation in fused kernels)",
+            *self._schedule_lines(kb),
             f"flash                       {kb(self.flash_bytes)}  ("
             + ", ".join(f"{k} {v / KIB:,.1f}" for k, v in self.flash.items() if v) + " KB; code is an estimate)",
             "",
@@ -209,6 +233,17 @@ class MemoryReport:
         rows += [("all", ab["all"])] + [(f"all but {t}", ab["all_but"][t]) for t in TECHNIQUES]
         lines += [f"  {name:<30} {kb(v)}" for name, v in rows]
         return "\n".join(lines)
+
+    def _schedule_lines(self, kb) -> list[str]:
+        s = self.schedules()
+        lines = []
+        for name, label in (("smallest", "smallest-arena schedule"), ("fastest", "fastest schedule that fits")):
+            if name in s:
+                chosen = "  <- chosen" if name == self.schedule else ""
+                predicted = s[name]["predicted_instructions"] / 1e6
+                lines.append(f"{label:<28}{kb(s[name]['arena_bytes'])}, {predicted:,.2f} M instructions predicted"
+                             f"{chosen}")
+        return lines
 
     def _flash_sentence(self) -> str:
         loc = self.flash_location
@@ -244,11 +279,30 @@ def technique_ablation(arch: Arch) -> dict:
     }
 
 
+def fastest_plan(arch: Arch, board: Board, techniques: Techniques = ALL,
+                 smallest: ArenaPlan | None = None) -> tuple[ArenaPlan, int | None]:
+    """The fastest schedule whose planned arena fits the board's arena budget, and the budget it was
+    built with; the smallest-arena schedule (budget None) when no faster one fits."""
+    smallest = smallest or plan_arena(analyse(build_ops(arch, techniques)))
+    budget = board.arena_budget_bytes
+    if smallest.arena_bytes <= budget:
+        fast = plan_arena(analyse(build_ops(arch, techniques, budget)))
+        if fast.arena_bytes <= budget:
+            return fast, budget
+    return smallest, None
+
+
 def memory_report(arch: Arch, board: Board | str | None = None, techniques: Techniques = ALL,
-                  allow_external_flash: bool = True) -> MemoryReport:
+                  allow_external_flash: bool = True, schedule: str = "smallest") -> MemoryReport:
+    """``schedule``: "smallest" (the smallest arena) or "fastest" (the fastest schedule that fits the
+    board's arena budget; the exporter's). The report holds both."""
+    if schedule not in ("smallest", "fastest"):
+        raise ValueError(f"schedule must be 'smallest' or 'fastest', got {schedule!r}")
     board = get_board(board) if isinstance(board, str) else (board or get_board("stm32f746"))
-    ops = build_ops(arch, techniques)
-    plan = plan_arena(analyse(ops))
+    smallest = plan_arena(analyse(build_ops(arch, techniques)))
+    fastest, budget = fastest_plan(arch, board, techniques, smallest)
+    plan = fastest if schedule == "fastest" else smallest
     baseline = greedy_by_size(build_ops(arch, Techniques.none()))
-    return MemoryReport(arch, board, techniques, plan, baseline, flash_breakdown(ops), technique_ablation(arch),
-                        allow_external_flash, section_techniques(arch, techniques))
+    sections = section_techniques(arch, techniques, budget if schedule == "fastest" else None)
+    return MemoryReport(arch, board, techniques, plan, baseline, flash_breakdown(plan.ops), technique_ablation(arch),
+                        allow_external_flash, sections, schedule, smallest, fastest)

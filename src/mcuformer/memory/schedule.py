@@ -10,10 +10,15 @@ How the techniques are used (a technique is a permission, never an obligation):
 1. the network's peak is the smallest any permitted schedule reaches: the max over sections of
    each section's lowest peak over the subsets of the permitted techniques. Switching a technique
    on can therefore never raise it;
-2. each section then runs the permitted schedule with the fewest int8 MACs among those that stay
-   within that peak (ties: lower peak, then more techniques). Fusion and head-by-head attention
-   recompute LayerNorm and the qkv down projection, so a block that is not the bottleneck (at 240
-   px the image is) keeps the cheaper schedule.
+2. each section then runs the permitted schedule with the fewest predicted instructions (the
+   latency model, ``latency.py``) among those that stay within that peak (ties: lower peak, then
+   more techniques). Fusion and head-by-head attention recompute LayerNorm and the qkv down
+   projection, so a block that is not the bottleneck (at 240 px the image is) keeps the cheaper
+   schedule;
+3. given a ``budget`` (the board's arena budget: ``build_ops(..., budget=)``, what the exporter
+   uses), the peak a section may reach is the budget instead of the smallest network peak: memory
+   the board has and the model does not need is spent on speed (head-by-head attention only where
+   the budget needs it).
 
 ``estimate`` caches a section's figures by its shape (a T-space subnet has a dozen distinct block
 shapes), which makes it thousands of times faster than building and planning the list; it equals
@@ -28,6 +33,7 @@ from itertools import combinations
 from typing import NamedTuple
 
 from mcuformer.errors import SpaceError
+from mcuformer.memory.latency import predicted_instructions
 from mcuformer.memory.lifetimes import analyse
 from mcuformer.memory.ops import (BlockDims, HeadDims, Op, StemDims, block_ops, code_bytes, head_ops, stem_ops,
                                   token_tensor, unique_flash_bytes)
@@ -57,6 +63,7 @@ class SectionCost(NamedTuple):
     flash: int  # parameter bytes of the section
     num_ops: int
     macs: int
+    instructions: float  # predicted (latency.py)
 
 
 class Estimate(NamedTuple):
@@ -119,7 +126,8 @@ def section_ops(kind: str, dims, flags: Techniques, prefix: str = "blocks.0", x=
 @lru_cache(maxsize=16384)
 def section_cost(kind: str, dims, flags: Techniques) -> SectionCost:
     ops = section_ops(kind, dims, flags)
-    return SectionCost(analyse(ops).lower_bound, unique_flash_bytes(ops), len(ops), sum(op.macs for op in ops))
+    return SectionCost(analyse(ops).lower_bound, unique_flash_bytes(ops), len(ops), sum(op.macs for op in ops),
+                       predicted_instructions(ops))
 
 
 @lru_cache(maxsize=4096)
@@ -136,9 +144,9 @@ def lowest_peak(kind: str, dims, techniques: Techniques) -> int:
 
 @lru_cache(maxsize=65536)
 def section_flags(kind: str, dims, techniques: Techniques, peak: int) -> Techniques:
-    """The techniques a section uses: the cheapest permitted subset within the network's ``peak``."""
+    """The techniques a section uses: the fastest permitted subset within ``peak``."""
     fits = [f for f in _subsets(kind, techniques) if section_cost(kind, dims, f).peak <= peak]
-    return min(fits, key=lambda f: (section_cost(kind, dims, f).macs, section_cost(kind, dims, f).peak,
+    return min(fits, key=lambda f: (section_cost(kind, dims, f).instructions, section_cost(kind, dims, f).peak,
                                     -len(f.enabled())))
 
 
@@ -150,24 +158,29 @@ def sections(arch: Arch) -> list[tuple[str, str, object]]:
     return out
 
 
-def section_schedule(arch: Arch, techniques: Techniques = ALL) -> tuple[int, list[tuple[str, str, object, Techniques]]]:
-    """The network's peak and (kind, name prefix, shape, techniques used) of every section."""
+def section_schedule(arch: Arch, techniques: Techniques = ALL,
+                     budget: int | None = None) -> tuple[int, list[tuple[str, str, object, Techniques]]]:
+    """The network's peak and (kind, name prefix, shape, techniques used) of every section: the
+    smallest-arena schedule, or with ``budget`` (bytes) the fastest one whose sections stay within it
+    (the smallest-arena one when even that does not)."""
     check_arch(arch)
     parts = sections(arch)
     peak = max(lowest_peak(kind, dims, techniques) for kind, _, dims in parts)
-    return peak, [(kind, prefix, dims, section_flags(kind, dims, techniques, peak)) for kind, prefix, dims in parts]
+    limit = max(peak, budget) if budget is not None else peak
+    return peak, [(kind, prefix, dims, section_flags(kind, dims, techniques, limit)) for kind, prefix, dims in parts]
 
 
-def section_techniques(arch: Arch, techniques: Techniques = ALL) -> dict[str, Techniques]:
+def section_techniques(arch: Arch, techniques: Techniques = ALL, budget: int | None = None) -> dict[str, Techniques]:
     """Which techniques each section actually uses."""
-    return {prefix: flags for _, prefix, _, flags in section_schedule(arch, techniques)[1]}
+    return {prefix: flags for _, prefix, _, flags in section_schedule(arch, techniques, budget)[1]}
 
 
-def build_ops(arch: Arch, techniques: Techniques = ALL) -> list[Op]:
-    """Every kernel call of the inference, in execution order, for these techniques."""
+def build_ops(arch: Arch, techniques: Techniques = ALL, budget: int | None = None) -> list[Op]:
+    """Every kernel call of the inference, in execution order, for these techniques: the
+    smallest-arena schedule, or with ``budget`` (bytes) the fastest whose sections fit it."""
     ops: list[Op] = []
     x = None
-    for kind, prefix, dims, flags in section_schedule(arch, techniques)[1]:
+    for kind, prefix, dims, flags in section_schedule(arch, techniques, budget)[1]:
         part = section_ops(kind, dims, flags, prefix, x)
         ops += part
         x = part[-1].outputs[0]
@@ -191,6 +204,14 @@ def estimate(arch: Arch, techniques: Techniques = ALL) -> Estimate:
         c = section_cost(kind, dims, flags)
         flash, num_ops = flash + c.flash, num_ops + c.num_ops
     return Estimate(peak, flash + code_bytes(num_ops))
+
+
+def estimate_instructions(arch: Arch, techniques: Techniques = ALL, budget: int | None = None) -> float:
+    """Predicted instructions of one inference (the latency model) under the schedule that
+    ``build_ops(arch, techniques, budget)`` builds, from the cached section figures (what the search
+    calls)."""
+    return sum(section_cost(kind, dims, flags).instructions
+               for kind, _, dims, flags in section_schedule(arch, techniques, budget)[1])
 
 
 def peak_sram(arch: Arch, techniques: Techniques = ALL) -> int:

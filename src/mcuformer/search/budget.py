@@ -6,7 +6,8 @@ import itertools
 from dataclasses import dataclass
 
 from mcuformer.errors import ConfigError
-from mcuformer.memory import Board, estimate, memory_report
+from mcuformer.memory import Board, estimate, estimate_instructions, memory_report
+from mcuformer.memory.latency import latency_ms
 from mcuformer.space import Arch, SearchSpace
 
 KIB = 1024
@@ -15,10 +16,21 @@ KIB = 1024
 @dataclass(frozen=True)
 class Budget:
     """SRAM = the board's arena budget; flash = its internal flash, or internal code + external
-    constants when ``allow_external_flash`` (the memory report's rule)."""
+    constants when ``allow_external_flash`` (the memory report's rule); optionally a latency: the
+    latency model's predicted instructions of the fastest schedule that fits the board (what the
+    exporter builds) at the board's clock, one instruction per cycle (QEMU counts instructions, not
+    cycles), at most ``max_latency_ms``."""
 
     board: Board
     allow_external_flash: bool = False
+    max_latency_ms: float | None = None
+
+    def __post_init__(self):
+        if self.max_latency_ms is not None:
+            if not self.max_latency_ms > 0:
+                raise ConfigError(f"--max-latency-ms must be positive, got {self.max_latency_ms:g}")
+            if self.board.clock_mhz <= 0:
+                raise ConfigError(f"--max-latency-ms: board {self.board.name} has no clock frequency")
 
     @property
     def sram_bytes(self) -> int:
@@ -30,8 +42,14 @@ class Budget:
 
     def label(self) -> str:
         ext = " + external flash" if self.allow_external_flash else ""
+        latency = (f", latency <= {self.max_latency_ms:g} ms at {self.board.clock_mhz:g} MHz (predicted instructions, "
+                   "1 per cycle)" if self.max_latency_ms is not None else "")
         return (f"{self.board.name}: arena {self.sram_bytes / KIB:g} KB SRAM "
-                f"({self.board.sram_bytes / KIB:g} KB less reserve), flash {self.flash_bytes / KIB:g} KB{ext}")
+                f"({self.board.sram_bytes / KIB:g} KB less reserve), flash {self.flash_bytes / KIB:g} KB{ext}{latency}")
+
+    def latency_ms(self, arch: Arch) -> float:
+        """Predicted latency of the exporter's schedule (the fastest that fits the arena budget)."""
+        return latency_ms(estimate_instructions(arch, budget=self.sram_bytes), self.board.clock_mhz)
 
     def measure(self, arch: Arch) -> tuple[int, int, bool]:
         """(peak SRAM bytes, flash bytes, fits) by the exact memory model."""
@@ -39,6 +57,8 @@ class Budget:
         fits = sram <= self.sram_bytes and flash <= self.flash_bytes
         if not fits and sram <= self.sram_bytes and self.allow_external_flash:
             fits = memory_report(arch, self.board, allow_external_flash=True).fits_flash
+        if fits and self.max_latency_ms is not None:
+            fits = self.latency_ms(arch) <= self.max_latency_ms
         return sram, flash, fits
 
     def fits(self, arch: Arch) -> bool:
@@ -46,7 +66,8 @@ class Budget:
 
     def to_dict(self) -> dict:
         return {"board": self.board.name, "arena_sram_bytes": self.sram_bytes, "flash_bytes": self.flash_bytes,
-                "allow_external_flash": self.allow_external_flash}
+                "allow_external_flash": self.allow_external_flash, "max_latency_ms": self.max_latency_ms,
+                "clock_mhz": self.board.clock_mhz}
 
 
 def smallest_corners(space: SearchSpace, num_classes: int) -> list[Arch]:
@@ -73,6 +94,11 @@ def check_feasible(space: SearchSpace, budget: Budget, num_classes: int) -> None
     if min_flash > budget.flash_bytes and not budget.allow_external_flash:
         parts.append(f"flash budget {budget.flash_bytes / KIB:g} KB is below the smallest subnet's "
                      f"{min_flash / KIB:g} KB ({min_flash} B)")
+    if not parts and budget.max_latency_ms is not None:
+        fastest = min(budget.latency_ms(a) for a in corners)
+        if fastest > budget.max_latency_ms:
+            parts.append(f"--max-latency-ms {budget.max_latency_ms:g} is below the smallest subnets' predicted "
+                         f"{fastest:.3g} ms at {budget.board.clock_mhz:g} MHz")
     if not parts:  # each budget alone is met by some subnet, but never both by the same one
         parts.append(f"no subnet meets SRAM {budget.sram_bytes / KIB:g} KB and flash "
                      f"{budget.flash_bytes / KIB:g} KB together (smallest SRAM {min_sram / KIB:g} KB, "

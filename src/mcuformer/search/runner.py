@@ -20,8 +20,9 @@ from mcuformer.utils.io import read_structured, write_json, write_text, write_ya
 
 
 def make_budget(board: str, sram_kb: float | None = None, flash_kb: float | None = None,
-                allow_external_flash: bool = False) -> Budget:
-    return Budget(get_board(board).with_overrides(sram_kb=sram_kb, flash_kb=flash_kb), allow_external_flash)
+                allow_external_flash: bool = False, max_latency_ms: float | None = None) -> Budget:
+    return Budget(get_board(board).with_overrides(sram_kb=sram_kb, flash_kb=flash_kb), allow_external_flash,
+                  max_latency_ms)
 
 
 def _sha256(path: Path) -> str:
@@ -104,6 +105,7 @@ def run_search(checkpoint, output, budget: Budget, cfg: EvolutionConfig, *, data
         sram, flash, fits = budget.measure(s.arch)
         rows.append({"method": name, "heldout_top1": s.fitness, "test_top1": round(acc.top1, 4),
                      "test_images": acc.count, "sram_bytes": sram, "flash_bytes": flash, "fits": fits,
+                     "predicted_latency_ms": round(budget.latency_ms(s.arch), 3) if budget.board.clock_mhz else None,
                      "params": s.arch.num_params(), "summary": s.arch.short(), "arch": s.arch.to_dict(),
                      **rows_extra.get(name, {"evaluations": len(state.evaluated)})})
     best = rows[0]
@@ -116,7 +118,9 @@ def run_search(checkpoint, output, budget: Budget, cfg: EvolutionConfig, *, data
     best_arch = ranked[0].arch
     write_yaml(output / "best_arch.yaml", {"arch": best_arch.to_dict(), "heldout_top1": best["heldout_top1"],
                                            "test_top1": best["test_top1"], "sram_bytes": best["sram_bytes"],
-                                           "flash_bytes": best["flash_bytes"], "budget": budget.to_dict()})
+                                           "flash_bytes": best["flash_bytes"],
+                                           "predicted_latency_ms": best["predicted_latency_ms"],
+                                           "budget": budget.to_dict()})
     write_json(output / "result.json", result)
     marks = {f"{r['method']} ({r['test_top1']:.1f}% test)": (r["sram_bytes"], r["heldout_top1"])
              for r in rows if r["method"] in ("evolution #1", "random search", "hand-scaled")}

@@ -198,8 +198,11 @@ def verify(folder, target: str = "host", images: int = 5, seed: int = 0, data_pa
     folder, info, q = load_export(folder)
     imgs, labels, source = pick_images(q, images, seed, data_path)
     write_verify_data(folder, imgs)
+    from mcuformer.memory import build_ops
+
     techniques = Techniques(**info["techniques"])
-    ref = Reference(q, techniques)
+    budget = info.get("schedule_budget_bytes")  # the exporter's schedule: the reference runs the same op list
+    ref = Reference(q, techniques, build_ops(q.arch, techniques, budget if isinstance(budget, int) else None))
     want = np.stack([ref.run(im) for im in imgs]).astype(np.int64)
     classes = q.arch.num_classes
     result = VerifyResult(target, len(imgs), False, image_source=source, arena_bytes=info["arena_bytes"],

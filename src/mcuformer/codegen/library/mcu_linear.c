@@ -14,11 +14,9 @@
 #if defined(__GNUC__)
 #define MCU_ALWAYS_INLINE inline __attribute__((always_inline))
 #define MCU_NOINLINE __attribute__((noinline))
-#define MCU_LIKELY(c) __builtin_expect(!!(c), 1)
 #else
 #define MCU_ALWAYS_INLINE inline
 #define MCU_NOINLINE
-#define MCU_LIKELY(c) (c)
 #endif
 
 /* A residual add's requantised outputs go through this many bytes of stack (a multiple of 3). */
@@ -53,87 +51,12 @@
 #endif
 #endif
 
-/* ---- requantisation: a fast path that gives the bits of mcu_requantize32 / mcu_requantize ----
- *
- * For shift <= 0 and -2^30 <= v < 2^30 (every accumulator of a real layer):
- *   dhm(v, M) = (v*M + 2^30) >> 31 = SMMULR(2v, M), as (2vM + 2^31) >> 32 (2v fits int32);
- *   divide_by_pot(h, r) = (h + ((2^r - (h < 0)) >> 1)) >> r, the ties-away-from-zero rounding as one
- *   add: for h >= 0 it adds 2^(r-1), for h < 0 2^(r-1) - 1, and 0 for r = 0. |h| <= |v| < 2^30 and
- *   the addend <= 2^30, so the sum does not overflow.
- * Any other case (a left shift, a huge accumulator) takes the exact general function. The assembly
- * of mcu_dot_dsp.c does the same. */
-static MCU_ALWAYS_INLINE int32_t dhm_small(int32_t v, int32_t multiplier)
-{
-#ifdef MCU_DSP
-    int32_t r;
-    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(v * 2), "r"(multiplier));
-    return r;
-#else
-    return (int32_t)(((int64_t)v * multiplier + ((int64_t)1 << 30)) >> 31);
-#endif
-}
-
-/* nonzero when the fast path applies: v in [-2^30, 2^30) and shift <= 0 (right = -shift >= 0) */
-static MCU_ALWAYS_INLINE int fast_requant_ok(int32_t v, uint32_t right)
-{
-    return ((((uint32_t)v + 0x40000000u) | right) & 0x80000000u) == 0;
-}
-
-static MCU_ALWAYS_INLINE int32_t fast_requant(int32_t v, int32_t multiplier, uint32_t right)
-{
-    const int32_t high = dhm_small(v, multiplier);
-    const uint32_t half = (((uint32_t)1 << right) - ((uint32_t)high >> 31)) >> 1;
-    return (high + (int32_t)half) >> right;
-}
-
-/* the general case, out of line (rare) */
-static MCU_NOINLINE int32_t requant32_slow(int32_t v, int32_t multiplier, int32_t shift)
-{
-    return mcu_requantize32(v, multiplier, shift);
-}
-
-/* = mcu_requantize32(v, multiplier, shift) */
-static MCU_ALWAYS_INLINE int32_t requant32(int32_t v, int32_t multiplier, int32_t shift)
-{
-    const uint32_t right = 0u - (uint32_t)shift;
-    if (MCU_LIKELY(fast_requant_ok(v, right))) return fast_requant(v, multiplier, right);
-    return requant32_slow(v, multiplier, shift);
-}
-
-static MCU_ALWAYS_INLINE int8_t sat8(int32_t v)
-{
-#if defined(__ARM_FEATURE_SAT) && !defined(MCU_PORTABLE)
-    return (int8_t)__ssat(v, 8);
-#else
-    return mcu_sat8(v);
-#endif
-}
-
-/* y[i] = mcu_add_s8(p, a[i], b[i]) (mcu_elementwise.c), i < n; y may be a or b. When the zero points
- * are int8 and no shift is a left shift (every add that the quantiser makes: its input multipliers
- * are <= 1/2, its output one tiny), |(a - z) << 20| < 2^28, both terms and their sum stay below
- * 2^30: every requantisation takes the fast path, and the loop has no tests. */
-static void add_rows(const mcu_add_t *p, const int8_t *a, const int8_t *b, int8_t *y, int32_t n)
-{
-    if (p->a_zp < -128 || p->a_zp > 127 || p->b_zp < -128 || p->b_zp > 127 || p->a_shift > 0 || p->b_shift > 0 ||
-        p->out_shift > 0) {
-        for (int32_t i = 0; i < n; i++) y[i] = mcu_add_s8(p, a[i], b[i]);
-        return;
-    }
-    const int32_t za = p->a_zp, zb = p->b_zp, zo = p->out_zp;
-    const int32_t ma = p->a_multiplier, mb = p->b_multiplier, mo = p->out_multiplier;
-    const uint32_t ra = 0u - (uint32_t)p->a_shift, rb = 0u - (uint32_t)p->b_shift, ro = 0u - (uint32_t)p->out_shift;
-    for (int32_t i = 0; i < n; i++) {
-        const int32_t sa = fast_requant((a[i] - za) * (1 << 20), ma, ra);
-        const int32_t sb = fast_requant((b[i] - zb) * (1 << 20), mb, rb);
-        y[i] = sat8(fast_requant(sa + sb, mo, ro) + zo);
-    }
-}
-
+/* The requantisation takes the fast path of mcu_fixedpoint.h (mcu_requant32); a residual add goes
+ * through mcu_add_row (mcu_elementwise.c), which takes it for every add that the quantiser makes. */
 /* one output channel: requantised, + out_zp, saturated, through the table when there is one */
 static MCU_ALWAYS_INLINE int8_t output_stage(const mcu_factor_t *f, int32_t o, int32_t acc, const int8_t *lut)
 {
-    const int8_t v = sat8(requant32(acc, f->multiplier[o], f->shift[o]) + f->out_zp);
+    const int8_t v = mcu_ssat8(mcu_requant32(acc, f->multiplier[o], f->shift[o]) + f->out_zp);
     return lut ? lut[v + 128] : v;
 }
 
@@ -180,7 +103,7 @@ void mcu_factor_rows(const mcu_factor_t *f, const int8_t *x, int32_t first, int3
     if (count == 1) {
         const int32_t acc = mcu_dot_s8(x, f->weight + first * n, n, f->bias[first]);
         const int8_t v = output_stage(f, first, acc, lut);
-        if (residual) add_rows(add, residual, &v, y, 1);
+        if (residual) mcu_add_row(add, residual, &v, y, 1);
         else y[0] = v;
         return;
     }
@@ -215,14 +138,14 @@ void mcu_factor_rows(const mcu_factor_t *f, const int8_t *x, int32_t first, int3
             const int32_t g = left < MCU_RESIDUAL_CHUNK / 3 ? left : MCU_RESIDUAL_CHUNK / 3;
             job.y = plain;
             rows_asm(&job, g, 0);
-            add_rows(add, residual + i, plain, y + i, 3 * g);
+            mcu_add_row(add, residual + i, plain, y + i, 3 * g);
             i += 3 * g;
             left -= g;
         }
         if (pairs) {
             job.y = plain;
             rows_asm(&job, 0, pairs);
-            add_rows(add, residual + i, plain, y + i, 2 * pairs);
+            mcu_add_row(add, residual + i, plain, y + i, 2 * pairs);
         }
         return;
     }
@@ -247,7 +170,7 @@ void mcu_factor_rows(const mcu_factor_t *f, const int8_t *x, int32_t first, int3
             job.y = !last ? (int8_t *)part : (residual ? plain : y + i);
             rows_asm(&job, g, p);
         }
-        if (residual) add_rows(add, residual + i, plain, y + i, rows);
+        if (residual) mcu_add_row(add, residual + i, plain, y + i, rows);
         i += rows;
         g_left -= g;
         p_left -= p;
@@ -298,7 +221,7 @@ void mcu_factor_rows(const mcu_factor_t *f, const int8_t *x, int32_t first, int3
         for (int32_t i = 0; i < count; i += MCU_RESIDUAL_CHUNK) {
             const int32_t rows = count - i < MCU_RESIDUAL_CHUNK ? count - i : MCU_RESIDUAL_CHUNK;
             rows_plain(f, x, first + i, rows, plain);
-            add_rows(add, residual + i, plain, y + i, rows);
+            mcu_add_row(add, residual + i, plain, y + i, rows);
         }
     }
 }

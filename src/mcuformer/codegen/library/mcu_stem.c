@@ -12,11 +12,10 @@ static inline int32_t clamp(int32_t v, int32_t lo, int32_t hi)
     return v < lo ? lo : (v > hi ? hi : v);
 }
 
-static inline int8_t token_out(const mcu_stem_t *s, int32_t o, int32_t acc, const int8_t *pos, int32_t add_pos)
+static inline int8_t token_out(const mcu_stem_t *s, int32_t o, int32_t acc)
 {
     const mcu_factor_t *f = &s->proj;
-    const int8_t v = mcu_sat8(mcu_requantize32(acc, f->multiplier[o], f->shift[o]) + f->out_zp);
-    return add_pos ? mcu_add_s8(&s->pos_add, v, pos[o]) : v;
+    return mcu_ssat8(mcu_requant32(acc, f->multiplier[o], f->shift[o]) + f->out_zp);
 }
 
 void mcu_patch_embed(const mcu_stem_t *s, const int8_t *image, int8_t *x, int32_t add_pos)
@@ -37,20 +36,23 @@ void mcu_patch_embed(const mcu_stem_t *s, const int8_t *image, int8_t *x, int32_
                 for (int32_t ky = ky0; ky < ky1 && len > 0; ky++)
                     mcu_dot4_s8(image + ((y0 + ky) * w + x0 + kx0) * c, f->weight + o * k + (ky * p + kx0) * c,
                                 k, len, acc);
-                for (int32_t r = 0; r < 4; r++) out[o + r] = token_out(s, o + r, acc[r], pos, add_pos);
+                for (int32_t r = 0; r < 4; r++) out[o + r] = token_out(s, o + r, acc[r]);
             }
             for (; o < e; o++) {
                 int32_t acc = f->bias[o];
                 for (int32_t ky = ky0; ky < ky1 && len > 0; ky++)
                     acc = mcu_dot_s8(image + ((y0 + ky) * w + x0 + kx0) * c, f->weight + o * k + (ky * p + kx0) * c,
                                      len, acc);
-                out[o] = token_out(s, o, acc, pos, add_pos);
+                out[o] = token_out(s, o, acc);
             }
+            if (add_pos) mcu_add_row(&s->pos_add, out, pos, out, e); /* the fast add, in place */
         }
     }
-    if (cls)
-        for (int32_t o = 0; o < e; o++)
-            x[o] = add_pos ? mcu_add_s8(&s->pos_add, s->cls_token[o], s->pos_embed[o]) : s->cls_token[o];
+    if (cls) {
+        if (add_pos) mcu_add_row(&s->pos_add, s->cls_token, s->pos_embed, x, e);
+        else
+            for (int32_t o = 0; o < e; o++) x[o] = s->cls_token[o];
+    }
 }
 
 void mcu_pos_add(const mcu_stem_t *s, const int8_t *x, int8_t *y)
