@@ -21,7 +21,8 @@ def add_arguments(p) -> None:
                    help="with --space: classes of the head when the space leaves them to the data (default 1000)")
     p.add_argument("--rank-ratio", metavar="R", help="with --space: use this rank ratio (search-space factor)")
     p.add_argument("--patch-size", metavar="P", help="with --space: use this patch size (search-space factor)")
-    p.add_argument("--board", default="stm32f746", help="stm32f746 (default), stm32f427 or stm32h743")
+    p.add_argument("--board", default="stm32f746", help="stm32f746 (default), stm32f427, stm32h743, "
+                   "stm32f411re or stm32l432kc")
     p.add_argument("--sram-kb", metavar="KB", help="custom SRAM size (KB = 1024 B), overriding the board's")
     p.add_argument("--flash-kb", metavar="KB", help="custom internal flash size")
     p.add_argument("--external-flash-kb", metavar="KB", help="custom external flash size (0: none)")
