@@ -35,6 +35,7 @@ def add_arguments(p) -> None:
     p.add_argument("--ops", action="store_true", help="also print every op with its live bytes and arena offsets")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--plot", metavar="PNG", help="draw the live-bytes-per-op profile with the budget line")
+    p.add_argument("--list-boards", action="store_true", help="list the known boards and their budgets, and exit")
 
 
 def _number(value, flag: str, kind=float):
@@ -67,9 +68,21 @@ def _arch(args):
     return getattr(space, args.which)(classes)
 
 
+def _list_boards() -> None:
+    from mcuformer.memory import BOARDS
+
+    print(f"{'board':<12} {'core':<10} {'SRAM KB':>8} {'arena KB':>9} {'flash KB':>9} {'ext. flash KB':>14}")
+    for b in BOARDS.values():
+        print(f"{b.name:<12} {b.cpu:<10} {b.sram_bytes // 1024:>8} {b.arena_budget_bytes // 1024:>9} "
+              f"{b.flash_bytes // 1024:>9} {b.external_flash_bytes // 1024:>14}")
+
+
 def run(args) -> int:
     from mcuformer.memory import Techniques, get_board, memory_report
 
+    if args.list_boards:
+        _list_boards()
+        return 0
     arch = _arch(args)
     board = get_board(args.board).with_overrides(
         sram_kb=_number(args.sram_kb, "--sram-kb"), flash_kb=_number(args.flash_kb, "--flash-kb"),

@@ -234,8 +234,8 @@ def verify(folder, target: str = "host", images: int = 5, seed: int = 0, data_pa
         msg = r.stderr or r.stdout
         over = re.search(r"region `(\w+)' overflowed by (\d+) bytes", msg)
         if over:
-            raise VerifyError(f"the model does not fit the board: the {over[1]} region overflowed by "
-                              f"{int(over[2]):,} bytes (arena {info['arena_bytes']:,} B planned)")
+            raise VerifyError(f"the model does not fit the board ({_board_budget(info)}): the {over[1]} region "
+                              f"overflowed by {int(over[2]):,} bytes (arena {info['arena_bytes']:,} B planned)")
         raise VerifyError(f"{_CPU_NAMES[target]} build failed: {_tail(msg)}")
     elf = folder / "build" / (f"{target}-portable" if portable else target) / "verify.elf"
     r = _run(_QEMU_BY_CPU[target] + [str(elf)], folder, timeout, "qemu-system-arm")
@@ -257,6 +257,11 @@ def verify(folder, target: str = "host", images: int = 5, seed: int = 0, data_pa
     result.instructions = parsed["instructions"]
     result.model_flash_bytes = result.flash_bytes + result.external_flash_bytes - imgs.size
     return result
+
+
+def _board_budget(info: dict) -> str:
+    b = info.get("board", {})
+    return f"{b.get('name')}: {b.get('sram_bytes', 0) // 1024} KB SRAM, {b.get('flash_bytes', 0) // 1024} KB flash"
 
 
 def _cortex_m_target(target: str, info: dict, folder: Path) -> str:
