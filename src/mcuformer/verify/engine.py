@@ -1,10 +1,11 @@
 """``mcuformer verify``: build an exported C folder, run it, and hold it to the integer reference.
 
 On the host: gcc, and again under AddressSanitizer + UndefinedBehaviorSanitizer. On the Cortex-M7
-(or Cortex-M4: ``cortex-m4``, or ``cortex-m`` for the board's own core):
+(``cortex-m4``: the Cortex-M4F; ``cortex-m``: the export's board's core):
 arm-none-eabi-gcc with the board's linker script (an image over the board's SRAM or flash fails to
-link), run inside ``qemu-system-arm -M mps2-an500 -icount shift=0`` (the M4: ``-M mps2-an386``); reports flash (.text+.rodata),
-static RAM (.data+.bss), the stack high-water mark, the instructions per inference and per MAC.
+link), run inside ``qemu-system-arm -M mps2-an500 -icount shift=0`` (the M4: ``-M mps2-an386``);
+reports flash (.text+.rodata), static RAM (.data+.bss), the stack high-water mark, the instructions
+per inference and per MAC.
 Every run checks the arena's guard bytes. Logits must equal the reference's bit for bit.
 """
 
