@@ -131,6 +131,9 @@ def test_small_model_bit_exact_on_the_emulated_m4(tmp_path, board, seed):
     elf = folder / "build/cortex-m4/verify.elf"
     attrs = subprocess.run(["arm-none-eabi-readelf", "-A", str(elf)], capture_output=True, text=True).stdout
     assert "VFPv4-D16" in attrs, attrs  # built for the M4F's FPU, not the M7's FPv5
+    if board == "stm32l432kc":  # the plain C kernels too: same logits
+        p = verify(folder, "cortex-m4", images=2, seed=seed, portable=True)
+        assert p.bit_exact and p.predictions == r.predictions
     # The CLI derives the core from the export's board and reports like the M7 path.
     proc = run_cli("verify", folder, "--target", "cortex-m", "--images", "2", "--seed", seed, check=True)
     assert proc.stdout.startswith("cortex-m4: 2 images") and "bit-exact" in proc.stdout
@@ -151,3 +154,20 @@ def test_a_model_over_the_l432kcs_sram_fails_to_link(tmp_path):
     write_verify_data(tmp_path / "f411", np.zeros((1, 64, 64, 3), np.int8))
     r = subprocess.run(["make", "-s", "emulator"], cwd=tmp_path / "f411", capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and (tmp_path / "f411/build/cortex-m4/verify.elf").exists(), r.stderr
+
+
+def test_verify_target_follows_the_board(tmp_path):
+    from mcuformer.verify.engine import _cortex_m_target
+
+    (tmp_path / "Makefile").write_text("MCU_CPU ?= cortex-m4\n")
+    m4 = {"board": {"cpu": "cortex-m4"}, "flash_location": "internal"}
+    assert _cortex_m_target("cortex-m", m4, tmp_path) == "cortex-m4"
+    assert _cortex_m_target("cortex-m7", m4, tmp_path) == "cortex-m7"
+    assert _cortex_m_target("cortex-m", {"board": {}}, tmp_path) == "cortex-m7"  # exports from before boards had a cpu
+    with pytest.raises(ConfigError, match="external flash.*--target cortex-m4"):
+        _cortex_m_target("cortex-m7", dict(m4, flash_location="external"), tmp_path)
+    (tmp_path / "Makefile").write_text("ARM_DIR := build/cortex-m7\n")  # an export's Makefile without MCU_CPU
+    with pytest.raises(ConfigError, match="export it again"):
+        _cortex_m_target("cortex-m4", m4, tmp_path)
+    proc = run_cli("verify", tmp_path, "--target", "cortex-m3")
+    assert proc.returncode == 2 and "invalid choice: 'cortex-m3'" in proc.stderr
