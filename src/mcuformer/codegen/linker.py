@@ -1,4 +1,4 @@
-"""GNU ld linker scripts for a board, and the Cortex-M7 build flags of the C engine's runtime.
+"""GNU ld linker scripts for a board, and the Cortex-M7 (and Cortex-M4) build flags of the C engine's runtime.
 
 ``linker_script(board)`` gives the board's memory as ld regions, so an image that does not fit the
 board fails to link ("region `RAM' overflowed by N bytes", plus an ``mcuformer:`` ASSERT message that
@@ -34,6 +34,11 @@ mps2-an500 memory map, probed by writing and reading back a word from a tiny pro
 So on the emulator FLASH is at 0x0 (QEMU boots from the vector table there), RAM at 0x20000000, CCM at
 the top of the 4 MB SSRAM2/3 (never the mirror, which would alias RAM), and EXTFLASH at 0x60000000,
 where all of the 16 MB of QSPI fits (a bigger external flash is cut to 16 MB, and the script says so).
+The Cortex-M4 boards (``board.cpu == "cortex-m4"``, or ``cpu=`` given) are emulated on QEMU 7.2's
+mps2-an386 (``-M mps2-an386 -cpu cortex-m4``), probed the same way: SSRAM1 at 0x0 (4 MB, mirrored at
+0x00400000), SSRAM2/3 at 0x20000000 (4 MB, mirrored at 0x20400000), block RAM at 0x01000000, PSRAM at
+0x21000000 (16 MB); 0x60000000 and 0x90000000 are bus faults, 0x10000000 reads as zero. So the script
+is the same as for mps2-an500 except EXTFLASH, which goes to 0x21000000.
 ``emulator=False`` uses the chips' addresses: flash 0x08000000, SRAM 0x20000000 (0x24000000 for the
 STM32H743's AXI SRAM), CCM 0x10000000, QSPI 0x90000000.
 
