@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from mcuformer.codegen.linker import (CORTEX_M7_CFLAGS, CORTEX_M7_LDFLAGS, CORTEX_M7_LIBS, QEMU_MPS2_AN500_COMMAND,
-                                      RUNTIME_DIR, cortex_m7_build_command, linker_script, runtime_sources,
-                                      write_linker_script)
+from mcuformer.codegen.linker import (CORTEX_M7_CFLAGS, CORTEX_M7_LDFLAGS, CORTEX_M7_LIBS, CORTEX_M_CFLAGS,
+                                      QEMU_MPS2_AN500_COMMAND, RUNTIME_DIR, cortex_m7_build_command, linker_script,
+                                      runtime_sources, write_linker_script)
 from mcuformer.errors import ConfigError
 from mcuformer.memory.boards import BOARDS, KIB, Board, get_board
 
@@ -340,6 +340,7 @@ def test_makefile_flags_match_the_python_constants():
     assert tuple(var("MCU_CFLAGS")) == CORTEX_M7_CFLAGS
     assert tuple(var("MCU_LDFLAGS")) == CORTEX_M7_LDFLAGS
     assert tuple(var("MCU_LIBS")) == CORTEX_M7_LIBS
+    assert tuple(var("MCU_CFLAGS_M4")) == CORTEX_M_CFLAGS["cortex-m4"]
     assert [f"$(MCU_RUNTIME_DIR)/{p.name}" for p in runtime_sources()] == var("MCU_RUNTIME_SRCS")
     assert all(p.exists() for p in runtime_sources())
     assert (RUNTIME_DIR / "Makefile.inc").exists()

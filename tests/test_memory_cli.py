@@ -149,4 +149,4 @@ def test_memory_package_does_not_import_torch():
 
 
 def test_every_board_is_listed():
-    assert sorted(BOARDS) == ["stm32f427", "stm32f746", "stm32h743"]
+    assert sorted(BOARDS) == ["stm32f411re", "stm32f427", "stm32f746", "stm32h743", "stm32l432kc"]

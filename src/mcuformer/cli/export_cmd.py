@@ -10,7 +10,8 @@ HELP = ("Generate the C engine of a quantised model: kernel library, one arena p
 def add_arguments(p) -> None:
     p.add_argument("--quantized", required=True, metavar="DIR", help="a folder written by mcuformer quantize")
     p.add_argument("--output", required=True, metavar="DIR", help="the C folder to write")
-    p.add_argument("--board", default="stm32f746", help="stm32f746 (default), stm32f427 or stm32h743")
+    p.add_argument("--board", default="stm32f746", help="stm32f746 (default), stm32f427, stm32h743, "
+                   "stm32f411re or stm32l432kc")
     p.add_argument("--techniques", default="all",
                    help="memory techniques the schedule may use: all (default), none, or a comma list")
     p.add_argument("--schedule", default="fastest",
@@ -34,5 +35,5 @@ def run(args) -> int:
     if not info["fits"]:
         print(f"  warning: the memory model says this model does not fit {info['board']['name']}; "
               "the Cortex-M build will fail to link")
-    print(f"  next: mcuformer verify {args.output} [--target cortex-m7]")
+    print(f"  next: mcuformer verify {args.output} [--target cortex-m]  (the board's core: {info['board']['cpu']})")
     return 0

@@ -21,7 +21,8 @@ def add_arguments(p) -> None:
                    help="with --space: classes of the head when the space leaves them to the data (default 1000)")
     p.add_argument("--rank-ratio", metavar="R", help="with --space: use this rank ratio (search-space factor)")
     p.add_argument("--patch-size", metavar="P", help="with --space: use this patch size (search-space factor)")
-    p.add_argument("--board", default="stm32f746", help="stm32f746 (default), stm32f427 or stm32h743")
+    p.add_argument("--board", default="stm32f746", help="stm32f746 (default), stm32f427, stm32h743, "
+                   "stm32f411re or stm32l432kc")
     p.add_argument("--sram-kb", metavar="KB", help="custom SRAM size (KB = 1024 B), overriding the board's")
     p.add_argument("--flash-kb", metavar="KB", help="custom internal flash size")
     p.add_argument("--external-flash-kb", metavar="KB", help="custom external flash size (0: none)")
@@ -37,6 +38,7 @@ def add_arguments(p) -> None:
     p.add_argument("--ops", action="store_true", help="also print every op with its live bytes and arena offsets")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--plot", metavar="PNG", help="draw the live-bytes-per-op profile with the budget line")
+    p.add_argument("--list-boards", action="store_true", help="list the known boards and their budgets, and exit")
 
 
 def _number(value, flag: str, kind=float):
@@ -69,9 +71,21 @@ def _arch(args):
     return getattr(space, args.which)(classes)
 
 
+def _list_boards() -> None:
+    from mcuformer.memory import BOARDS
+
+    print(f"{'board':<12} {'core':<10} {'SRAM KB':>8} {'arena KB':>9} {'flash KB':>9} {'ext. flash KB':>14}")
+    for b in BOARDS.values():
+        print(f"{b.name:<12} {b.cpu:<10} {b.sram_bytes // 1024:>8} {b.arena_budget_bytes // 1024:>9} "
+              f"{b.flash_bytes // 1024:>9} {b.external_flash_bytes // 1024:>14}")
+
+
 def run(args) -> int:
     from mcuformer.memory import Techniques, get_board, memory_report
 
+    if args.list_boards:
+        _list_boards()
+        return 0
     arch = _arch(args)
     board = get_board(args.board).with_overrides(
         sram_kb=_number(args.sram_kb, "--sram-kb"), flash_kb=_number(args.flash_kb, "--flash-kb"),

@@ -10,7 +10,8 @@ HELP = ("evolutionary search for the most accurate subnet that fits a board's SR
 def add_arguments(p):
     p.add_argument("--checkpoint", required=True, help="supernet checkpoint (checkpoint.pt or its run folder)")
     p.add_argument("--data-path", default=None, help="ImageFolder root or archive (default: the checkpoint's data)")
-    p.add_argument("--board", default="stm32f746", help="stm32f746, stm32f427 or stm32h743 (default stm32f746)")
+    p.add_argument("--board", default="stm32f746", help="stm32f746 (default), stm32f427, stm32h743, "
+                   "stm32f411re or stm32l432kc")
     p.add_argument("--sram-kb", type=float, default=None, help="override the board's SRAM (KB)")
     p.add_argument("--flash-kb", type=float, default=None, help="override the board's internal flash (KB)")
     p.add_argument("--allow-external-flash", action="store_true",

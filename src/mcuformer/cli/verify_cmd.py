@@ -4,18 +4,20 @@ from __future__ import annotations
 
 NAME = "verify"
 HELP = ("Build and run an exported engine on test images and compare its int8 logits with the NumPy integer "
-        "reference bit for bit: on the host (also under ASan/UBSan) or on a Cortex-M7 in QEMU (RAM, flash, "
+        "reference bit for bit: on the host (also under ASan/UBSan) or on a Cortex-M7/M4 in QEMU (RAM, flash, "
         "stack and instructions measured).")
 
 
 def add_arguments(p) -> None:
     p.add_argument("folder", metavar="DIR", help="a folder written by mcuformer export")
-    p.add_argument("--target", default="host", choices=["host", "cortex-m7"])
+    p.add_argument("--target", default="host", choices=["host", "cortex-m7", "cortex-m4", "cortex-m"],
+                   help="host (default), cortex-m7 (QEMU mps2-an500), cortex-m4 (QEMU mps2-an386) or cortex-m "
+                        "(the export's board's core)")
     p.add_argument("--images", type=int, default=5, help="test images (default 5)")
     p.add_argument("--seed", type=int, default=0, help="for random images (models without data)")
     p.add_argument("--data-path", default=None, help="data of the model's checkpoint, if not where it was")
     p.add_argument("--no-sanitize", action="store_true", help="host: skip the ASan/UBSan build")
-    p.add_argument("--portable", action="store_true", help="cortex-m7: the plain C kernels, not the DSP path")
+    p.add_argument("--portable", action="store_true", help="cortex-m*: the plain C kernels, not the DSP path")
     p.add_argument("--json", metavar="FILE", help="also write the result as JSON")
 
 

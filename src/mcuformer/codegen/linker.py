@@ -1,4 +1,4 @@
-"""GNU ld linker scripts for a board, and the Cortex-M7 build flags of the C engine's runtime.
+"""GNU ld linker scripts for a board, and the Cortex-M7 (and Cortex-M4) build flags of the C engine's runtime.
 
 ``linker_script(board)`` gives the board's memory as ld regions, so an image that does not fit the
 board fails to link ("region `RAM' overflowed by N bytes", plus an ``mcuformer:`` ASSERT message that
@@ -34,6 +34,11 @@ mps2-an500 memory map, probed by writing and reading back a word from a tiny pro
 So on the emulator FLASH is at 0x0 (QEMU boots from the vector table there), RAM at 0x20000000, CCM at
 the top of the 4 MB SSRAM2/3 (never the mirror, which would alias RAM), and EXTFLASH at 0x60000000,
 where all of the 16 MB of QSPI fits (a bigger external flash is cut to 16 MB, and the script says so).
+The Cortex-M4 boards (``board.cpu == "cortex-m4"``, or ``cpu=`` given) are emulated on QEMU 7.2's
+mps2-an386 (``-M mps2-an386 -cpu cortex-m4``), probed the same way: SSRAM1 at 0x0 (4 MB, mirrored at
+0x00400000), SSRAM2/3 at 0x20000000 (4 MB, mirrored at 0x20400000), block RAM at 0x01000000, PSRAM at
+0x21000000 (16 MB); 0x60000000 and 0x90000000 are bus faults, 0x10000000 reads as zero. So the script
+is the same as for mps2-an500 except EXTFLASH, which goes to 0x21000000.
 ``emulator=False`` uses the chips' addresses: flash 0x08000000, SRAM 0x20000000 (0x24000000 for the
 STM32H743's AXI SRAM), CCM 0x10000000, QSPI 0x90000000.
 
@@ -62,6 +67,11 @@ CORTEX_M7_CFLAGS = ("-mcpu=cortex-m7", "-mthumb", "-mfpu=fpv5-d16", "-mfloat-abi
                     "-ffunction-sections", "-fdata-sections", "-std=c99")
 CORTEX_M7_LDFLAGS = ("-nostartfiles", "--specs=nano.specs", "-Wl,--gc-sections")
 CORTEX_M7_LIBS = ("-lgcc",)
+# The Cortex-M4F build (STM32F411RE, STM32L432KC, STM32F427): single-precision FPU; the DSP extension
+# (SMLAD) is part of -mcpu=cortex-m4, so the kernels' DSP path is on. Same LDFLAGS and LIBS.
+CORTEX_M4_CFLAGS = ("-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard", "-O2",
+                    "-ffunction-sections", "-fdata-sections", "-std=c99")
+CORTEX_M_CFLAGS = {"cortex-m7": CORTEX_M7_CFLAGS, "cortex-m4": CORTEX_M4_CFLAGS}
 
 RUNTIME_DIR = Path(__file__).resolve().parent / "runtime" / "cortex_m"
 RUNTIME_SOURCES = ("startup.c", "semihost.c", "counter.c", "stack.c")
@@ -71,6 +81,11 @@ RUNTIME_SOURCES = ("startup.c", "semihost.c", "counter.c", "stack.c")
 QEMU_MPS2_AN500_COMMAND = ("qemu-system-arm", "-M", "mps2-an500", "-cpu", "cortex-m7", "-display", "none",
                            "-serial", "null", "-monitor", "none", "-semihosting", "-icount", "shift=0",
                            "-kernel")
+# QEMU's Cortex-M4 machine (AN386 FPGA image); same console, exit status and counter as above.
+QEMU_MPS2_AN386_COMMAND = ("qemu-system-arm", "-M", "mps2-an386", "-cpu", "cortex-m4", "-display", "none",
+                           "-serial", "null", "-monitor", "none", "-semihosting", "-icount", "shift=0",
+                           "-kernel")
+QEMU_COMMANDS = {"cortex-m7": QEMU_MPS2_AN500_COMMAND, "cortex-m4": QEMU_MPS2_AN386_COMMAND}
 
 DEFAULT_STACK_BYTES = 8192
 MIN_STACK_BYTES = 256
@@ -79,6 +94,10 @@ MIN_STACK_BYTES = 256
 _EMU_FLASH = (0x00000000, 4 * MIB)   # ZBT SSRAM1 (RAM in QEMU; the reset vector table is read at 0x0)
 _EMU_SRAM = (0x20000000, 4 * MIB)    # ZBT SSRAM2/3
 _EMU_EXTFLASH = (0x60000000, 16 * MIB)  # PSRAM
+# The emulated machine of each core, and where it has the PSRAM that stands in for QSPI flash
+# (mps2-an386 has FLASH and SRAM where mps2-an500 has them; its PSRAM is at 0x21000000).
+_EMU_MACHINE = {"cortex-m7": "mps2-an500", "cortex-m4": "mps2-an386"}
+_EMU_EXTFLASH_BY_CPU = {"cortex-m7": _EMU_EXTFLASH, "cortex-m4": (0x21000000, 16 * MIB)}
 # The chips.
 _REAL_FLASH = 0x08000000
 _REAL_SRAM = 0x20000000
@@ -93,12 +112,14 @@ def runtime_sources() -> list[Path]:
 
 
 def cortex_m7_build_command(sources, script, output, *, cc: str = "arm-none-eabi-gcc", extra_cflags=(),
-                            extra_ldflags=(), include_runtime: bool = True) -> list[str]:
-    """argv that compiles and links ``sources`` (plus the runtime) for the Cortex-M7 with ``script``."""
+                            extra_ldflags=(), include_runtime: bool = True, cpu: str = "cortex-m7") -> list[str]:
+    """argv that compiles and links ``sources`` (plus the runtime) for the Cortex-M7 (or ``cpu``) with ``script``."""
+    if cpu not in CORTEX_M_CFLAGS:
+        raise ConfigError(f"cpu {cpu!r}: use {' or '.join(CORTEX_M_CFLAGS)}")
     srcs = [str(s) for s in sources]
     if include_runtime:
         srcs += [str(s) for s in runtime_sources()]
-    return [cc, *CORTEX_M7_CFLAGS, *map(str, extra_cflags), f"-I{RUNTIME_DIR}", *srcs, *CORTEX_M7_LDFLAGS,
+    return [cc, *CORTEX_M_CFLAGS[cpu], *map(str, extra_cflags), f"-I{RUNTIME_DIR}", *srcs, *CORTEX_M7_LDFLAGS,
             *map(str, extra_ldflags), "-T", str(script), *CORTEX_M7_LIBS, "-o", str(output)]
 
 
@@ -124,9 +145,15 @@ def _check_stack(stack_bytes) -> int:
     return stack_bytes
 
 
-def linker_script(board: Board, *, stack_bytes: int = DEFAULT_STACK_BYTES, emulator: bool = True) -> str:
-    """The GNU ld script for ``board`` (see the module docstring)."""
+def linker_script(board: Board, *, stack_bytes: int = DEFAULT_STACK_BYTES, emulator: bool = True,
+                  cpu: str | None = None) -> str:
+    """The GNU ld script for ``board`` (see the module docstring); ``cpu`` (default: the board's) picks
+    the emulated machine."""
     stack_bytes = _check_stack(stack_bytes)
+    cpu = cpu or board.cpu
+    if cpu not in _EMU_MACHINE:
+        raise ConfigError(f"cpu {cpu!r}: use {' or '.join(_EMU_MACHINE)}")
+    machine = _EMU_MACHINE[cpu]
     flash = board.flash_bytes
     ram = board.contiguous_sram_bytes or board.sram_bytes
     ccm = max(board.sram_bytes - ram, 0)  # the SRAM beyond the contiguous region: the CCM
@@ -142,20 +169,20 @@ def linker_script(board: Board, *, stack_bytes: int = DEFAULT_STACK_BYTES, emula
     notes = []
     if emulator:
         if flash > _EMU_FLASH[1]:
-            raise ConfigError(f"board {board.name}: {_kb(flash)} of flash does not fit QEMU mps2-an500's "
+            raise ConfigError(f"board {board.name}: {_kb(flash)} of flash does not fit QEMU {machine}'s "
                               f"{_kb(_EMU_FLASH[1])} at 0x0")
         if ram + ccm > _EMU_SRAM[1]:
-            raise ConfigError(f"board {board.name}: {_kb(ram + ccm)} of SRAM does not fit QEMU mps2-an500's "
+            raise ConfigError(f"board {board.name}: {_kb(ram + ccm)} of SRAM does not fit QEMU {machine}'s "
                               f"{_kb(_EMU_SRAM[1])} at 0x20000000")
         flash_org, ram_org = _EMU_FLASH[0], _EMU_SRAM[0]
         ccm_org = _EMU_SRAM[0] + _EMU_SRAM[1] - ccm  # top of SSRAM2/3, apart from RAM
-        ext_org = _EMU_EXTFLASH[0]
-        ext_len = min(ext, _EMU_EXTFLASH[1])
+        ext_org, ext_room = _EMU_EXTFLASH_BY_CPU[cpu]
+        ext_len = min(ext, ext_room)
         if ext > ext_len:
-            notes.append(f"EXTFLASH: the board has {_kb(ext)} of external flash; QEMU mps2-an500 has only "
+            notes.append(f"EXTFLASH: the board has {_kb(ext)} of external flash; QEMU {machine} has only "
                          f"{_kb(ext_len)} of RAM at 0x{ext_org:08X} to stand in for it, so the region is cut "
                          f"to that")
-        where = "QEMU mps2-an500 (emulator=True): the board's sizes at addresses that exist there"
+        where = f"QEMU {machine} (emulator=True): the board's sizes at addresses that exist there"
     else:
         flash_org, ram_org, ccm_org, ext_org, ext_len = _REAL_FLASH, real_sram, _REAL_CCM, _REAL_QSPI, ext
         where = "the real chip (emulator=False)"

@@ -20,6 +20,7 @@ from mcuformer.errors import ConfigError
 
 KIB = 1024
 DEFAULT_RESERVE_BYTES = 16 * KIB
+CPUS = ("cortex-m4", "cortex-m7")  # the cores the C engine is built and emulated for
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Board:
     contiguous_sram_bytes: int | None = None  # None: all of the SRAM is one region
     reserve_bytes: int = DEFAULT_RESERVE_BYTES
     clock_mhz: float = 0.0  # the core clock (latency = instructions / clock); 0: unknown
+    cpu: str = "cortex-m7"  # the core: picks the build flags and the emulated machine (verify --target cortex-m)
 
     def __post_init__(self):
         for name in ("sram_bytes", "flash_bytes"):
@@ -40,6 +42,8 @@ class Board:
                                   f"got {getattr(self, name) / KIB:g} KB")
         if self.external_flash_bytes < 0:
             raise ConfigError(f"board {self.name}: external flash must be >= 0, got {self.external_flash_bytes / KIB:g} KB")
+        if self.cpu not in CPUS:
+            raise ConfigError(f"board {self.name}: cpu {self.cpu!r} is not one of {', '.join(CPUS)}")
         if not 0 <= self.reserve_bytes < self.sram_bytes:
             raise ConfigError(f"board {self.name}: the stack/runtime reserve ({self.reserve_bytes / KIB:g} KB) "
                               f"must be >= 0 and below the SRAM ({self.sram_bytes / KIB:g} KB)")
@@ -77,7 +81,7 @@ class Board:
                 "flash_bytes": self.flash_bytes, "external_flash_bytes": self.external_flash_bytes,
                 "contiguous_sram_bytes": self.contiguous_sram_bytes or self.sram_bytes,
                 "reserve_bytes": self.reserve_bytes, "arena_budget_bytes": self.arena_budget_bytes,
-                "clock_mhz": self.clock_mhz}
+                "clock_mhz": self.clock_mhz, "cpu": self.cpu}
 
 
 BOARDS = {
@@ -90,12 +94,24 @@ BOARDS = {
         "stm32f427",
         "STM32F427 (Cortex-M4, 180 MHz): 256 KB SRAM = 192 KB contiguous (SRAM1 112 + SRAM2 16 + SRAM3 "
         "64 KB) + 64 KB CCM (holds the stack and runtime), 1 MB flash",
-        sram_bytes=256 * KIB, flash_bytes=1024 * KIB, contiguous_sram_bytes=192 * KIB, clock_mhz=180.0),
+        sram_bytes=256 * KIB, flash_bytes=1024 * KIB, contiguous_sram_bytes=192 * KIB, clock_mhz=180.0,
+        cpu="cortex-m4"),
     "stm32h743": Board(
         "stm32h743",
         "STM32H743 (Cortex-M7, 480 MHz): 512 KB AXI SRAM (contiguous; the chip's DTCM and D2/D3 SRAM "
         "are not counted, as in the paper), 2 MB flash",
         sram_bytes=512 * KIB, flash_bytes=2048 * KIB, clock_mhz=480.0),
+    # Two Cortex-M4 parts where the budget binds (emulated on QEMU's mps2-an386).
+    "stm32f411re": Board(
+        "stm32f411re",
+        "STM32F411RE (Cortex-M4F, 100 MHz) on the NUCLEO-F411RE: 128 KB SRAM (one region at 0x20000000), "
+        "512 KB flash",
+        sram_bytes=128 * KIB, flash_bytes=512 * KIB, clock_mhz=100.0, cpu="cortex-m4"),
+    "stm32l432kc": Board(
+        "stm32l432kc",
+        "STM32L432KC (Cortex-M4F, 80 MHz) on the NUCLEO-L432KC: 64 KB SRAM (SRAM1 48 KB + SRAM2 16 KB, "
+        "contiguous at 0x20000000), 256 KB flash",
+        sram_bytes=64 * KIB, flash_bytes=256 * KIB, clock_mhz=80.0, cpu="cortex-m4"),
 }
 
 

@@ -1,9 +1,11 @@
 """``mcuformer verify``: build an exported C folder, run it, and hold it to the integer reference.
 
-On the host: gcc, and again under AddressSanitizer + UndefinedBehaviorSanitizer. On the Cortex-M7:
+On the host: gcc, and again under AddressSanitizer + UndefinedBehaviorSanitizer. On the Cortex-M7
+(``cortex-m4``: the Cortex-M4F; ``cortex-m``: the export's board's core):
 arm-none-eabi-gcc with the board's linker script (an image over the board's SRAM or flash fails to
-link), run inside ``qemu-system-arm -M mps2-an500 -icount shift=0``; reports flash (.text+.rodata),
-static RAM (.data+.bss), the stack high-water mark, the instructions per inference and per MAC.
+link), run inside ``qemu-system-arm -M mps2-an500 -icount shift=0`` (the M4: ``-M mps2-an386``);
+reports flash (.text+.rodata), static RAM (.data+.bss), the stack high-water mark, the instructions
+per inference and per MAC.
 Every run checks the arena's guard bytes. Logits must equal the reference's bit for bit.
 """
 
@@ -24,6 +26,11 @@ from mcuformer.utils.io import write_text
 
 QEMU = ["qemu-system-arm", "-M", "mps2-an500", "-cpu", "cortex-m7", "-display", "none", "-serial", "null",
         "-monitor", "none", "-semihosting", "-icount", "shift=0", "-kernel"]
+QEMU_M4 = ["qemu-system-arm", "-M", "mps2-an386", "-cpu", "cortex-m4", *QEMU[5:]]
+_QEMU_BY_CPU = {"cortex-m7": QEMU, "cortex-m4": QEMU_M4}
+_CPU_NAMES = {"cortex-m7": "Cortex-M7", "cortex-m4": "Cortex-M4"}
+# cortex-m: the core of the export's board (exports written before boards named one: cortex-m7).
+TARGETS = ("host", "cortex-m7", "cortex-m4", "cortex-m")
 
 
 class VerifyError(McuformerError):
@@ -191,11 +198,12 @@ def verify(folder, target: str = "host", images: int = 5, seed: int = 0, data_pa
     from mcuformer.quantize.reference import Reference
     from mcuformer.memory import Techniques
 
-    if target not in ("host", "cortex-m7"):
-        raise ConfigError(f"--target {target!r}: use host or cortex-m7")
+    if target not in TARGETS:
+        raise ConfigError(f"--target {target!r}: use {', '.join(TARGETS)}")
     if images < 1:
         raise ConfigError(f"--images {images}: need at least 1")
     folder, info, q = load_export(folder)
+    target = _cortex_m_target(target, info, folder)
     imgs, labels, source = pick_images(q, images, seed, data_path)
     write_verify_data(folder, imgs)
     from mcuformer.memory import build_ops
@@ -224,17 +232,17 @@ def verify(folder, target: str = "host", images: int = 5, seed: int = 0, data_pa
             if not result.bit_exact or result.guard_damage:
                 break
         return result
-    make = ["make", "-s", "emulator"] + (["PORTABLE=1"] if portable else [])
+    make = ["make", "-s", "emulator", f"MCU_CPU={target}"] + (["PORTABLE=1"] if portable else [])
     r = _run(make, folder, timeout, "make emulator")
     if r.returncode:
         msg = r.stderr or r.stdout
         over = re.search(r"region `(\w+)' overflowed by (\d+) bytes", msg)
         if over:
-            raise VerifyError(f"the model does not fit the board: the {over[1]} region overflowed by "
-                              f"{int(over[2]):,} bytes (arena {info['arena_bytes']:,} B planned)")
-        raise VerifyError(f"Cortex-M7 build failed: {_tail(msg)}")
-    elf = folder / ("build/cortex-m7-portable" if portable else "build/cortex-m7") / "verify.elf"
-    r = _run(QEMU + [str(elf)], folder, timeout, "qemu-system-arm")
+            raise VerifyError(f"the model does not fit the board ({_board_budget(info)}): the {over[1]} region "
+                              f"overflowed by {int(over[2]):,} bytes (arena {info['arena_bytes']:,} B planned)")
+        raise VerifyError(f"{_CPU_NAMES[target]} build failed: {_tail(msg)}")
+    elf = folder / "build" / (f"{target}-portable" if portable else target) / "verify.elf"
+    r = _run(_QEMU_BY_CPU[target] + [str(elf)], folder, timeout, "qemu-system-arm")
     if r.returncode and "guard_damage" not in r.stdout:
         raise VerifyError(f"the emulator run failed (exit {r.returncode}): {_tail(r.stdout + r.stderr)}")
     parsed = _parse(r.stdout, len(imgs), classes)
@@ -253,6 +261,32 @@ def verify(folder, target: str = "host", images: int = 5, seed: int = 0, data_pa
     result.instructions = parsed["instructions"]
     result.model_flash_bytes = result.flash_bytes + result.external_flash_bytes - imgs.size
     return result
+
+
+def _board_budget(info: dict) -> str:
+    b = info.get("board", {})
+    return f"{b.get('name')}: {b.get('sram_bytes', 0) // 1024} KB SRAM, {b.get('flash_bytes', 0) // 1024} KB flash"
+
+
+def _cortex_m_target(target: str, info: dict, folder: Path) -> str:
+    """``target`` with ``cortex-m`` resolved to the board's core; checks that the export can build it."""
+    board_cpu = info.get("board", {}).get("cpu", "cortex-m7")
+    if target == "cortex-m":
+        target = board_cpu
+    if target == "host":
+        return target
+    if target != board_cpu and info.get("flash_location") == "external":
+        raise ConfigError(f"{folder}: the weights are in external flash, placed for the {board_cpu} emulator; "
+                          f"verify with --target {board_cpu}")
+    if target == "cortex-m7":
+        return target
+    try:
+        makefile = (folder / "Makefile").read_text()
+    except OSError:
+        makefile = ""
+    if "MCU_CPU" not in makefile:
+        raise ConfigError(f"{folder}: exported before the {target} build existed; export it again")
+    return target
 
 
 def _compare(result: VerifyResult, parsed: dict, want: np.ndarray) -> VerifyResult:
