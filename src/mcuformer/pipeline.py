@@ -165,7 +165,7 @@ def engine_stage(cfg: PipelineConfig, board, progress: bool) -> dict:
 
     qdir, cdir = cfg.output / "int8", cfg.output / "engine"
     _stage("5/7 export", f"C engine for {board.name} -> {cdir}")
-    info = export_model(qdir, cdir, board)
+    info = export_model(qdir, cdir, board, force=True)  # the pipeline's own folder, redone on each run
     rep = memory_report(QuantModel.load(qdir).arch, board)
     plot_profile(rep, cfg.output / "memory.png")
     n = cfg.verify["images"]

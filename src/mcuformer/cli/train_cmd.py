@@ -25,8 +25,10 @@ def add_arguments(p):
     p.add_argument("--resume", action="store_true", help="continue the checkpoint in --output exactly")
     p.add_argument("--init-from", default=None, metavar="CKPT",
                    help="initialise from a dense pretrained ViT (timm DeiT / AutoFormer state dict) by truncated SVD")
+    from mcuformer.cli.common import any_int, number_type
+    strict = {int: any_int, float: number_type()}  # NaN and infinities refused at parse time
     for flag, typ in {**FLAGS, **AUG_FLAGS}.items():
-        p.add_argument("--" + flag.replace("_", "-"), type=typ, default=None)
+        p.add_argument("--" + flag.replace("_", "-"), type=strict.get(typ, typ), default=None)
     p.add_argument("--sampling", choices=["uniform", "sandwich"], default=None)
     p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default=None)
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the supernet; it recompiles for each new subnet structure, so it pays off "

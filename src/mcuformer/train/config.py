@@ -6,9 +6,11 @@ from dataclasses import asdict, dataclass, field, fields
 
 from mcuformer.data.transforms import AugmentConfig
 from mcuformer.errors import ConfigError
+from mcuformer.utils.checks import check_number
 from mcuformer.utils.io import read_structured
 
 SAMPLING = ("uniform", "sandwich")
+CROPS = ("auto", "random-resized", "pad-crop", "none")
 AMP = ("auto", "bf16", "fp16", "off")
 
 
@@ -53,13 +55,22 @@ class TrainConfig:
             raise ConfigError(f"sampling must be one of {SAMPLING}, got {self.sampling!r}")
         if self.amp not in AMP:
             raise ConfigError(f"amp must be one of {AMP}, got {self.amp!r}")
+        # every number finite (a NaN compares false with every bound), integers whole
         for k in ("epochs", "batch_size", "eval_batch_size", "eval_every"):
-            if getattr(self, k) <= 0:
-                raise ConfigError(f"{k} must be positive, got {getattr(self, k)}")
-        for k in ("lr", "min_lr", "warmup_lr", "weight_decay", "warmup_epochs", "drop_path", "workers",
-                  "steps_per_epoch", "limit_train", "limit_eval", "grad_clip"):
-            if getattr(self, k) < 0:
-                raise ConfigError(f"{k} must not be negative, got {getattr(self, k)}")
+            setattr(self, k, check_number(getattr(self, k), k, integer=True, positive=True))
+        for k in ("workers", "steps_per_epoch", "limit_train", "limit_eval", "seed"):
+            setattr(self, k, check_number(getattr(self, k), k, integer=True, minimum=0))
+        for k in ("lr", "min_lr", "warmup_lr", "weight_decay", "warmup_epochs", "grad_clip"):
+            check_number(getattr(self, k), k, minimum=0)
+        check_number(self.drop_path, "drop_path", minimum=0, maximum=1)
+        for k in ("compile", "channels_last"):
+            if not isinstance(getattr(self, k), bool):
+                raise ConfigError(f"{k} must be true or false, got {getattr(self, k)!r}")
+        if self.exclude_split is not None and not isinstance(self.exclude_split, str):
+            raise ConfigError(f"exclude_split must be a file name, got {self.exclude_split!r}")
+        if not isinstance(self.device, str):
+            raise ConfigError(f"device must be a string such as auto, cpu or cuda, got {self.device!r}")
+        _check_augment(self.augment)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -84,3 +95,22 @@ class TrainConfig:
         d = read_structured(path) or {}
         return cls.from_dict(d, where=str(path))
 
+
+def _check_augment(a: AugmentConfig) -> None:
+    if a.crop not in CROPS:
+        raise ConfigError(f"augment.crop must be one of {CROPS}, got {a.crop!r}")
+    for k in ("hflip", "randaugment"):
+        if not isinstance(getattr(a, k), bool):
+            raise ConfigError(f"augment.{k} must be true or false, got {getattr(a, k)!r}")
+    for k in ("randaugment_ops", "randaugment_magnitude"):
+        check_number(getattr(a, k), f"augment.{k}", integer=True, minimum=0)
+    for k in ("random_erasing", "mixup_switch_prob", "label_smoothing"):
+        check_number(getattr(a, k), f"augment.{k}", minimum=0, maximum=1)
+    for k in ("mixup", "cutmix"):
+        check_number(getattr(a, k), f"augment.{k}", minimum=0)
+    for k in ("mean", "std"):
+        v = getattr(a, k)
+        if len(v) != 3:
+            raise ConfigError(f"augment.{k} must hold 3 numbers (R, G, B), got {list(v)}")
+        for x in v:
+            check_number(x, f"augment.{k}", positive=(k == "std"))

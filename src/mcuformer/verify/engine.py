@@ -19,7 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from mcuformer.errors import ConfigError, McuformerError
+from mcuformer.memory import Techniques
 from mcuformer.quantize.model import QuantModel
+from mcuformer.quantize.validate import validate_quant_model
+from mcuformer.utils.checks import input_file
 from mcuformer.utils.io import write_text
 
 QEMU = ["qemu-system-arm", "-M", "mps2-an500", "-cpu", "cortex-m7", "-display", "none", "-serial", "null",
@@ -107,12 +110,33 @@ def _tail(text: str) -> str:
 
 
 def load_export(folder) -> tuple[Path, dict, QuantModel]:
-    folder = Path(folder)
+    # absolute: the build and the run execute inside the folder, whatever the caller's working directory
+    folder = Path(folder).resolve()
     try:
-        info = json.loads((folder / "export.json").read_text())
-    except (OSError, ValueError):
+        info = json.loads(input_file(folder / "export.json", "export.json").read_text())
+        if not isinstance(info, dict):
+            raise ValueError("not a mapping")
+    except (McuformerError, OSError, ValueError):
         raise ConfigError(f"{folder}: not an exported engine (no readable export.json; run mcuformer export)") from None
-    return folder, info, QuantModel.load(folder / "quantized")
+    q = validate_quant_model(QuantModel.load(folder / "quantized"), str(folder / "quantized"))
+    _check_export_info(folder, info, q)
+    return folder, info, q
+
+
+def _check_export_info(folder: Path, info: dict, q: QuantModel) -> None:
+    """export.json against the quantised model beside it (both are read, neither is trusted)."""
+    try:
+        Techniques(**info["techniques"])
+        for k in ("arena_bytes", "macs"):
+            if isinstance(info[k], bool) or not isinstance(info[k], int) or info[k] < 0:
+                raise ValueError(k)
+        for k in ("sram_bytes", "flash_bytes"):
+            if isinstance(info["board"][k], bool) or not isinstance(info["board"][k], int):
+                raise ValueError(k)
+        if info.get("arch") != q.arch.to_dict():
+            raise ValueError("arch")
+    except (KeyError, TypeError, ValueError) as e:
+        raise ConfigError(f"{folder}/export.json does not match the engine beside it ({e}); export it again") from None
 
 
 def pick_images(q: QuantModel, count: int, seed: int = 0, data_path=None) -> tuple[np.ndarray, np.ndarray | None, str]:
@@ -189,7 +213,6 @@ def verify(folder, target: str = "host", images: int = 5, seed: int = 0, data_pa
            portable: bool = False, timeout: int = 600) -> VerifyResult:
     """Build, run and compare; raises VerifyError when the build or the run fails."""
     from mcuformer.quantize.reference import Reference
-    from mcuformer.memory import Techniques
 
     if target not in ("host", "cortex-m7"):
         raise ConfigError(f"--target {target!r}: use host or cortex-m7")
