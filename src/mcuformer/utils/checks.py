@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -159,3 +160,15 @@ def output_dir(path, flag: str = "--output", force: bool = False, owned=None) ->
                               f"{'its ' + ', '.join(owned) if owned else 'it'}")
     _check_parent(path, flag)
     return path
+
+
+def torch_load_problem(e: Exception) -> str:
+    """What ``torch.load(weights_only=True)`` found wrong with a file, without torch's advice to load it
+    unsafely (mcuformer never runs pickled code)."""
+    text = str(e)
+    if "weights only load failed" in text.lower() or "weightsunpickler" in text.lower():
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        what = f" ({found[1]})" if found else ""
+        return f"it holds pickled Python objects{what}, which mcuformer never loads"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "weights_only" not in ln]
+    return (lines[0] if lines else type(e).__name__)[:200]
