@@ -61,6 +61,8 @@ def run(args) -> int:
     from mcuformer.space import SearchSpace
     from mcuformer.train import TrainConfig
 
+    from mcuformer.utils.checks import output_dir
+    output_dir(args.output, force=True)  # its own resume logic decides about an existing run
     space = SearchSpace.load(args.space)
     budget = make_budget(args.board, args.sram_kb, args.flash_kb, args.allow_external_flash)
     grid = Grid(tuple(args.rank_grid or space.evolution.get("rank_ratio") or space.rank_ratio),

@@ -43,6 +43,8 @@ def run(args) -> int:
     from mcuformer.search.evolution import EvolutionConfig
     from mcuformer.search.runner import format_rows, make_budget, run_search
 
+    from mcuformer.utils.checks import output_dir
+    output_dir(args.output, force=True)  # its own resume logic decides about an existing search
     budget = make_budget(args.board, args.sram_kb, args.flash_kb, args.allow_external_flash)
     cfg = EvolutionConfig(population=args.population, generations=args.generations, parents=args.parents,
                           mutations=args.mutations, crossovers=args.crossovers, m_prob=args.m_prob,

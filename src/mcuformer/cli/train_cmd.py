@@ -69,6 +69,8 @@ def run(args) -> int:
     from mcuformer.space import SearchSpace
     from mcuformer.train import load_checkpoint, train_supernet
 
+    from mcuformer.utils.checks import output_dir
+    output_dir(args.output, force=True)  # a file or an impossible name fails now, not after loading the data
     space = SearchSpace.load(args.space)
     ckpt = Path(args.output) / "checkpoint.pt"
     saved = load_checkpoint(ckpt)["config"] if (args.resume and ckpt.exists()) else None

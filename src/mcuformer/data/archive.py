@@ -53,7 +53,7 @@ def decode_archive(path: Path) -> Path:
     per_split: dict[str, dict[str, list[tuple[str, bytes]]]] = {}
     try:
         with tarfile.open(path, "r:*") as tar:
-            for m in tqdm(tar, desc=f"reading {path.name}", unit=" files", leave=False):
+            for m in tqdm(tar, desc=f"reading {path.name}", unit=" files", leave=False, disable=None):  # no bar off a terminal
                 loc = _split_of(m.name) if m.isfile() else None
                 if loc is None:
                     continue

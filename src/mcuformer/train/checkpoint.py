@@ -20,7 +20,13 @@ FORMAT = "mcuformer-supernet-v1"
 
 def save_checkpoint(path, state: dict) -> Path:
     state = dict(state, format=FORMAT)
-    return atomic_write(path, lambda f: torch.save(state, f), mode="wb")
+
+    def write(f):
+        try:
+            torch.save(state, f)
+        except RuntimeError as e:  # torch's zip writer reports a full disk as a RuntimeError
+            raise OSError(f"cannot write checkpoint ({str(e).strip().splitlines()[0][:160]})") from None
+    return atomic_write(path, write, mode="wb")
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:
