@@ -106,6 +106,12 @@ def ws(tmp_path_factory):
     bad["model"][k] = torch.full_like(bad["model"][k], float("nan"))
     torch.save(bad, w / "nan.pt")
     (w / "cut.pt").write_bytes((MODELS / "supernet.pt").read_bytes()[:4000])
+    (w / "evil.yaml").write_text("!!python/object/apply:os.system ['touch PWNED']\n")
+    (w / "nan-arch.yaml").write_text(yaml.safe_dump({"img_size": 32, "patch_size": 4, "rank_ratio": float("nan"),
+                                                     "embed_dim": 32, "depth": 1, "num_heads": [1],
+                                                     "mlp_ratio": [2.0], "num_classes": 2}))
+    (w / "split-bad.json").write_text(json.dumps({"format": "mcuformer-subsplit-v1", "num_train": 6,
+                                                  "classes": ["cat", "dog"], "heldout": [0, 99]}))
     # a finished search's state
     (w / "search").mkdir()
     (w / "search" / "state.json").write_text("{}\n")
@@ -271,6 +277,8 @@ CASES = [
      ["--force"]),
     ("evaluate-json-folder", ["evaluate", "--checkpoint", "{w}/supernet.pt", "--json", "{w}/folder"], ["is a folder"]),
     ("evaluate-arch-pipe", ["evaluate", "--checkpoint", "{w}/supernet.pt", "--arch", "{w}/pipe"], ["named pipe"]),
+    ("evaluate-subsplit-indices", ["evaluate", "--checkpoint", "{w}/supernet.pt", "--data-path", "{w}/data",
+                                   "--split", "heldout", "--subsplit", "{w}/split-bad.json"], ["heldout", "indices"]),
     ("evaluate-quantized-shape", ["evaluate", "--quantized", "{w}/q-shape"], ["head.weight", "shape"]),
     # memory
     ("memory-sram-nan", ["memory", "--space", TINY, "--sram-kb", "nan"], ["--sram-kb", "finite"]),
@@ -284,6 +292,8 @@ CASES = [
     ("memory-plot-exists", ["memory", "--space", TINY, "--plot", "{w}/existing.png"], ["--force"]),
     ("memory-plot-parent-file", ["memory", "--space", TINY, "--plot", "{w}/a-file/p.png"], ["is a file"]),
     ("memory-board", ["memory", "--space", TINY, "--board", "esp32"], ["unknown board"]),
+    ("memory-arch-python-tag", ["memory", "--arch", "{w}/evil.yaml"], ["malformed yaml"]),
+    ("memory-arch-nan", ["memory", "--arch", "{w}/nan-arch.yaml"], ["rank_ratio"]),
     # search
     ("search-heldout-negative", ["search", "--checkpoint", "{w}/supernet.pt", "--output", "{w}/s2",
                                  "--heldout-limit", "-1"], ["--heldout-limit"]),

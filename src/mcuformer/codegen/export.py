@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 from importlib import resources
-from pathlib import Path
 
 from mcuformer.codegen.emit import generate
 from mcuformer.errors import ConfigError
