@@ -263,6 +263,7 @@ CASES = [
                               "{w}/train-workers-str.yaml"], ["workers must be an integer"]),
     ("train-output-file", ["train", "--space", TINY, "--output", "{w}/a-file"], ["not a folder"]),
     ("train-output-long", ["train", "--space", TINY, "--output", "{w}/" + LONG], ["longer than 255"]),
+    ("train-device", ["train", "--space", TINY, "--output", "{w}/run", "--device", "gpu"], ["device must be"]),
     ("train-space-pipe", ["train", "--space", "{w}/pipe", "--output", "{w}/run"], ["named pipe"]),
     # evaluate
     ("evaluate-missing", ["evaluate", "--checkpoint", "{w}/nope.pt"], ["not found"]),
@@ -279,6 +280,7 @@ CASES = [
     ("evaluate-arch-pipe", ["evaluate", "--checkpoint", "{w}/supernet.pt", "--arch", "{w}/pipe"], ["named pipe"]),
     ("evaluate-subsplit-indices", ["evaluate", "--checkpoint", "{w}/supernet.pt", "--data-path", "{w}/data",
                                    "--split", "heldout", "--subsplit", "{w}/split-bad.json"], ["heldout", "indices"]),
+    ("evaluate-device", ["evaluate", "--checkpoint", "{w}/supernet.pt", "--device", "gpu"], ["--device"]),
     ("evaluate-quantized-shape", ["evaluate", "--quantized", "{w}/q-shape"], ["head.weight", "shape"]),
     # memory
     ("memory-sram-nan", ["memory", "--space", TINY, "--sram-kb", "nan"], ["--sram-kb", "finite"]),
@@ -311,6 +313,8 @@ CASES = [
      ["--sram-kb"]),
     ("search-top-k", ["search", "--checkpoint", "{w}/supernet.pt", "--output", "{w}/s2", "--top-k", "0"],
      ["--top-k"]),
+    ("search-device", ["search", "--checkpoint", "{w}/supernet.pt", "--output", "{w}/s2", "--device", "tpu"],
+     ["--device"]),
     ("search-checkpoint-pipe", ["search", "--checkpoint", "{w}/pipe", "--output", "{w}/s2"], ["named pipe"]),
     ("search-existing", ["search", "--checkpoint", "{w}/supernet.pt", "--output", "{w}/search"], ["--resume"]),
     ("search-output-file", ["search", "--checkpoint", "{w}/supernet.pt", "--output", "{w}/a-file"], ["not a folder"]),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mcuformer.utils.checks import (any_int, nonnegative_float, nonnegative_int, positive_float,  # noqa: F401
+from mcuformer.utils.checks import (any_int, device_name, nonnegative_float, nonnegative_int, positive_float,  # noqa: F401
                                     number_type, positive_int, probability)
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mcuformer.cli.common import (add_space_argument, nonnegative_float, nonnegative_int, positive_float,
-                                  positive_int)
+from mcuformer.cli.common import (add_space_argument, device_name, nonnegative_float, nonnegative_int,
+                                  positive_float, positive_int)
 
 NAME = "evolve-space"
 HELP = ("evolve the search space over the low-rank ratio and patch size: short supernets at grid points, "
@@ -35,7 +35,7 @@ def add_arguments(p):
     p.add_argument("--eval-limit", type=nonnegative_int, default=1000, help="test images they are scored on")
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--workers", type=nonnegative_int, default=2)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", type=device_name, default="auto")
 
 
 def _points(specs) -> list:

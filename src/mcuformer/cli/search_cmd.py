@@ -8,7 +8,7 @@ HELP = ("evolutionary search for the most accurate subnet that fits a board's SR
 
 
 def add_arguments(p):
-    from mcuformer.cli.common import nonnegative_int, positive_float, positive_int, probability
+    from mcuformer.cli.common import device_name, nonnegative_int, positive_float, positive_int, probability
     p.add_argument("--checkpoint", required=True, help="supernet checkpoint (checkpoint.pt or its run folder)")
     p.add_argument("--data-path", default=None, help="ImageFolder root or archive (default: the checkpoint's data)")
     p.add_argument("--board", default="stm32f746", help="stm32f746, stm32f427 or stm32h743 (default stm32f746)")
@@ -36,7 +36,7 @@ def add_arguments(p):
     p.add_argument("--batch-size", type=positive_int, default=500)
     p.add_argument("--workers", type=nonnegative_int, default=2)
     p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default="auto")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", type=device_name, default="auto")
 
 
 def run(args) -> int:

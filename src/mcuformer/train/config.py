@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, fields
 
 from mcuformer.data.transforms import AugmentConfig
@@ -68,8 +69,8 @@ class TrainConfig:
                 raise ConfigError(f"{k} must be true or false, got {getattr(self, k)!r}")
         if self.exclude_split is not None and not isinstance(self.exclude_split, str):
             raise ConfigError(f"exclude_split must be a file name, got {self.exclude_split!r}")
-        if not isinstance(self.device, str):
-            raise ConfigError(f"device must be a string such as auto, cpu or cuda, got {self.device!r}")
+        if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         _check_augment(self.augment)
 
     def to_dict(self) -> dict:

@@ -172,3 +172,10 @@ def torch_load_problem(e: Exception) -> str:
         return f"it holds pickled Python objects{what}, which mcuformer never loads"
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "weights_only" not in ln]
     return (lines[0] if lines else type(e).__name__)[:200]
+
+
+def device_name(text: str) -> str:
+    """An argparse ``type=`` for --device: auto, cpu, cuda or cuda:N (a typo never falls back to the CPU)."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"use auto, cpu, cuda or cuda:N, got {text!r}")
+    return text
