@@ -389,6 +389,7 @@ CASES = [
     ("verify-images-nan", ["verify", "{w}/engine", "--images", "nan"], ["--images"]),
     ("verify-seed", ["verify", "{w}/engine", "--seed", "-1"], ["--seed"]),
     ("verify-json-exists", ["verify", "{w}/engine", "--json", "{w}/existing.json"], ["--force"]),
+    ("verify-data-path", ["verify", "{w}/engine", "--data-path", "{w}/nope"], ["nope"]),
     ("verify-target", ["verify", "{w}/engine", "--target", "esp32"], ["--target"]),
     # pipeline
     ("pipeline-missing", ["pipeline", "--config", "{w}/nope.yaml"], ["not found"]),
@@ -475,6 +476,14 @@ def test_suite_covers_every_verb():
     import importlib
     verbs = {importlib.import_module(m).NAME for m in VERBS}
     assert verbs == {c[1][0] for c in CASES} and len(CASES) >= 80
+
+
+def test_an_image_file_that_is_a_decompression_bomb_is_refused(tmp_path):
+    from mcuformer.data.folder import load_image
+    from mcuformer.errors import DataError
+    (tmp_path / "bomb.png").write_bytes(_png_header_only(20000, 10000))
+    with pytest.raises(DataError, match="too large to decode"):
+        load_image(str(tmp_path / "bomb.png"))
 
 
 # ---- writers: --force replaces only what they write --------------------------------------------------

@@ -143,6 +143,9 @@ def pick_images(q: QuantModel, count: int, seed: int = 0, data_path=None) -> tup
     """int8 HWC images: the first ``count`` of the checkpoint's test split (spread over it) when the
     quantised model names a checkpoint whose data is here, else seeded random int8 images."""
     checkpoint = q.info.get("checkpoint")
+    if data_path is not None and not (checkpoint and Path(checkpoint).exists()):
+        raise ConfigError(f"--data-path {data_path}: the model's checkpoint {checkpoint} is not here to say how "
+                          "to prepare its images")
     if checkpoint and Path(checkpoint).exists():
         try:
             import torch
@@ -157,7 +160,8 @@ def pick_images(q: QuantModel, count: int, seed: int = 0, data_path=None) -> tup
             images, labels = zip(*(ds[i] for i in range(len(ds))))
             return q.quantize_image(torch.stack(images)), np.array(labels), f"test images of {Path(checkpoint).name}'s data"
         except McuformerError:
-            pass
+            if data_path is not None:  # data the user named must be used, not replaced by random images
+                raise
     a = q.arch
     rng = np.random.default_rng(seed)
     return rng.integers(-128, 128, (count, a.img_size, a.img_size, a.in_chans), dtype=np.int8), None, "random int8"
