@@ -94,6 +94,8 @@ def _run(cmd, cwd, timeout: int, what: str) -> subprocess.CompletedProcess:
     try:
         r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     except FileNotFoundError:
+        if "/" in str(cmd[0]):  # a program the build should have made, not a tool to install
+            raise VerifyError(f"{what}: {cmd[0]} was not built") from None
         raise VerifyError(f"{what}: {cmd[0]} is not installed (scripts/setup.sh installs it)") from None
     except subprocess.TimeoutExpired:
         raise VerifyError(f"{what}: no result within {timeout} s") from None
