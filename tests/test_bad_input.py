@@ -217,6 +217,9 @@ CASES = [
     ("space-output-file", ["space", "--space", TINY, "--arch", "largest", "--output", "{w}/a-file"], ["not a folder"]),
     ("space-overwrite", ["space", "--space", TINY, "--arch", "largest", "--output", "{w}/archs"], ["--force"]),
     ("space-bad-random", ["space", "--space", TINY, "--arch", "random:x", "--output", "{w}/new"], ["random:N"]),
+    ("space-random-zero", ["space", "--space", TINY, "--arch", "random:0", "--output", "{w}/new"], ["random:0"]),
+    ("space-random-huge", ["space", "--space", TINY, "--arch", "random:100000000", "--output", "{w}/new"],
+     ["random:100000000"]),
     ("space-check-pipe", ["space", "--space", TINY, "--check", "{w}/pipe"], ["named pipe"]),
     # sub-split
     ("subsplit-zero", ["sub-split", "--per-class", "0", "--output", "{w}/s.json"], ["--per-class", "positive"]),
