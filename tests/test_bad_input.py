@@ -541,6 +541,21 @@ def test_full_disk_is_one_line_and_leaves_no_temp_file(ws, tmp_path):
     assert not [p for p in out.rglob("*.tmp")]
 
 
+def test_an_unwritable_folder_is_one_line(tmp_path):
+    """/sys refuses new files even to root in a container; where it does not, the case cannot be made."""
+    target = Path("/sys/mcuformer-test.png")
+    try:
+        target.write_bytes(b"")
+    except OSError:
+        pass
+    else:
+        target.unlink()
+        pytest.skip("/sys is writable here")
+    proc = run_in_process("memory", "--space", TINY, "--plot", target)
+    line = assert_one_line_error(proc, str(target))
+    assert "denied" in line.lower() or "not permitted" in line.lower() or "read-only" in line.lower(), line
+
+
 # ---- kills -------------------------------------------------------------------------------------------
 
 KILLED_WRITE = """
