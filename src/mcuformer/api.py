@@ -85,6 +85,23 @@ def evaluate_checkpoint(checkpoint, archs: list[str] | list[Arch], *, data_path=
              **acc.to_dict()} for (name, arch), acc in zip(resolved, accs)]
 
 
+def finetune_subnet(checkpoint, arch, output, cfg=None, *, data_path=None, teacher: bool = True,
+                    resume: bool = False, progress: bool = True) -> dict:
+    """Train one subnet of a supernet checkpoint on its own (the official ``--mode retrain``), taught by the
+    supernet's largest subnet when ``teacher``. The output folder's checkpoint.pt is a supernet checkpoint
+    whose ``arch`` slices are fine-tuned (``finetuned_arch`` names it): quantize it with the same arch."""
+    from mcuformer.train import TrainConfig, load_checkpoint, space_of, train_supernet
+    from mcuformer.train.checkpoint import data_path_of
+
+    state = load_checkpoint(checkpoint)
+    space, num_classes = space_of(state), int(state["num_classes"])
+    [(_, arch)] = resolve_archs([arch], space, num_classes)
+    space.check(arch)
+    cfg = cfg or TrainConfig()
+    return train_supernet(space, output, cfg, data_path_of(state, data_path), resume=resume, init_from=checkpoint,
+                          progress=progress, fixed_arch=arch, teacher=checkpoint if teacher else None)
+
+
 def quantize_checkpoint(checkpoint, arch, output, **kw):
     """int8 post-training quantisation of one subnet; see ``mcuformer.quantize.workflow``."""
     from mcuformer.quantize.workflow import quantize_checkpoint as run

@@ -10,7 +10,8 @@ FLAGS = {
     "epochs": int, "batch_size": int, "lr": float, "min_lr": float, "warmup_epochs": float,
     "weight_decay": float, "drop_path": float, "grad_clip": float, "workers": int, "seed": int,
     "eval_every": int, "eval_batch_size": int, "steps_per_epoch": int, "limit_train": int, "limit_eval": int,
-    "exclude_split": str, "device": str,
+    "exclude_split": str, "device": str, "sandwich_random": int, "distill_alpha": float, "lr_base_batch": int,
+    "aug_groups": int, "time_budget_s": float, "checkpoint_every_s": float,
 }
 AUG_FLAGS = {"mixup": float, "cutmix": float, "label_smoothing": float, "random_erasing": float}
 
@@ -24,12 +25,19 @@ def add_arguments(p):
     p.add_argument("--config", default=None, help="training settings YAML (see configs/train-*.yaml)")
     p.add_argument("--resume", action="store_true", help="continue the checkpoint in --output exactly")
     p.add_argument("--init-from", default=None, metavar="CKPT",
-                   help="initialise from a dense pretrained ViT (timm DeiT / AutoFormer state dict) by truncated SVD")
+                   help="start from an mcuformer supernet of the same space (e.g. models/*/supernet.pt: a warm restart "
+                        "with a fresh optimizer and schedule), or from a dense pretrained ViT (timm DeiT / AutoFormer "
+                        "state dict, factorised by truncated SVD); prints what it loaded")
     from mcuformer.cli.common import any_int, number_type
     strict = {int: any_int, float: number_type()}  # NaN and infinities refused at parse time
     for flag, typ in {**FLAGS, **AUG_FLAGS}.items():
         p.add_argument("--" + flag.replace("_", "-"), type=strict.get(typ, typ), default=None)
     p.add_argument("--sampling", choices=["uniform", "sandwich"], default=None)
+    p.add_argument("--distill", choices=["none", "inplace"], default=None,
+                   help="inplace: under the sandwich rule the largest subnet's soft predictions teach the others")
+    p.add_argument("--data-on-device", choices=["auto", "on", "off"], default=None,
+                   help="decode the training split once onto the device and augment whole batches there "
+                        "(auto: on a GPU)")
     p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default=None)
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the supernet; it recompiles for each new subnet structure, so it pays off "
                         "only when few distinct subnets are trained (measured on CPU: 1 img/s with uniform sampling)")
@@ -49,7 +57,7 @@ def build_config(args, checkpoint_config: dict | None = None):
         aug = {**d.get("augment", {}), **file_cfg.get("augment", {})}
         d.update(file_cfg)
         d["augment"] = aug
-    for k in list(FLAGS) + ["sampling", "amp", "compile", "channels_last"]:
+    for k in list(FLAGS) + ["sampling", "distill", "data_on_device", "amp", "compile", "channels_last"]:
         v = getattr(args, k)
         if v is not None:
             d[k] = v

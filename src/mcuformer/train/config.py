@@ -12,7 +12,9 @@ from mcuformer.utils.io import read_structured
 
 SAMPLING = ("uniform", "sandwich")
 CROPS = ("auto", "random-resized", "pad-crop", "none")
+DISTILL = ("none", "inplace")
 AMP = ("auto", "bf16", "fp16", "off")
+ON_OFF = ("auto", "on", "off")
 
 
 @dataclass
@@ -27,6 +29,14 @@ class TrainConfig:
     grad_clip: float = 5.0          # 0 disables
     drop_path: float = 0.1
     sampling: str = "uniform"       # uniform: one random subnet per step; sandwich: largest+smallest+random
+    sandwich_random: int = 1        # random subnets per sandwich step (BigNAS uses 2)
+    distill: str = "none"           # inplace: the largest subnet's soft predictions teach the others (sandwich)
+    distill_alpha: float = 1.0      # weight of a teacher's soft predictions in the target (1: teacher only)
+    lr_base_batch: int = 0          # >0: lr is for this global batch and scales linearly with the real one
+    data_on_device: str = "auto"    # on: the split decoded once onto the device, augmented there in batches
+    aug_groups: int = 16            # RandAugment groups per batch on the device path (each draws its ops)
+    time_budget_s: float = 0        # >0: after epoch 1, cut the epochs to what fits this many seconds
+    checkpoint_every_s: float = 0   # >0: also checkpoint within an epoch this often
     amp: str = "auto"               # auto: bf16 on GPU, off on CPU
     compile: bool = False
     channels_last: bool = False
@@ -52,18 +62,30 @@ class TrainConfig:
                 if k in aug:
                     aug[k] = tuple(aug[k])
             self.augment = AugmentConfig(**aug)
+        if isinstance(self.data_on_device, bool):  # YAML reads a bare on/off as a boolean
+            self.data_on_device = "on" if self.data_on_device else "off"
         if self.sampling not in SAMPLING:
             raise ConfigError(f"sampling must be one of {SAMPLING}, got {self.sampling!r}")
+        if self.distill not in DISTILL:
+            raise ConfigError(f"distill must be one of {DISTILL}, got {self.distill!r}")
+        if self.distill == "inplace" and self.sampling != "sandwich":
+            raise ConfigError("distill: inplace needs sampling: sandwich (the largest subnet is the teacher)")
+        if self.data_on_device not in ON_OFF:
+            raise ConfigError(f"data_on_device must be one of {ON_OFF}, got {self.data_on_device!r}")
+        if not isinstance(self.distill_alpha, (int, float)) or not 0.0 <= self.distill_alpha <= 1.0:
+            raise ConfigError(f"distill_alpha must lie in [0, 1], got {self.distill_alpha!r}")
         if self.amp not in AMP:
             raise ConfigError(f"amp must be one of {AMP}, got {self.amp!r}")
         # every number finite (a NaN compares false with every bound), integers whole
-        for k in ("epochs", "batch_size", "eval_batch_size", "eval_every"):
+        for k in ("epochs", "batch_size", "eval_batch_size", "eval_every", "sandwich_random", "aug_groups"):
             setattr(self, k, check_number(getattr(self, k), k, integer=True, positive=True))
-        for k in ("workers", "steps_per_epoch", "limit_train", "limit_eval", "seed"):
+        for k in ("workers", "steps_per_epoch", "limit_train", "limit_eval", "seed", "lr_base_batch"):
             setattr(self, k, check_number(getattr(self, k), k, integer=True, minimum=0))
-        for k in ("lr", "min_lr", "warmup_lr", "weight_decay", "warmup_epochs", "grad_clip"):
+        for k in ("lr", "min_lr", "warmup_lr", "weight_decay", "warmup_epochs", "grad_clip", "time_budget_s",
+                  "checkpoint_every_s"):
             check_number(getattr(self, k), k, minimum=0)
         check_number(self.drop_path, "drop_path", minimum=0, maximum=1)
+        check_number(self.distill_alpha, "distill_alpha", minimum=0, maximum=1)
         for k in ("compile", "channels_last"):
             if not isinstance(getattr(self, k), bool):
                 raise ConfigError(f"{k} must be true or false, got {getattr(self, k)!r}")

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from mcuformer.data import (build_eval_transform, build_train_transform, complement, load_subsplit, mix_batch,
                             open_split, resolve_data_path)
 from mcuformer.data.datasets import sample_seed, spread
+from mcuformer.data.device_batches import DeviceBatches
 from mcuformer.errors import CheckpointError, ConfigError, McuformerError
 from mcuformer.space import Arch, SearchSpace
 from mcuformer.supernet import SuperViT
@@ -29,14 +30,18 @@ from mcuformer.train.distributed import DistInfo, any_rank, barrier, cleanup, in
 from mcuformer.train.evaluate import autocast_for, evaluate_archs, make_eval_loader
 from mcuformer.train.sampler import EpochSampler
 from mcuformer.train.schedule import lr_at
+from mcuformer.train.warm_start import init_weights_from, report_lines
 from mcuformer.utils.io import append_jsonl, write_json
 
 
-def step_archs(space: SearchSpace, num_classes: int, sampling: str, seed: int, global_step: int) -> list[Arch]:
-    """The subnet(s) trained at a step: a pure function of (seed, step), identical on every rank."""
+def step_archs(space: SearchSpace, num_classes: int, sampling: str, seed: int, global_step: int,
+               sandwich_random: int = 1) -> list[Arch]:
+    """The subnet(s) trained at a step: a pure function of (seed, step), identical on every rank.
+    Under the sandwich rule the largest comes first (it is the in-place teacher)."""
     rng = random.Random(f"{seed}:arch:{global_step}")
     if sampling == "sandwich":
-        return [space.largest(num_classes), space.smallest(num_classes), space.sample(rng, num_classes)]
+        return ([space.largest(num_classes), space.smallest(num_classes)] +
+                [space.sample(rng, num_classes) for _ in range(sandwich_random)])
     return [space.sample(rng, num_classes)]
 
 
@@ -74,17 +79,25 @@ class _StopFlag:
 
 
 def train_supernet(space: SearchSpace, output, cfg: TrainConfig, data_path=None, *, resume: bool = False,
-                   init_from=None, progress: bool = True) -> dict:
+                   init_from=None, progress: bool = True, fixed_arch: Arch | None = None, teacher=None,
+                   extra_eval: dict[str, Arch] | None = None) -> dict:
     """Train a supernet; returns a summary dict. ``output`` receives checkpoint.pt, log.jsonl,
-    curves.png and summary.json. With ``resume`` an existing checkpoint in ``output`` continues."""
+    curves.png and summary.json. With ``resume`` an existing checkpoint in ``output`` continues.
+
+    ``init_from`` starts from an mcuformer supernet of the same space (warm restart) or a dense pretrained
+    ViT. ``fixed_arch`` trains that one subnet only (fine-tuning a searched subnet); ``teacher``, a
+    supernet checkpoint, then teaches it with its largest subnet's soft predictions. ``extra_eval`` names
+    more subnets to evaluate with the usual ones."""
     info = init_distributed(cfg.device)
     try:
-        return _train(space, Path(output), cfg, data_path, resume, init_from, progress, info)
+        return _train(space, Path(output), cfg, data_path, resume, init_from, progress, info, fixed_arch, teacher,
+                      extra_eval or {})
     finally:
         cleanup(info)
 
 
-def _train(space, output, cfg, data_path, resume, init_from, progress, info: DistInfo) -> dict:
+def _train(space, output, cfg, data_path, resume, init_from, progress, info: DistInfo, fixed_arch=None,
+           teacher=None, extra_eval=None) -> dict:
     if info.device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -96,6 +109,9 @@ def _train(space, output, cfg, data_path, resume, init_from, progress, info: Dis
                               "another --output")
         state = load_checkpoint(ckpt_path)
         check_same_space(state, space, ckpt_path)
+        if "optimizer" not in state:
+            raise CheckpointError(f"{ckpt_path} is weights-only (no optimizer state): it cannot --resume; start a "
+                                  "new run from it with --init-from")
 
     # ---- data ----
     data_path = resolve_data_path(data_path)
@@ -116,6 +132,14 @@ def _train(space, output, cfg, data_path, resume, init_from, progress, info: Dis
     train_set.transform = build_train_transform(cfg.augment, space.img_size, train_set.source_size)
     train_set.seed = cfg.seed
     val_set.transform = build_eval_transform(cfg.augment, space.img_size, val_set.source_size)
+    on_device = cfg.data_on_device == "on" or (cfg.data_on_device == "auto" and info.device.type == "cuda")
+    device_train = device_val = None
+    if on_device:
+        device_train = DeviceBatches(train_set, cfg.augment, space.img_size, info.device,
+                                     aug_groups=cfg.aug_groups, progress=progress and info.is_main)
+        if val_set.source_size == space.img_size:  # other sizes keep the eval transform's resize + crop
+            device_val = DeviceBatches(val_set, cfg.augment, space.img_size, info.device, train=False,
+                                       progress=progress and info.is_main)
 
     per_step = cfg.batch_size * info.world_size
     steps_per_epoch = len(train_set) // per_step
@@ -124,15 +148,22 @@ def _train(space, output, cfg, data_path, resume, init_from, progress, info: Dis
                           f"{len(train_set)} training images")
     if cfg.steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, cfg.steps_per_epoch)
-    total_steps = cfg.epochs * steps_per_epoch
+    epochs = cfg.epochs  # a time budget fixes the epochs after the first one; a resumed run keeps that choice
+    if state is not None and cfg.time_budget_s and "planned_epochs" in state:
+        epochs = int(state["planned_epochs"])
     warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
+    base_lr = cfg.lr * (per_step / cfg.lr_base_batch if cfg.lr_base_batch else 1.0)
 
     # ---- model, optimizer ----
     torch.manual_seed(cfg.seed)
     model = SuperViT(space, num_classes, drop_path_rate=cfg.drop_path)
+    init_report = None
     if init_from is not None and state is None:
-        from mcuformer.supernet.pretrained import load_dense_pretrained
-        load_dense_pretrained(model, init_from)
+        init_report = init_weights_from(model, init_from, space)
+        if info.is_main:
+            for line in report_lines(init_from, init_report):
+                tqdm.write(line)
+    teacher_model = _load_teacher(teacher, space, num_classes, info.device) if teacher is not None else None
     model.to(info.device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -140,6 +171,7 @@ def _train(space, output, cfg, data_path, resume, init_from, progress, info: Dis
     use_scaler = cfg.amp == "fp16" and info.device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
     epoch, step0, history = 0, 0, []
+    images_seen = int(init_report.get("images_seen", 0)) if init_report else 0
     epoch_stats = {"loss_sum": 0.0, "steps": 0, "seconds": 0.0, "images": 0}
     if state is not None:
         try:
@@ -151,6 +183,7 @@ def _train(space, output, cfg, data_path, resume, init_from, progress, info: Dis
         if use_scaler and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         epoch, step0 = int(state["epoch"]), int(state["step"])
+        images_seen = int(state.get("images_seen", 0))
         history = list(state.get("history", []))
         epoch_stats = dict(state.get("epoch_stats", epoch_stats))
     net = model
@@ -160,28 +193,49 @@ def _train(space, output, cfg, data_path, resume, init_from, progress, info: Dis
     fwd = torch.compile(net, dynamic=True) if cfg.compile else net
 
     sampler = EpochSampler(len(train_set), shuffle=True, seed=cfg.seed, rank=info.rank, world_size=info.world_size)
-    val_loader = make_eval_loader(val_set, info, cfg.eval_batch_size, cfg.workers)
-    eval_archs = [space.largest(num_classes), space.smallest(num_classes)]
+    val_loader = (_DeviceEval(device_val, cfg.eval_batch_size, info) if device_val is not None
+                  else make_eval_loader(val_set, info, cfg.eval_batch_size, cfg.workers))
+    if fixed_arch is not None:
+        eval_names, eval_archs = ["subnet"], [fixed_arch]
+    else:
+        eval_names, eval_archs = ["largest", "smallest"], [space.largest(num_classes), space.smallest(num_classes)]
+    eval_names, eval_archs = eval_names + list(extra_eval or {}), eval_archs + list((extra_eval or {}).values())
+
+    def evaluate() -> dict:
+        accs = evaluate_archs(model, eval_archs, val_loader, info, cfg.amp, cfg.channels_last, progress)
+        return {name: acc.to_dict() for name, acc in zip(eval_names, accs)}
 
     def snapshot(next_epoch: int, next_step: int) -> dict:
+        extra = {"finetuned_arch": fixed_arch.to_dict()} if fixed_arch is not None else {}
+        if init_from is not None:
+            extra["init_from"] = Path(init_from).name
         return {"space": space.to_dict(), "num_classes": num_classes, "classes": train_set.classes,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict() if use_scaler else {}, "epoch": next_epoch, "step": next_step,
                 "global_step": next_epoch * steps_per_epoch + next_step, "config": cfg.to_dict(),
-                "history": history, "epoch_stats": epoch_stats, "data_path": str(data_path)}
+                "planned_epochs": epochs, "images_seen": images_seen, "history": history,
+                "epoch_stats": epoch_stats, "data_path": str(data_path), **extra}
 
     if info.is_main:
         output.mkdir(parents=True, exist_ok=True)
         write_json(output / "space.json", space.to_dict())
+    if fixed_arch is not None and state is None and not history:
+        history.append({"epoch": 0, "eval": evaluate()})  # the subnet before fine-tuning
+        if info.is_main:
+            _log_line(history[-1])
     interrupted = False
+    run_t0 = last_save = time.perf_counter()
     with _StopFlag() as stop:
-        while epoch < cfg.epochs and not interrupted:
+        while epoch < epochs and not interrupted:
             model.train()
             train_set.set_epoch(epoch)
             sampler.set_epoch(epoch, start=step0 * cfg.batch_size)
-            loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
-                                drop_last=True, pin_memory=info.device.type == "cuda", persistent_workers=False)
-            bar = tqdm(total=steps_per_epoch, initial=step0, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            if device_train is not None:
+                loader = _device_epoch(device_train, sampler, cfg, epoch, info.rank)
+            else:
+                loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
+                                    drop_last=True, pin_memory=info.device.type == "cuda", persistent_workers=False)
+            bar = tqdm(total=steps_per_epoch, initial=step0, desc=f"epoch {epoch + 1}/{epochs}",
                        disable=not (progress and info.is_main), unit="step", dynamic_ncols=True)
             t0, step = time.perf_counter(), step0
             lr = optimizer.param_groups[0]["lr"]  # a run stopped after an epoch's last step resumes with no step to do
@@ -189,18 +243,26 @@ def _train(space, output, cfg, data_path, resume, init_from, progress, info: Dis
                 if step >= steps_per_epoch:
                     break
                 gstep = epoch * steps_per_epoch + step
-                lr = _set_lr(optimizer, gstep, total_steps, warmup_steps, cfg)
+                lr = _set_lr(optimizer, gstep, epochs * steps_per_epoch, warmup_steps, cfg, base_lr)
                 loss = _train_step(net, fwd, model, optimizer, scaler, images, labels, space, num_classes,
-                                   cfg, gstep, info)
+                                   cfg, gstep, info, fixed_arch, teacher_model)
                 step += 1
                 epoch_stats["loss_sum"] += loss
                 epoch_stats["steps"] += 1
                 epoch_stats["images"] += images.shape[0] * info.world_size
+                images_seen += images.shape[0] * info.world_size
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}")
                 if any_rank(stop.set, info):
                     interrupted = True
                     break
+                if cfg.checkpoint_every_s and time.perf_counter() - last_save >= cfg.checkpoint_every_s \
+                        and step < steps_per_epoch:
+                    epoch_stats["seconds"] += time.perf_counter() - t0  # the save is not training time
+                    if info.is_main:
+                        save_checkpoint(ckpt_path, snapshot(epoch, step))
+                    barrier(info)
+                    t0 = last_save = time.perf_counter()
             bar.close()
             epoch_stats["seconds"] += time.perf_counter() - t0
             if interrupted:
@@ -211,9 +273,15 @@ def _train(space, output, cfg, data_path, resume, init_from, progress, info: Dis
             record = {"epoch": epoch + 1, "lr": lr, "train_loss": epoch_stats["loss_sum"] / max(epoch_stats["steps"], 1),
                       "img_per_s": epoch_stats["images"] / max(epoch_stats["seconds"], 1e-9),
                       "seconds": round(epoch_stats["seconds"], 2)}
-            if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-                accs = evaluate_archs(model, eval_archs, val_loader, info, cfg.amp, cfg.channels_last, progress)
-                record["eval"] = {"largest": accs[0].to_dict(), "smallest": accs[1].to_dict()}
+            record["images_seen"] = images_seen
+            if cfg.time_budget_s and epoch == 0 and step0 == 0 and state is None:
+                # the first epoch (warm-up overheads included) sizes the schedule to the time budget
+                fit = max(1, int(cfg.time_budget_s / (time.perf_counter() - run_t0)))
+                if fit < epochs:
+                    epochs = fit
+                    tqdm.write(f"time budget {cfg.time_budget_s:.0f} s: {epochs} epochs fit")
+            if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == epochs:
+                record["eval"] = evaluate()
             history.append(record)
             epoch, step0 = epoch + 1, 0
             epoch_stats = {"loss_sum": 0.0, "steps": 0, "seconds": 0.0, "images": 0}
@@ -223,24 +291,26 @@ def _train(space, output, cfg, data_path, resume, init_from, progress, info: Dis
                 _log_line(record)
                 _plot(output, history)
             barrier(info)
+            last_save = time.perf_counter()
 
     summary = {"output": str(output), "checkpoint": str(ckpt_path), "epochs_done": epoch,
-               "interrupted": interrupted, "history": history}
+               "interrupted": interrupted, "history": history, "images_seen": images_seen}
     if info.is_main and not interrupted:
         write_json(output / "summary.json", {"space": space.name, "data": str(data_path), "epochs": epoch,
                                              "config": cfg.to_dict(), "final": history[-1] if history else None})
     return summary
 
 
-def _set_lr(optimizer, gstep, total_steps, warmup_steps, cfg) -> float:
-    lr = lr_at(gstep, total_steps=total_steps, warmup_steps=warmup_steps, lr=cfg.lr, min_lr=cfg.min_lr,
+def _set_lr(optimizer, gstep, total_steps, warmup_steps, cfg, base_lr) -> float:
+    lr = lr_at(gstep, total_steps=total_steps, warmup_steps=warmup_steps, lr=base_lr, min_lr=cfg.min_lr,
                warmup_lr=cfg.warmup_lr)
     for g in optimizer.param_groups:
         g["lr"] = lr
     return lr
 
 
-def _train_step(net, fwd, model, optimizer, scaler, images, labels, space, num_classes, cfg, gstep, info) -> float:
+def _train_step(net, fwd, model, optimizer, scaler, images, labels, space, num_classes, cfg, gstep, info,
+                fixed_arch=None, teacher_model=None) -> float:
     images = images.to(info.device, non_blocking=True)
     labels = labels.to(info.device, non_blocking=True)
     if cfg.channels_last:
@@ -249,7 +319,15 @@ def _train_step(net, fwd, model, optimizer, scaler, images, labels, space, num_c
     torch.manual_seed(sample_seed(cfg.seed, -2, gstep) + info.rank)
     gen = torch.Generator().manual_seed(sample_seed(cfg.seed, -1, gstep))
     images, targets = mix_batch(images, labels, num_classes, cfg.augment, gen)
-    archs = step_archs(space, num_classes, cfg.sampling, cfg.seed, gstep)
+    if fixed_arch is not None:
+        archs = [fixed_arch]
+    else:
+        archs = step_archs(space, num_classes, cfg.sampling, cfg.seed, gstep, cfg.sandwich_random)
+    student_targets = targets
+    if teacher_model is not None:
+        with torch.no_grad(), autocast_for(info.device, cfg.amp):
+            teacher_probs = F.softmax(teacher_model(images).float(), dim=-1)
+        student_targets = _distilled(targets, teacher_probs, cfg.distill_alpha)
     total = 0.0
     for j, arch in enumerate(archs):
         model.set_active_subnet(arch)
@@ -257,9 +335,12 @@ def _train_step(net, fwd, model, optimizer, scaler, images, labels, space, num_c
         with sync:
             with autocast_for(info.device, cfg.amp):
                 logits = fwd(images)
-            loss = soft_cross_entropy(logits, targets) / len(archs)
-            scaler.scale(loss).backward()
-        total += loss.item()
+            # in-place distillation: the largest (first) learns from the labels, the others from it
+            loss = soft_cross_entropy(logits, targets if j == 0 and teacher_model is None else student_targets)
+            scaler.scale(loss / len(archs)).backward()
+        if j == 0 and cfg.distill == "inplace" and fixed_arch is None:
+            student_targets = _distilled(targets, F.softmax(logits.detach().float(), dim=-1), cfg.distill_alpha)
+        total += loss.item() / len(archs)
     if not math.isfinite(total):
         raise McuformerError(f"training diverged: the loss is {total} at step {gstep} (lower --lr, or use --amp bf16)")
     if cfg.grad_clip > 0:
@@ -271,9 +352,56 @@ def _train_step(net, fwd, model, optimizer, scaler, images, labels, space, num_c
     return total
 
 
+def _distilled(targets: torch.Tensor, teacher_probs: torch.Tensor, alpha: float) -> torch.Tensor:
+    """The student's soft target: the teacher's predictions mixed with the (mixed, smoothed) labels."""
+    return teacher_probs if alpha >= 1.0 else alpha * teacher_probs + (1.0 - alpha) * targets
+
+
+def _load_teacher(path, space: SearchSpace, num_classes: int, device) -> SuperViT:
+    """The largest subnet of a supernet checkpoint, frozen: the fine-tuning teacher."""
+    state = load_checkpoint(path)
+    check_same_space(state, space, path)
+    teacher = SuperViT(space, num_classes)
+    try:
+        teacher.load_state_dict(state["model"])
+    except (RuntimeError, KeyError) as e:
+        raise CheckpointError(f"teacher {path} does not match this supernet: {str(e).splitlines()[0][:200]}") from None
+    teacher.set_active_subnet(space.largest(num_classes))
+    return teacher.get_active_subnet().to(device).eval().requires_grad_(False)
+
+
+def _device_epoch(batches, sampler, cfg, epoch: int, rank: int):
+    """The epoch's batches on the device path: the sampler's order (this rank's shard), augmentations
+    seeded by (seed, rank, epoch, batch), so a resumed epoch repeats them."""
+    order = torch.as_tensor(list(iter(sampler)), dtype=torch.int64)
+    first = sampler.start // cfg.batch_size  # batches already done (a resumed epoch)
+    seed = cfg.seed + 1_000_003 * rank
+    for k in range(len(order) // cfg.batch_size):
+        torch.manual_seed(sample_seed(seed, epoch, -(first + k) - 1))  # RandAugment's op draws
+        gen = torch.Generator().manual_seed(sample_seed(seed, epoch, first + k))
+        yield batches.batch(order[k * cfg.batch_size:(k + 1) * cfg.batch_size], gen)
+
+
+class _DeviceEval:
+    """Evaluation batches from a device-resident split (an iterable that evaluate_archs can loop on again)."""
+
+    def __init__(self, batches, batch_size: int, info: DistInfo):
+        self.batches, self.batch_size, self.info = batches, batch_size, info
+
+    def __iter__(self):
+        return self.batches.eval_batches(self.batch_size, self.info.rank, self.info.world_size)
+
+    def __len__(self) -> int:
+        return -(-len(range(self.info.rank, len(self.batches), self.info.world_size)) // self.batch_size)
+
+
 def _log_line(record: dict) -> None:
-    ev = record.get("eval")
-    acc = (f"  top-1 largest {ev['largest']['top1']:.2f}%  smallest {ev['smallest']['top1']:.2f}%" if ev else "")
+    ev = record.get("eval") or {}
+    acc = "".join(f"  {name} {a['top1']:.2f}%" for name, a in ev.items())
+    acc = f"  top-1{acc}" if acc else ""
+    if "train_loss" not in record:
+        tqdm.write(f"epoch {record['epoch']} (before training):{acc}")
+        return
     tqdm.write(f"epoch {record['epoch']}: loss {record['train_loss']:.4f}  {record['img_per_s']:.0f} img/s{acc}")
 
 

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# One lent GPU slot, one call: train the CIFAR-10 supernet for at most 9 minutes, checkpointing every minute,
+# then put the weights-only fp16 supernet, its log and curves (and, if time remains, the input-path and
+# official-T throughput figures) into an output folder: at most 8 files, each under 16 MiB.
+#
+#   bash scripts/device_train.sh [--dry-run] [OUTDIR]       (OUTDIR defaults to $OUT, else outputs/device)
+#
+# Environment (all optional):
+#   DATA       the CIFAR-10 archive (default .gpu/data/cifar10-jpg.tar.gz, else ../shared/data/cifar10-jpg.tar.gz)
+#   DEADLINE_S seconds from the start by which everything must be written (default 570: a 600 s call)
+#   TRAIN_S    training seconds at most (default 540, less when the deadline needs it)
+#   INIT       a supernet of the same space to continue (default models/cifar10/supernet.pt when present:
+#              training accumulates across slots); INIT=none starts from scratch
+#   SPACE, CONFIG  the space and training settings (default configs/cifar10.yaml, configs/train-cifar10-gpu.yaml)
+# --dry-run runs every step on the CPU with tiny settings (what tests/test_device_script.py does), so that a
+# GPU slot is never spent on a bug.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+t0=$(date +%s)
+DRY=0
+if [ "${1:-}" = "--dry-run" ]; then DRY=1; shift; fi
+OUTDIR=${1:-${OUT:-outputs/device}}
+mkdir -p "$OUTDIR" || { echo "device_train: cannot create $OUTDIR" >&2; exit 2; }
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
+PY=${PYTHON:-python3}
+DATA=${DATA:-}
+if [ -z "$DATA" ]; then
+  for d in .gpu/data/cifar10-jpg.tar.gz ../shared/data/cifar10-jpg.tar.gz; do [ -f "$d" ] && DATA=$d && break; done
+fi
+[ -n "$DATA" ] && [ -f "$DATA" ] || { echo "device_train: no CIFAR-10 archive (set DATA)" >&2; exit 2; }
+SPACE=${SPACE:-configs/cifar10.yaml}
+CONFIG=${CONFIG:-configs/train-cifar10-gpu.yaml}
+DEADLINE_S=${DEADLINE_S:-570}
+RUN=${RUN:-.gpu/run}
+EXTRA=()
+BENCH_IN=()
+BENCH_T=()
+if [ "$DRY" = 1 ]; then
+  SPACE=configs/cifar10-tiny.yaml
+  DEADLINE_S=${DEADLINE_S_DRY:-600}
+  RUN=$(mktemp -d)/run
+  EXTRA=(--device cpu --epochs 3 --steps-per-epoch 3 --batch-size 16 --eval-batch-size 64 --limit-eval 64
+         --limit-train 512 --eval-every 1 --data-on-device on --workers 0 --checkpoint-every-s 0.001)
+  BENCH_IN=(--steps 2 --batch 16 --workers 0)
+  BENCH_T=(--device cpu --steps 1 --warmup 0 --batch 1 --modes mcuformer-bf16)
+fi
+INIT=${INIT:-}
+if [ -z "$INIT" ] && [ "$DRY" = 0 ] && [ -f models/cifar10/supernet.pt ]; then INIT=models/cifar10/supernet.pt; fi
+[ "$INIT" = none ] && INIT=
+left() { echo $(( DEADLINE_S - ($(date +%s) - t0) )); }
+
+{
+  echo "device_train: $(date -u +%FT%TZ) dry-run=$DRY space=$SPACE config=$CONFIG data=$DATA init=${INIT:-none}"
+  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+  $PY -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'cuda', torch.cuda.is_available())"
+} 2>&1 | tee "$OUTDIR/train.log"
+
+# ---- train: the time budget sizes the schedule after epoch 1; SIGINT at the deadline saves and stops ----
+if [ -f "$RUN/checkpoint.pt" ]; then RESUME=(--resume); else RESUME=(); fi
+budget=$(( $(left) - 75 ))                      # keep time for the copy-out and the throughput figures
+[ "$budget" -gt "${TRAIN_S:-540}" ] && budget=${TRAIN_S:-540}
+[ "$DRY" = 1 ] && budget=240               # the 3 tiny epochs fit, even on a busy CPU
+[ "$budget" -lt 10 ] && { echo "device_train: no time left to train" | tee -a "$OUTDIR/train.log" >&2; exit 3; }
+cmd=($PY -m mcuformer train --space "$SPACE" --config "$CONFIG" --data-path "$DATA" --output "$RUN"
+     --time-budget-s "$budget" --checkpoint-every-s 60 --no-progress "${RESUME[@]}" "${EXTRA[@]}")
+[ -n "$INIT" ] && [ ${#RESUME[@]} -eq 0 ] && cmd+=(--init-from "$INIT")
+echo "+ ${cmd[*]}" | tee -a "$OUTDIR/train.log"
+hard=$(( $(left) - 40 ))
+timeout -k 20 -s INT "$hard" "${cmd[@]}" 2>&1 | grep --line-buffered -v '^\s*$' | tee -a "$OUTDIR/train.log"
+train_rc=${PIPESTATUS[0]}
+echo "device_train: train exited $train_rc after $(( $(date +%s) - t0 )) s" | tee -a "$OUTDIR/train.log"
+[ -f "$RUN/checkpoint.pt" ] || { echo "device_train: no checkpoint was written" | tee -a "$OUTDIR/train.log" >&2; exit 4; }
+
+# ---- copy out: weights-only fp16 supernet, log, curves, a run record ----
+$PY - "$RUN" "$OUTDIR" "$SPACE" "$CONFIG" "${INIT:-}" "$train_rc" "$(( $(date +%s) - t0 ))" <<'PY' 2>&1 | tee -a "$OUTDIR/train.log"
+import json, shutil, sys
+from pathlib import Path
+import torch
+from mcuformer.train import load_checkpoint
+from mcuformer.train.warm_start import write_weights_only
+run, out, space, config, init, rc, secs = sys.argv[1:]
+run, out = Path(run), Path(out)
+write_weights_only(run / "checkpoint.pt", out / "supernet-fp16.pt")
+for name in ("log.jsonl", "curves.png"):
+    if (run / name).exists():
+        shutil.copyfile(run / name, out / name)
+state = load_checkpoint(out / "supernet-fp16.pt")
+evals = [h for h in state["history"] if "eval" in h]
+record = {"space": space, "config": config, "init_from": init or None, "train_exit": int(rc),
+          "wall_seconds_so_far": int(secs), "epochs_done": state["epoch"], "planned_epochs": state.get("planned_epochs"),
+          "images_seen": state.get("images_seen"), "last_eval": evals[-1] if evals else None,
+          "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+          "torch": torch.__version__, "supernet_bytes": (out / "supernet-fp16.pt").stat().st_size}
+(out / "run.json").write_text(json.dumps(record, indent=1))
+print("device_train: wrote", ", ".join(sorted(p.name for p in out.iterdir())))
+PY
+
+# ---- the throughput figures, if time remains ----
+if [ "$(left)" -gt 45 ]; then
+  timeout -k 5 $(( $(left) / 2 )) $PY benchmarks/input_path_throughput.py --space "$SPACE" --config "$CONFIG" \
+    --data-path "$DATA" --output "$OUTDIR/input_path_throughput.json" "${BENCH_IN[@]}" 2>&1 | tail -4 | tee -a "$OUTDIR/train.log"
+fi
+if [ "$(left)" -gt 25 ]; then
+  timeout -k 5 $(( $(left) - 10 )) $PY benchmarks/train_throughput.py --output "$OUTDIR/train_throughput_official-T.json" \
+    "${BENCH_T[@]}" 2>&1 | tail -6 | tee -a "$OUTDIR/train.log"
+fi
+[ "$DRY" = 1 ] && rm -rf "$(dirname "$RUN")"
+echo "device_train: done in $(( $(date +%s) - t0 )) s; $(ls "$OUTDIR" | wc -l) files in $OUTDIR" | tee -a "$OUTDIR/train.log"
+exit 0

@@ -1,0 +1,67 @@
+"""mcuformer finetune: train one searched subnet standalone (the official code's ``--mode retrain``),
+optionally distilled from the supernet's largest subnet (``--teacher``); quantize its checkpoint as usual."""
+
+from __future__ import annotations
+
+NAME = "finetune"
+HELP = ("fine-tune one subnet of a supernet checkpoint (official --mode retrain), optionally taught by the "
+        "supernet's largest subnet; CPU or GPU, resumable")
+
+
+# over the supernet's own settings (its augmentation and normalisation stay): a short, gentler schedule
+FINETUNE_DEFAULTS = {"epochs": 10, "warmup_epochs": 1, "sampling": "uniform", "distill": "none",
+                     "distill_alpha": 0.5, "time_budget_s": 0, "steps_per_epoch": 0, "limit_train": 0}
+
+
+def add_arguments(p):
+    from mcuformer.cli.train_cmd import AUG_FLAGS, FLAGS
+    p.add_argument("--checkpoint", required=True, help="the supernet checkpoint (full or weights-only)")
+    p.add_argument("--arch", required=True,
+                   help="the subnet: an arch YAML/JSON (e.g. the search's best), 'largest' or 'smallest'")
+    p.add_argument("--output", required=True, help="run folder: checkpoint.pt (quantize it with the same --arch)")
+    p.add_argument("--data-path", default=None, help="default: the data the checkpoint was trained on")
+    p.add_argument("--config", default=None,
+                   help="training settings YAML; default: the supernet's own settings with FINETUNE_DEFAULTS")
+    p.add_argument("--teacher", choices=["largest", "none"], default="largest",
+                   help="largest: the supernet's largest subnet teaches (soft targets mixed by --distill-alpha)")
+    p.add_argument("--resume", action="store_true", help="continue the fine-tuning checkpoint in --output")
+    from mcuformer.cli.common import any_int, number_type
+    strict = {int: any_int, float: number_type()}  # NaN and infinities refused at parse time
+    for flag, typ in {**FLAGS, **AUG_FLAGS}.items():
+        p.add_argument("--" + flag.replace("_", "-"), type=strict.get(typ, typ), default=None)
+    p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default=None)
+    p.add_argument("--data-on-device", choices=["auto", "on", "off"], default=None)
+    p.add_argument("--no-randaugment", action="store_true", help="switch RandAugment off")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from mcuformer.api import finetune_subnet
+    from mcuformer.cli.train_cmd import build_config
+    from mcuformer.train import load_checkpoint
+    from mcuformer.utils.checks import output_dir
+
+    output_dir(args.output, force=True)  # a file or an impossible name fails now; --resume decides the rest
+    ckpt = Path(args.output) / "checkpoint.pt"
+    if args.resume and ckpt.exists():
+        saved = load_checkpoint(ckpt)["config"]
+    else:
+        supernet_cfg = load_checkpoint(args.checkpoint).get("config") or {}
+        saved = {**supernet_cfg, **FINETUNE_DEFAULTS, "lr": 0.5 * float(supernet_cfg.get("lr", 1e-3))}
+    for k in ("sampling", "distill", "compile", "channels_last"):
+        setattr(args, k, None)
+    cfg = build_config(args, saved)
+    summary = finetune_subnet(args.checkpoint, args.arch, args.output, cfg, data_path=args.data_path,
+                              teacher=args.teacher == "largest", resume=args.resume, progress=not args.no_progress)
+    if summary["interrupted"]:
+        print(f"interrupted: checkpoint saved to {summary['checkpoint']}; continue with --resume")
+        return 130
+    hist = summary["history"]
+    before = next((h["eval"]["subnet"]["top1"] for h in hist if h["epoch"] == 0 and "eval" in h), None)
+    after = next((h["eval"]["subnet"]["top1"] for h in reversed(hist) if h["epoch"] > 0 and "eval" in h), None)
+    fig = (f"; top-1 {before:.2f}% before, {after:.2f}% after" if before is not None and after is not None else "")
+    print(f"done: {summary['epochs_done']} epochs{fig}; checkpoint {summary['checkpoint']} "
+          f"(mcuformer quantize --checkpoint {summary['checkpoint']} --arch {args.arch} ...)")
+    return 0

@@ -1,0 +1,80 @@
+"""Starting a training run from weights that exist: an mcuformer supernet of the same space (a warm restart
+with a fresh optimizer and schedule, so training accumulates across runs and lent GPUs), or a dense pretrained
+ViT (timm DeiT / AutoFormer layout, factorised by truncated SVD)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from mcuformer.errors import CheckpointError
+from mcuformer.space import SearchSpace
+from mcuformer.supernet import SuperViT
+from mcuformer.train.checkpoint import FORMAT, check_same_space, load_checkpoint
+
+
+def is_supernet_file(path) -> bool:
+    """True when ``path`` holds an mcuformer supernet (full checkpoint or weights-only)."""
+    try:
+        load_checkpoint(path)
+    except CheckpointError:
+        return False
+    return True
+
+
+@torch.no_grad()
+def init_weights_from(model: SuperViT, path, space: SearchSpace) -> dict:
+    """Load ``path`` into ``model``; returns a report (what it was, what was loaded, what skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"--init-from: no such file: {path}")
+    if not is_supernet_file(path):
+        from mcuformer.supernet.pretrained import load_dense_pretrained
+        report = load_dense_pretrained(model, path)
+        return {"kind": f"dense pretrained ViT ({report['layout']} layout)", **report}
+    state = load_checkpoint(path)
+    check_same_space(state, space, path)
+    if int(state["num_classes"]) != model.num_classes:
+        raise CheckpointError(f"--init-from {path} has {state['num_classes']} classes, this run {model.num_classes}")
+    try:
+        model.load_state_dict(state["model"])  # fp16 weights-only files are cast to the model's fp32
+    except (RuntimeError, KeyError) as e:
+        raise CheckpointError(f"--init-from {path} does not match this supernet: "
+                              f"{str(e).strip().splitlines()[0][:200]}") from None
+    history = state.get("history") or []
+    return {"kind": f"mcuformer supernet ({FORMAT}, space {state['space'].get('name')})",
+            "loaded": [f"{len(state['model'])} tensors"], "skipped": [],
+            "epochs_before": int(state.get("epoch", len(history))),
+            "images_seen": _images_seen(state)}
+
+
+def _images_seen(state: dict) -> int:
+    """Images a supernet was trained on; older checkpoints lack the count (steps x batch approximates it)."""
+    if "images_seen" in state:
+        return int(state["images_seen"])
+    return int(state.get("global_step", 0)) * int((state.get("config") or {}).get("batch_size", 0))
+
+
+def report_lines(path, report: dict) -> list[str]:
+    """The load report as printed by ``train --init-from``."""
+    lines = [f"init-from {path}: {report['kind']}"]
+    if report.get("loaded"):
+        lines.append(f"  loaded: {', '.join(report['loaded'])}")
+    for s in report.get("skipped", []):
+        lines.append(f"  skipped: {s}")
+    if "epochs_before" in report:
+        lines.append(f"  trained before: {report['epochs_before']} epochs, {report['images_seen']:,} images seen; "
+                     "fresh optimizer and schedule")
+    return lines
+
+
+def write_weights_only(checkpoint, output, *, half: bool = True) -> Path:
+    """A weights-only copy of a supernet checkpoint (no optimizer state), fp16 by default: what `models/`
+    holds. It evaluates, searches, quantizes and warm-starts training; it does not --resume."""
+    from mcuformer.train.checkpoint import save_checkpoint
+    state = load_checkpoint(checkpoint)
+    keep = {k: v for k, v in state.items() if k not in ("optimizer", "scaler", "epoch_stats", "format")}
+    if half:
+        keep["model"] = {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}
+    return save_checkpoint(output, keep)

@@ -1,0 +1,210 @@
+"""The training issue's features: the device-resident input path, the sandwich rule with in-place
+distillation, warm restarts from a weights-only supernet, subnet fine-tuning, and the one-call device script
+(dry-run on the CPU, as a GPU slot would run it)."""
+
+import json
+import os
+import signal
+import subprocess
+
+import pytest
+import torch
+
+from conftest import CONFIGS, ROOT, assert_one_line_error, run_cli
+from mcuformer.data import build_eval_transform, open_split
+from mcuformer.data.device_batches import DeviceBatches
+from mcuformer.data.transforms import CIFAR_MEAN, CIFAR_STD, AugmentConfig
+from mcuformer.errors import ConfigError
+from mcuformer.space import SearchSpace
+from mcuformer.supernet import SuperViT
+from mcuformer.train import TrainConfig, load_checkpoint, train_supernet
+from mcuformer.train import trainer as trainer_module
+from mcuformer.train.trainer import step_archs
+from mcuformer.train.warm_start import init_weights_from, write_weights_only
+
+TINY = CONFIGS / "cifar10-tiny.yaml"
+ZOO_TINY = ROOT / "models/cifar10-tiny/supernet.pt"
+QUICK = dict(epochs=2, batch_size=32, steps_per_epoch=4, limit_train=512, limit_eval=64, workers=0,
+             warmup_epochs=0.5, device="cpu")
+
+
+def _cfg(**kw):
+    cfg = TrainConfig.load(CONFIGS / "train-cifar10-cpu.yaml")
+    for k, v in {**QUICK, **kw}.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+def _same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+@pytest.fixture(scope="module")
+def val_split(cifar_archive):
+    return open_split(cifar_archive, "val")
+
+
+# ---- the device-resident input path ----
+
+def test_device_eval_batches_equal_the_eval_transform(val_split):
+    cfg = AugmentConfig(mean=CIFAR_MEAN, std=CIFAR_STD)
+    batches = DeviceBatches(val_split, cfg, 32, "cpu", train=False, progress=False)
+    idx = [0, 17, 4999, 9999]
+    x, y = batches.batch(idx)
+    t = build_eval_transform(cfg, 32, val_split.source_size)
+    ref = torch.stack([t(val_split.raw(i)) for i in idx])
+    assert torch.allclose(x, ref, atol=1e-5) and y.tolist() == [val_split.targets[i] for i in idx]
+
+
+def test_device_pad_crop_and_flip_are_exact_crops_of_the_reflect_padded_image(val_split):
+    cfg = AugmentConfig(crop="pad-crop", hflip=True, randaugment=False, random_erasing=0.0, mean=(0, 0, 0),
+                        std=(1 / 255, 1 / 255, 1 / 255))  # normalisation to raw pixel values
+    batches = DeviceBatches(val_split, cfg, 32, "cpu", progress=False)
+    idx = list(range(0, 640, 10))
+    x, _ = batches.batch(idx, torch.Generator().manual_seed(3))
+    padded = torch.nn.functional.pad(batches.images[idx].float(), (4, 4, 4, 4), mode="reflect")
+    flips = 0
+    for j in range(len(idx)):
+        crops = {(oy, ox, f) for oy in range(9) for ox in range(9) for f in (0, 1)
+                 if torch.equal((padded[j, :, oy:oy + 32, ox:ox + 32].flip(-1) if f else
+                                 padded[j, :, oy:oy + 32, ox:ox + 32]), x[j])}
+        assert crops, f"sample {j} is not a (flipped) crop of its padded image"
+        flips += min(f for _, _, f in crops)
+    assert 10 < flips < 54  # about half flipped
+    again, _ = batches.batch(idx, torch.Generator().manual_seed(3))
+    other, _ = batches.batch(idx, torch.Generator().manual_seed(4))
+    assert torch.equal(x, again) and not torch.equal(x, other)
+
+
+def test_device_randaugment_and_erasing_vary_within_a_batch(val_split):
+    cfg = AugmentConfig(crop="none", hflip=False, randaugment=True, random_erasing=1.0, mean=CIFAR_MEAN,
+                        std=CIFAR_STD)
+    batches = DeviceBatches(val_split, cfg, 32, "cpu", aug_groups=8, progress=False)
+    idx = [5] * 64  # one image, 64 times: every difference is augmentation
+    torch.manual_seed(0)
+    x, _ = batches.batch(idx, torch.Generator().manual_seed(0))
+    assert len({x[i].sum().item() for i in range(64)}) > 32
+    zeros = (x == 0).all(dim=1).flatten(1).sum(1)  # erased pixels are 0 after normalisation
+    assert (zeros >= 0.02 * 1024 * 0.5).all() and (zeros <= 0.34 * 1024).all()
+
+
+def test_device_path_resumes_exactly_after_sigterm(tmp_path, cifar_archive, monkeypatch):
+    space = SearchSpace.load(TINY)
+    kw = dict(data_on_device="on", sampling="sandwich", distill="inplace")
+    kw["augment"] = TrainConfig.load(CONFIGS / "train-cifar10-gpu.yaml").augment  # RandAugment, erasing, cutmix
+    train_supernet(space, tmp_path / "a", _cfg(**kw), cifar_archive, progress=False)
+    real_step, calls = trainer_module._train_step, {"n": 0}
+
+    def step_then_signal(*args, **k):
+        loss = real_step(*args, **k)
+        calls["n"] += 1
+        if calls["n"] == 6:
+            signal.raise_signal(signal.SIGTERM)
+        return loss
+
+    monkeypatch.setattr(trainer_module, "_train_step", step_then_signal)
+    assert train_supernet(space, tmp_path / "b", _cfg(**kw), cifar_archive, progress=False)["interrupted"]
+    monkeypatch.setattr(trainer_module, "_train_step", real_step)
+    train_supernet(space, tmp_path / "b", _cfg(**kw), cifar_archive, resume=True, progress=False)
+    _same(load_checkpoint(tmp_path / "a")["model"], load_checkpoint(tmp_path / "b")["model"])
+
+
+# ---- sandwich rule with in-place distillation ----
+
+def test_sandwich_puts_the_teacher_first_and_draws_the_random_ones():
+    space = SearchSpace.load(TINY)
+    archs = step_archs(space, 10, "sandwich", seed=0, global_step=7, sandwich_random=2)
+    assert len(archs) == 4 and archs[0] == space.largest(10) and archs[1] == space.smallest(10)
+    assert step_archs(space, 10, "sandwich", 0, 7, 2) == archs  # a pure function of (seed, step)
+    with pytest.raises(ConfigError, match="sandwich"):
+        TrainConfig(distill="inplace", sampling="uniform")
+    with pytest.raises(ConfigError, match="distill_alpha"):
+        TrainConfig(distill_alpha=float("nan"))
+
+
+def test_inplace_distillation_changes_what_the_small_subnets_learn(tmp_path, cifar_archive):
+    space = SearchSpace.load(TINY)
+    plain = train_supernet(space, tmp_path / "a", _cfg(epochs=1, sampling="sandwich"), cifar_archive, progress=False)
+    taught = train_supernet(space, tmp_path / "b", _cfg(epochs=1, sampling="sandwich", distill="inplace"),
+                            cifar_archive, progress=False)
+    a, b = load_checkpoint(tmp_path / "a")["model"], load_checkpoint(tmp_path / "b")["model"]
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    assert plain["history"][0]["train_loss"] != taught["history"][0]["train_loss"]
+
+
+# ---- warm restart and fine-tuning ----
+
+def test_init_from_a_weights_only_fp16_supernet_loads_it_exactly(tmp_path):
+    space = SearchSpace.load(TINY)
+    model = SuperViT(space, 10)
+    report = init_weights_from(model, ZOO_TINY, space)
+    saved = torch.load(ZOO_TINY, weights_only=True)["model"]
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, saved[k].float()), k
+    assert report["epochs_before"] == 12 and report["images_seen"] > 0
+    write_weights_only(ZOO_TINY, tmp_path / "half.pt")
+    half = torch.load(tmp_path / "half.pt", weights_only=True)
+    assert "optimizer" not in half and all(v.dtype == torch.float16 for v in half["model"].values())
+
+
+def test_train_init_from_prints_its_report_and_counts_images(tmp_path, cifar_archive):
+    out = tmp_path / "warm"
+    proc = run_cli("train", "--space", TINY, "--config", CONFIGS / "train-cifar10-cpu.yaml", "--data-path",
+                   cifar_archive, "--output", out, "--init-from", ZOO_TINY, "--epochs", 1, "--steps-per-epoch", 2,
+                   "--batch-size", 16, "--limit-eval", 32, "--workers", 0, "--device", "cpu", "--no-progress",
+                   check=True)
+    assert "init-from" in proc.stdout + proc.stderr and "12 epochs" in proc.stdout + proc.stderr
+    before = load_checkpoint(ZOO_TINY)
+    after = load_checkpoint(out)
+    assert after["images_seen"] == before["global_step"] * before["config"]["batch_size"] + 32
+    assert after["epoch"] == 1  # a fresh schedule
+    other = run_cli("train", "--space", CONFIGS / "cifar10.yaml", "--data-path", cifar_archive, "--output",
+                    tmp_path / "x", "--init-from", ZOO_TINY, "--epochs", 1, "--device", "cpu")
+    assert_one_line_error(other, "another search space")
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "checkpoint.pt").write_bytes(ZOO_TINY.read_bytes())
+    resumed = run_cli("train", "--space", TINY, "--data-path", cifar_archive, "--output", tmp_path / "w", "--resume",
+                      "--device", "cpu")
+    assert_one_line_error(resumed, "weights-only")
+
+
+def test_finetune_a_subnet_with_the_teacher_then_quantize_it(tmp_path, cifar_archive):
+    out = tmp_path / "ft"
+    proc = run_cli("finetune", "--checkpoint", ZOO_TINY, "--arch", "smallest", "--output", out, "--data-path",
+                   cifar_archive, "--epochs", 1, "--steps-per-epoch", 3, "--batch-size", 16, "--limit-eval", 64,
+                   "--workers", 0, "--device", "cpu", "--no-progress", check=True)
+    assert "before" in proc.stdout and "after" in proc.stdout
+    state = load_checkpoint(out)
+    space = SearchSpace.from_dict(state["space"])
+    assert state["finetuned_arch"] == space.smallest(10).to_dict()
+    hist = state["history"]
+    assert hist[0]["epoch"] == 0 and "subnet" in hist[0]["eval"] and hist[-1]["epoch"] == 1
+    before = load_checkpoint(ZOO_TINY)["model"]
+    assert any(not torch.equal(before[k].float(), state["model"][k]) for k in before)
+    q = run_cli("quantize", "--checkpoint", out / "checkpoint.pt", "--arch", "smallest", "--output", tmp_path / "q",
+                "--data-path", cifar_archive, "--calibration-images", 16)
+    assert q.returncode == 0, q.stderr
+    assert (tmp_path / "q").is_dir()
+
+
+# ---- the one-call device script ----
+
+@pytest.mark.slow
+def test_device_script_dry_run_fits_a_gpu_slot(tmp_path, cifar_archive):
+    out = tmp_path / "out"
+    proc = subprocess.run(["bash", "scripts/device_train.sh", "--dry-run", str(out)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900, env={**os.environ, "DATA": str(cifar_archive)})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    files = sorted(p.name for p in out.iterdir())
+    assert {"supernet-fp16.pt", "log.jsonl", "curves.png", "run.json", "train.log"} <= set(files)
+    assert len(files) <= 8 and all((out / f).stat().st_size <= 16 * 2**20 for f in files)
+    assert all(p.is_file() for p in out.iterdir())
+    state = load_checkpoint(out / "supernet-fp16.pt")
+    assert "optimizer" not in state and state["epoch"] == 3
+    assert all(v.dtype == torch.float16 for v in state["model"].values() if v.is_floating_point())
+    assert len((out / "log.jsonl").read_text().splitlines()) == 3
+    record = json.loads((out / "run.json").read_text())
+    assert record["train_exit"] == 0 and record["images_seen"] == 3 * 3 * 16
+    assert json.loads((out / "input_path_throughput.json").read_text())["rows"][1]["path"] == "device-resident"
