@@ -1,8 +1,9 @@
 """Bad input to every verb: exit code != 0, exactly one stderr line naming the problem, no traceback,
 and nothing in the user's folder changed (every file hashed before and after).
 
-Most cases fail at parse or validation time, so each costs one interpreter start-up; the workspace
-(a checkpoint, a quantised folder, an exported engine, crafted files) is made once per module.
+The cases run through the CLI's own ``main`` in this interpreter (torch is imported once, not once per
+case); a sample of them, at least one per verb, runs again through ``python -m mcuformer``. The
+workspace (a checkpoint, quantised folders, exported engines, crafted files) is made once per module.
 """
 
 import contextlib
@@ -476,8 +477,8 @@ def test_bad_input(ws, archs_folder, args, needles):
 
 # the same through `python -m mcuformer` (exit status, stderr and start-up as a user gets them), one or
 # two per verb: each costs an interpreter and a torch import
-SUBPROCESS = ["space-pipe", "subsplit-bomb", "train-config-nan", "evaluate-pickle", "memory-sram-nan",
-              "search-heldout-negative", "evolve-start-rank", "quantize-overwrite", "export-c-code",
+SUBPROCESS = ["space-pipe", "subsplit-bomb", "train-config-nan", "finetune-pipe", "evaluate-pickle",
+              "memory-sram-nan", "search-heldout-negative", "evolve-start-rank", "quantize-overwrite", "export-c-code",
               "export-overwrite", "verify-shape", "pipeline-pipe"]
 
 
