@@ -8,6 +8,9 @@ from mcuformer.errors import ConfigError
 from mcuformer.space import Arch, SearchSpace
 
 
+MAX_RANDOM_ARCHS = 10000
+
+
 def resolve_archs(specs: list, space: SearchSpace, num_classes: int) -> list[tuple[str, Arch]]:
     """(name, Arch) for each spec: an Arch, an arch file, or 'largest', 'smallest', 'random:N[:seed]'."""
     out = []
@@ -22,6 +25,8 @@ def resolve_archs(specs: list, space: SearchSpace, num_classes: int) -> list[tup
                 n, seed = int(parts[1]), int(parts[2]) if len(parts) > 2 else 0
             except (ValueError, IndexError):
                 raise ConfigError(f"bad arch spec {spec!r}: use random:N or random:N:SEED") from None
+            if not 1 <= n <= MAX_RANDOM_ARCHS or seed < 0 or len(parts) > 3:
+                raise ConfigError(f"bad arch spec {spec!r}: N in [1, {MAX_RANDOM_ARCHS}], SEED >= 0")
             rng = random.Random(seed)
             out += [(f"random{i}", space.sample(rng, num_classes)) for i in range(n)]
         else:

@@ -43,6 +43,29 @@ class PipelineConfig:
             if unknown:
                 raise ConfigError(f"pipeline '{name}:' has unknown key(s) {unknown}; known: {sorted(defaults)}")
             setattr(self, name, {**defaults, **given})
+        self._check_values()
+
+    def _check_values(self) -> None:
+        """Every setting checked before the first stage starts (not after hours of training)."""
+        from mcuformer.memory import get_board
+        from mcuformer.utils.checks import check_number
+
+        s, q, v = self.search, self.quantize, self.verify
+        for k in ("population", "generations", "per_class"):
+            check_number(s[k], f"pipeline search.{k}", integer=True, positive=True)
+        check_number(s["test_limit"], "pipeline search.test_limit", integer=True, minimum=0)
+        check_number(q["calibration_images"], "pipeline quantize.calibration_images", integer=True, positive=True)
+        check_number(q["test_limit"], "pipeline quantize.test_limit", integer=True, minimum=0)
+        if q["method"] not in ("minmax", "percentile"):
+            raise ConfigError(f"pipeline quantize.method must be minmax or percentile, got {q['method']!r}")
+        check_number(v["images"], "pipeline verify.images", integer=True, positive=True)
+        if not isinstance(v["emulator"], bool):
+            raise ConfigError(f"pipeline verify.emulator must be true or false, got {v['emulator']!r}")
+        if not isinstance(self.board, str):
+            raise ConfigError(f"pipeline board must be a board name, got {self.board!r}")
+        get_board(self.board)
+        if self.output.exists() and not self.output.is_dir():
+            raise ConfigError(f"pipeline output {self.output} is a file, not a folder")
 
     @classmethod
     def load(cls, path, gpu: bool = False) -> "PipelineConfig":
@@ -62,6 +85,10 @@ class PipelineConfig:
                 raise ConfigError(f"{path}: missing '{k}'")
         here = path.parent
         spaces = d["space"] if isinstance(d["space"], list) else [d["space"]]
+        for k, v in (("space", spaces), ("train_config", [d["train_config"]]), ("output", [d["output"]]),
+                     ("data_path", [d["data_path"]] if d.get("data_path") else [])):
+            if not all(isinstance(x, str) for x in v):
+                raise ConfigError(f"{path}: '{k}' must be a path, got {d[k]!r}")
         return cls(space=[here / s for s in spaces], train_config=here / d["train_config"],
                    output=(here / d["output"]).resolve(),
                    data_path=(here / d["data_path"]) if d.get("data_path") else None,
@@ -75,9 +102,13 @@ def run_pipeline(cfg: PipelineConfig, *, epochs: int | None = None, progress: bo
     from mcuformer.space import Arch, SearchSpace
     from mcuformer.train import TrainConfig, load_checkpoint, train_supernet
 
+    from mcuformer.data import resolve_data_path
+
     space = SearchSpace.load(cfg.space)
     board = get_board(cfg.board)  # a wrong board name fails before an hour of training
     train_cfg = TrainConfig.load(cfg.train_config)
+    if cfg.data_path is not None:
+        resolve_data_path(cfg.data_path)  # a missing data path fails now, not at the first stage that reads it
     if epochs is not None:
         train_cfg.epochs = epochs
     run_dir = cfg.output / "supernet"
@@ -165,7 +196,7 @@ def engine_stage(cfg: PipelineConfig, board, progress: bool) -> dict:
 
     qdir, cdir = cfg.output / "int8", cfg.output / "engine"
     _stage("5/7 export", f"C engine for {board.name} -> {cdir}")
-    info = export_model(qdir, cdir, board)
+    info = export_model(qdir, cdir, board, force=True)  # the pipeline's own folder, redone on each run
     rep = memory_report(QuantModel.load(qdir).arch, board)
     plot_profile(rep, cfg.output / "memory.png")
     n = cfg.verify["images"]

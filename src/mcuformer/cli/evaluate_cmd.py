@@ -7,6 +7,7 @@ HELP = "top-1/top-5 of one or more subnets of a supernet checkpoint on the valid
 
 
 def add_arguments(p):
+    from mcuformer.cli.common import add_force_argument, device_name, nonnegative_int, positive_int
     p.add_argument("--checkpoint", default=None,
                    help="supernet checkpoint (checkpoint.pt or its run folder); needed unless --quantized names it")
     p.add_argument("--quantized", default=None, metavar="Q",
@@ -17,19 +18,23 @@ def add_arguments(p):
     p.add_argument("--split", default="val", choices=["val", "train", "heldout"],
                    help="'heldout' evaluates on the --subsplit images of train")
     p.add_argument("--subsplit", default=None, help="sub-split JSON (for --split heldout)")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--workers", type=int, default=4)
-    p.add_argument("--limit", type=int, default=0, help="evaluate on the first N images only")
+    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--workers", type=nonnegative_int, default=4)
+    p.add_argument("--limit", type=nonnegative_int, default=0, help="evaluate on the first N images only")
     p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default="auto")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", type=device_name, default="auto")
     p.add_argument("--json", default=None, metavar="OUT", help="also write the results as JSON")
+    add_force_argument(p, "an existing --json file")
 
 
 def run(args) -> int:
     from mcuformer.api import evaluate_checkpoint
     from mcuformer.errors import ConfigError
+    from mcuformer.utils.checks import output_file
     from mcuformer.utils.io import write_json
 
+    if args.json:
+        output_file(args.json, "--json", force=args.force)
     if args.quantized:
         return _run_quantized(args)
     if not args.checkpoint:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from mcuformer.cli.common import add_space_argument
+from mcuformer.cli.common import (add_space_argument, device_name, nonnegative_float, nonnegative_int,
+                                  positive_float, positive_int)
 
 NAME = "evolve-space"
 HELP = ("evolve the search space over the low-rank ratio and patch size: short supernets at grid points, "
@@ -13,38 +14,40 @@ def add_arguments(p):
     add_space_argument(p)
     p.add_argument("--data-path", default=None, help="ImageFolder root or archive (default: the CIFAR-10 archive)")
     p.add_argument("--board", default="stm32f746")
-    p.add_argument("--sram-kb", type=float, default=None)
-    p.add_argument("--flash-kb", type=float, default=None)
+    p.add_argument("--sram-kb", type=positive_float, default=None)
+    p.add_argument("--flash-kb", type=positive_float, default=None)
     p.add_argument("--allow-external-flash", action="store_true")
     p.add_argument("--output", required=True, help="folder: per-point supernets, table.md, result.json, space.yaml, PNG")
     p.add_argument("--resume", action="store_true")
-    p.add_argument("--rank-grid", type=float, nargs="+", default=None,
+    p.add_argument("--rank-grid", type=positive_float, nargs="+", default=None,
                    help="rank ratio grid (default: the space's evolution grid, else its rank ratios)")
-    p.add_argument("--patch-grid", type=int, nargs="+", default=None, help="patch size grid (same default)")
+    p.add_argument("--patch-grid", type=positive_int, nargs="+", default=None, help="patch size grid (same default)")
     p.add_argument("--start", nargs="+", default=None, metavar="R:P", help="start points (default: --starts random)")
-    p.add_argument("--starts", type=int, default=3, help="seeded random start points when no --start")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--weight", type=float, default=1.0, help="weight of the infeasible fraction against the error")
-    p.add_argument("--neighbours", type=int, default=5, help="visited points each plane is fitted to")
+    p.add_argument("--starts", type=positive_int, default=3, help="seeded random start points when no --start")
+    p.add_argument("--rounds", type=positive_int, default=3)
+    p.add_argument("--weight", type=nonnegative_float, default=1.0, help="weight of the infeasible fraction against the error")
+    p.add_argument("--neighbours", type=positive_int, default=5, help="visited points each plane is fitted to")
     p.add_argument("--config", default=None, help="training settings YAML for the per-point supernets")
-    p.add_argument("--epochs", type=int, default=1, help="epochs per point (short supernets)")
-    p.add_argument("--limit-train", type=int, default=0, help="train each point on N images")
-    p.add_argument("--steps-per-epoch", type=int, default=0)
-    p.add_argument("--samples", type=int, default=20, help="random subnets whose accuracy scores a point")
-    p.add_argument("--eval-limit", type=int, default=1000, help="test images they are scored on")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--epochs", type=positive_int, default=1, help="epochs per point (short supernets)")
+    p.add_argument("--limit-train", type=nonnegative_int, default=0, help="train each point on N images")
+    p.add_argument("--steps-per-epoch", type=nonnegative_int, default=0)
+    p.add_argument("--samples", type=positive_int, default=20, help="random subnets whose accuracy scores a point")
+    p.add_argument("--eval-limit", type=nonnegative_int, default=1000, help="test images they are scored on")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--workers", type=nonnegative_int, default=2)
+    p.add_argument("--device", type=device_name, default="auto")
 
 
 def _points(specs) -> list:
     from mcuformer.errors import ConfigError
+    from mcuformer.utils.checks import check_number
     out = []
     for s in specs:
         try:
             r, p = s.split(":")
-            out.append((float(r), int(p)))
-        except ValueError:
+            out.append((check_number(float(r), "start rank ratio", positive=True, maximum=1),
+                        check_number(int(p), "start patch size", integer=True, positive=True)))
+        except (ValueError, ConfigError):
             raise ConfigError(f"bad start point {s!r}: use RANK:PATCH, e.g. 0.5:4") from None
     return out
 
@@ -58,6 +61,8 @@ def run(args) -> int:
     from mcuformer.space import SearchSpace
     from mcuformer.train import TrainConfig
 
+    from mcuformer.utils.checks import output_dir
+    output_dir(args.output, force=True)  # its own resume logic decides about an existing run
     space = SearchSpace.load(args.space)
     budget = make_budget(args.board, args.sram_kb, args.flash_kb, args.allow_external_flash)
     grid = Grid(tuple(args.rank_grid or space.evolution.get("rank_ratio") or space.rank_ratio),

@@ -8,6 +8,7 @@ HELP = ("Generate the C engine of a quantised model: kernel library, one arena p
 
 
 def add_arguments(p) -> None:
+    from mcuformer.cli.common import add_force_argument
     p.add_argument("--quantized", required=True, metavar="DIR", help="a folder written by mcuformer quantize")
     p.add_argument("--output", required=True, metavar="DIR", help="the C folder to write")
     p.add_argument("--board", default="stm32f746", help="stm32f746 (default), stm32f427, stm32h743, "
@@ -17,6 +18,7 @@ def add_arguments(p) -> None:
     p.add_argument("--schedule", default="fastest",
                    help="fastest (default): per block the technique set with the fewest predicted instructions "
                         "whose arena fits the board; smallest: the smallest arena")
+    add_force_argument(p, "the files export writes in an existing --output folder (nothing else there is touched)")
 
 
 def run(args) -> int:
@@ -24,7 +26,7 @@ def run(args) -> int:
     from mcuformer.memory import Techniques
 
     info = export_model(args.quantized, args.output, args.board, Techniques.parse(args.techniques),
-                        schedule=args.schedule)
+                        schedule=args.schedule, force=args.force)
     kb = lambda b: f"{b / 1024:.1f} KB"  # noqa: E731
     print(f"exported {info['arch_short']} for {info['board']['name']} -> {args.output}")
     print(f"  {info['kernel_calls']} kernel calls, {info['macs']:,} MACs; arena {kb(info['arena_bytes'])} "

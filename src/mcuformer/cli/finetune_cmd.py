@@ -25,8 +25,10 @@ def add_arguments(p):
     p.add_argument("--teacher", choices=["largest", "none"], default="largest",
                    help="largest: the supernet's largest subnet teaches (soft targets mixed by --distill-alpha)")
     p.add_argument("--resume", action="store_true", help="continue the fine-tuning checkpoint in --output")
+    from mcuformer.cli.common import any_int, number_type
+    strict = {int: any_int, float: number_type()}  # NaN and infinities refused at parse time
     for flag, typ in {**FLAGS, **AUG_FLAGS}.items():
-        p.add_argument("--" + flag.replace("_", "-"), type=typ, default=None)
+        p.add_argument("--" + flag.replace("_", "-"), type=strict.get(typ, typ), default=None)
     p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default=None)
     p.add_argument("--data-on-device", choices=["auto", "on", "off"], default=None)
     p.add_argument("--no-randaugment", action="store_true", help="switch RandAugment off")
@@ -39,7 +41,9 @@ def run(args) -> int:
     from mcuformer.api import finetune_subnet
     from mcuformer.cli.train_cmd import build_config
     from mcuformer.train import load_checkpoint
+    from mcuformer.utils.checks import output_dir
 
+    output_dir(args.output, force=True)  # a file or an impossible name fails now; --resume decides the rest
     ckpt = Path(args.output) / "checkpoint.pt"
     if args.resume and ckpt.exists():
         saved = load_checkpoint(ckpt)["config"]

@@ -37,8 +37,15 @@ def _available_verbs():
     return mods
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage mistakes are one stderr line (``--help`` shows the usage)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="mcuformer",
         description="Vision transformers for microcontrollers: supernet training, memory-constrained "
                     "search, int8 C engine.")
@@ -63,9 +70,18 @@ def main(argv=None) -> int:
     except McuformerError as e:
         print(f"mcuformer {args.verb}: error: {one_line(e)}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # a full or read-only disk, a name too long, a file that vanished
+        print(f"mcuformer {args.verb}: error: {_os_error(e)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"mcuformer {args.verb}: interrupted", file=sys.stderr)
         return 130
+
+
+def _os_error(e: OSError) -> str:
+    text = e.strerror or one_line(e)
+    names = [str(n) for n in (e.filename, e.filename2) if n is not None]
+    return f"{text}: {' -> '.join(names)}" if names else text
 
 
 if __name__ == "__main__":

@@ -39,15 +39,20 @@ def add_arguments(p) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--plot", metavar="PNG", help="draw the live-bytes-per-op profile with the budget line")
     p.add_argument("--list-boards", action="store_true", help="list the known boards and their budgets, and exit")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --plot file")
 
 
-def _number(value, flag: str, kind=float):
+def _number(value, flag: str, kind=float, positive: bool = True, maximum: float | None = None):
+    from mcuformer.utils.checks import check_number
+
     if value is None:
         return None
     try:
-        return kind(value)
+        number = kind(value)
     except ValueError:
-        raise ConfigError(f"{flag} must be a number, got {value!r}") from None
+        raise ConfigError(f"{flag} must be a{'n integer' if kind is int else ' number'}, got {value!r}") from None
+    return check_number(number, flag, integer=kind is int, positive=positive, minimum=None if positive else 0,
+                        maximum=maximum)
 
 
 def _arch(args):
@@ -62,7 +67,7 @@ def _arch(args):
     if args.which not in ("largest", "smallest"):
         raise ConfigError(f"--which must be largest or smallest, got {args.which!r}")
     space = SearchSpace.load(args.space)
-    rank = _number(args.rank_ratio, "--rank-ratio")
+    rank = _number(args.rank_ratio, "--rank-ratio", maximum=1)
     patch = _number(args.patch_size, "--patch-size", int)
     if rank is not None or patch is not None:
         space = space.with_factors(rank if rank is not None else space.max_rank_ratio,
@@ -86,11 +91,14 @@ def run(args) -> int:
     if args.list_boards:
         _list_boards()
         return 0
+    if args.plot:
+        from mcuformer.utils.checks import output_file
+        output_file(args.plot, "--plot", force=args.force)
     arch = _arch(args)
     board = get_board(args.board).with_overrides(
         sram_kb=_number(args.sram_kb, "--sram-kb"), flash_kb=_number(args.flash_kb, "--flash-kb"),
-        external_flash_kb=_number(args.external_flash_kb, "--external-flash-kb"),
-        reserve_kb=_number(args.reserve_kb, "--reserve-kb"))
+        external_flash_kb=_number(args.external_flash_kb, "--external-flash-kb", positive=False),
+        reserve_kb=_number(args.reserve_kb, "--reserve-kb", positive=False))
     if args.schedule not in ("smallest", "fastest"):
         raise ConfigError(f"--schedule {args.schedule!r}: use smallest or fastest")
     report = memory_report(arch, board, Techniques.parse(args.techniques),

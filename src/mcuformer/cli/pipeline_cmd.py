@@ -7,10 +7,11 @@ HELP = "run the whole pipeline (train, evaluate, memory report) from a pipeline 
 
 
 def add_arguments(p):
+    from mcuformer.cli.common import positive_int
     p.add_argument("--config", default=None,
                    help="pipeline YAML (default: configs/pipeline-cifar10.yaml of this checkout)")
     p.add_argument("--gpu", action="store_true", help="take the config's GPU-sized gpu: section")
-    p.add_argument("--epochs", type=int, default=None, help="override the training epochs")
+    p.add_argument("--epochs", type=positive_int, default=None, help="override the training epochs")
     p.add_argument("--no-progress", action="store_true")
 
 

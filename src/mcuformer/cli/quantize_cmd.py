@@ -7,19 +7,25 @@ HELP = "int8 post-training quantisation of a subnet: calibrate, quantise, save a
 
 
 def add_arguments(p):
+    from mcuformer.cli.common import add_force_argument, any_int, nonnegative_int, number_type
     p.add_argument("--checkpoint", required=True, help="supernet checkpoint (checkpoint.pt or its run folder)")
     p.add_argument("--arch", required=True, help="arch YAML/JSON file, or 'largest' / 'smallest'")
     p.add_argument("--output", required=True, help="folder to write (params.npz + manifest.json)")
     p.add_argument("--data-path", default=None, help="ImageFolder root or archive (default: the CIFAR-10 archive)")
-    p.add_argument("--calibration-images", type=int, default=256, help="training images for the ranges")
-    p.add_argument("--seed", type=int, default=0, help="picks the calibration images")
+    p.add_argument("--calibration-images", type=any_int, default=256, help="training images for the ranges")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="picks the calibration images")
     p.add_argument("--method", choices=["minmax", "percentile"], default="minmax")
-    p.add_argument("--percentile", type=float, default=99.99, help="for --method percentile")
+    p.add_argument("--percentile", type=number_type(positive=True, maximum=100), default=99.99,
+                   help="for --method percentile")
+    add_force_argument(p, "params.npz and manifest.json in an existing --output folder")
 
 
 def run(args) -> int:
     from mcuformer.api import quantize_checkpoint
+    from mcuformer.quantize.model import SAVED_FILES
+    from mcuformer.utils.checks import output_dir
 
+    output_dir(args.output, force=args.force, owned=SAVED_FILES)
     q = quantize_checkpoint(args.checkpoint, args.arch, args.output, data_path=args.data_path,
                             num_images=args.calibration_images, seed=args.seed, method=args.method,
                             percentile=args.percentile)

@@ -8,44 +8,47 @@ HELP = ("evolutionary search for the most accurate subnet that fits a board's SR
 
 
 def add_arguments(p):
+    from mcuformer.cli.common import device_name, nonnegative_int, positive_float, positive_int, probability
     p.add_argument("--checkpoint", required=True, help="supernet checkpoint (checkpoint.pt or its run folder)")
     p.add_argument("--data-path", default=None, help="ImageFolder root or archive (default: the checkpoint's data)")
     p.add_argument("--board", default="stm32f746", help="stm32f746 (default), stm32f427, stm32h743, "
                    "stm32f411re or stm32l432kc")
-    p.add_argument("--sram-kb", type=float, default=None, help="override the board's SRAM (KB)")
-    p.add_argument("--flash-kb", type=float, default=None, help="override the board's internal flash (KB)")
+    p.add_argument("--sram-kb", type=positive_float, default=None, help="override the board's SRAM (KB)")
+    p.add_argument("--flash-kb", type=positive_float, default=None, help="override the board's internal flash (KB)")
     p.add_argument("--allow-external-flash", action="store_true",
                    help="weights may live in the board's external (QSPI) flash")
-    p.add_argument("--max-latency-ms", type=float, default=None,
+    p.add_argument("--max-latency-ms", type=positive_float, default=None,
                    help="keep subnets whose predicted latency at the board's clock is at most this (the latency "
                         "model of the exporter's fastest schedule; QEMU instruction counts, 1 instruction per cycle)")
     p.add_argument("--output", required=True, help="output folder (state.json, history.jsonl, best_arch.yaml, PNGs)")
     p.add_argument("--resume", action="store_true", help="continue the search whose state.json is in --output")
     p.add_argument("--subsplit", default=None, help="held-out sub-split JSON (default: a seeded one, --per-class)")
-    p.add_argument("--per-class", type=int, default=100, help="held-out images per class when no --subsplit")
-    p.add_argument("--heldout-limit", type=int, default=0, help="score on N held-out images only (0: all)")
-    p.add_argument("--test-limit", type=int, default=0, help="re-score on N test images only (0: all)")
-    p.add_argument("--population", type=int, default=50)
-    p.add_argument("--generations", type=int, default=20)
-    p.add_argument("--parents", type=int, default=10, help="top-k that breed the next generation")
-    p.add_argument("--mutations", type=int, default=25)
-    p.add_argument("--crossovers", type=int, default=25)
-    p.add_argument("--m-prob", type=float, default=0.2, help="per-layer mutation probability (heads, MLP ratio)")
-    p.add_argument("--s-prob", type=float, default=0.4, help="depth/width/rank/patch mutation probability")
-    p.add_argument("--max-tries", type=int, default=200, help="draws per child before giving up on it")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--top-k", type=int, default=5, help="finalists re-scored on the test split")
+    p.add_argument("--per-class", type=positive_int, default=100, help="held-out images per class when no --subsplit")
+    p.add_argument("--heldout-limit", type=nonnegative_int, default=0, help="score on N held-out images only (0: all)")
+    p.add_argument("--test-limit", type=nonnegative_int, default=0, help="re-score on N test images only (0: all)")
+    p.add_argument("--population", type=positive_int, default=50)
+    p.add_argument("--generations", type=positive_int, default=20)
+    p.add_argument("--parents", type=positive_int, default=10, help="top-k that breed the next generation")
+    p.add_argument("--mutations", type=nonnegative_int, default=25)
+    p.add_argument("--crossovers", type=nonnegative_int, default=25)
+    p.add_argument("--m-prob", type=probability, default=0.2, help="per-layer mutation probability (heads, MLP ratio)")
+    p.add_argument("--s-prob", type=probability, default=0.4, help="depth/width/rank/patch mutation probability")
+    p.add_argument("--max-tries", type=positive_int, default=200, help="draws per child before giving up on it")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--top-k", type=positive_int, default=5, help="finalists re-scored on the test split")
     p.add_argument("--no-baselines", action="store_true", help="skip random search and hand-scaled")
-    p.add_argument("--batch-size", type=int, default=500)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--batch-size", type=positive_int, default=500)
+    p.add_argument("--workers", type=nonnegative_int, default=2)
     p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default="auto")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", type=device_name, default="auto")
 
 
 def run(args) -> int:
     from mcuformer.search.evolution import EvolutionConfig
     from mcuformer.search.runner import format_rows, make_budget, run_search
 
+    from mcuformer.utils.checks import output_dir
+    output_dir(args.output, force=True)  # its own resume logic decides about an existing search
     budget = make_budget(args.board, args.sram_kb, args.flash_kb, args.allow_external_flash, args.max_latency_ms)
     cfg = EvolutionConfig(population=args.population, generations=args.generations, parents=args.parents,
                           mutations=args.mutations, crossovers=args.crossovers, m_prob=args.m_prob,

@@ -7,13 +7,14 @@ HELP = "describe a search space (choices, size, parameter range) and write archs
 
 
 def add_arguments(p):
-    from mcuformer.cli.common import add_space_argument
+    from mcuformer.cli.common import add_force_argument, add_space_argument, positive_int
     add_space_argument(p)
     p.add_argument("--arch", nargs="*", default=[],
                    help="archs to write: 'largest', 'smallest', 'random:N[:seed]'")
-    p.add_argument("--num-classes", type=int, default=None, help="for spaces that leave it to the data")
+    p.add_argument("--num-classes", type=positive_int, default=None, help="for spaces that leave it to the data")
     p.add_argument("--output", default=None, help="folder for the arch YAML files")
     p.add_argument("--check", nargs="*", default=[], metavar="ARCH", help="arch files to check against the space")
+    add_force_argument(p, "arch files already in --output")
 
 
 def run(args) -> int:
@@ -41,7 +42,12 @@ def run(args) -> int:
     if args.arch:
         if not args.output:
             raise ConfigError("--arch needs --output FOLDER to write the arch files into")
-        for name, arch in resolve_archs(args.arch, space, n):
+        from mcuformer.utils.checks import output_dir, output_file
+        output_dir(args.output, force=True)
+        archs = resolve_archs(args.arch, space, n)
+        for name, _ in archs:  # all checked before the first is written
+            output_file(Path(args.output) / f"{name}.yaml", force=args.force)
+        for name, arch in archs:
             out = arch.save(Path(args.output) / f"{name}.yaml")
             print(f"wrote {out}: {arch.short()}, {arch.num_params():,} parameters")
     return 0

@@ -28,8 +28,10 @@ def add_arguments(p):
                    help="start from an mcuformer supernet of the same space (e.g. models/*/supernet.pt: a warm restart "
                         "with a fresh optimizer and schedule), or from a dense pretrained ViT (timm DeiT / AutoFormer "
                         "state dict, factorised by truncated SVD); prints what it loaded")
+    from mcuformer.cli.common import any_int, number_type
+    strict = {int: any_int, float: number_type()}  # NaN and infinities refused at parse time
     for flag, typ in {**FLAGS, **AUG_FLAGS}.items():
-        p.add_argument("--" + flag.replace("_", "-"), type=typ, default=None)
+        p.add_argument("--" + flag.replace("_", "-"), type=strict.get(typ, typ), default=None)
     p.add_argument("--sampling", choices=["uniform", "sandwich"], default=None)
     p.add_argument("--distill", choices=["none", "inplace"], default=None,
                    help="inplace: under the sandwich rule the largest subnet's soft predictions teach the others")
@@ -75,6 +77,8 @@ def run(args) -> int:
     from mcuformer.space import SearchSpace
     from mcuformer.train import load_checkpoint, train_supernet
 
+    from mcuformer.utils.checks import output_dir
+    output_dir(args.output, force=True)  # a file or an impossible name fails now, not after loading the data
     space = SearchSpace.load(args.space)
     ckpt = Path(args.output) / "checkpoint.pt"
     saved = load_checkpoint(ckpt)["config"] if (args.resume and ckpt.exists()) else None

@@ -71,9 +71,9 @@ class _Writer:
 
     def add(self, name: str, a: str, b: str, out: str) -> str:
         c = self.q.consts[name]
-        return (f"{{.a_zp = {self.zp(a)}, .a_multiplier = {c['m1']}, .a_shift = {c['s1']}, .b_zp = {self.zp(b)}, "
-                f".b_multiplier = {c['m2']}, .b_shift = {c['s2']}, .out_multiplier = {c['mo']}, "
-                f".out_shift = {c['so']}, .out_zp = {self.zp(out)}}}")
+        return (f"{{.a_zp = {self.zp(a)}, .a_multiplier = {int(c['m1'])}, .a_shift = {int(c['s1'])}, "
+                f".b_zp = {self.zp(b)}, .b_multiplier = {int(c['m2'])}, .b_shift = {int(c['s2'])}, "
+                f".out_multiplier = {int(c['mo'])}, .out_shift = {int(c['so'])}, .out_zp = {self.zp(out)}}}")
 
     # ------------------------------------------------------------ section structs
 
@@ -98,9 +98,10 @@ class _Writer:
                 f"    .qkv = {self.linear(f'{p}.attn.qkv')},\n"
                 f"    .tokens = {a.num_tokens}, .dim = {a.embed_dim}, .heads = {a.num_heads[i]}, "
                 f".head_dim = {a.head_dim},\n"
-                f"    .qk_multiplier = {qk['multiplier']}, .qk_shift = {qk['shift']}, "
+                f"    .qk_multiplier = {int(qk['multiplier'])}, .qk_shift = {int(qk['shift'])}, "
                 f".score_zp = {self.zp(f'{p}.attn.scores')}, .exp_lut = {n}_attn_exp_lut,\n"
-                f"    .av_multiplier = {av['multiplier']}, .av_shift = {av['shift']}, .o_zp = {self.zp(f'{p}.attn.o')},\n"
+                f"    .av_multiplier = {int(av['multiplier'])}, .av_shift = {int(av['shift'])}, "
+                f".o_zp = {self.zp(f'{p}.attn.o')},\n"
                 f"    .proj = {self.linear(f'{p}.attn.proj')},\n"
                 f"    .add1 = {self.add(f'{p}.add1', prev, f'{p}.attn.proj.out', f'{p}.x1')},\n"
                 f"    .norm2 = {self.norm(f'{p}.norm2', f'{p}.norm2.out')},\n"
@@ -116,7 +117,7 @@ class _Writer:
         return (f"static const mcu_head_t head = {{\n"
                 f"    .norm = {self.norm('norm', 'head.norm.out')},\n"
                 f"    .tokens = {a.num_tokens}, .dim = {a.embed_dim}, .skip_cls = {int(a.cls_token)},\n"
-                f"    .pool_multiplier = {pool['multiplier']}, .pool_shift = {pool['shift']}, "
+                f"    .pool_multiplier = {int(pool['multiplier'])}, .pool_shift = {int(pool['shift'])}, "
                 f".pool_in_zp = {self.zp('head.norm.out')}, .pool_out_zp = {self.zp('head.pooled')},\n"
                 f"    .fc = {self.factor('head')}}};\n")
 
@@ -233,10 +234,10 @@ def _header(q: QuantModel, macs: int, ops: list[Op], plan: ArenaPlan, techniques
 #define MCUFORMER_NUM_CLASSES {a.num_classes}
 #define MCUFORMER_MACS {macs}
 /* real = scale * (q - zero_point) */
-#define MCUFORMER_INPUT_SCALE {s_in!r}
-#define MCUFORMER_INPUT_ZERO_POINT {z_in}
-#define MCUFORMER_OUTPUT_SCALE {s_out!r}
-#define MCUFORMER_OUTPUT_ZERO_POINT {z_out}
+#define MCUFORMER_INPUT_SCALE {float(s_in)!r}
+#define MCUFORMER_INPUT_ZERO_POINT {int(z_in)}
+#define MCUFORMER_OUTPUT_SCALE {float(s_out)!r}
+#define MCUFORMER_OUTPUT_ZERO_POINT {int(z_out)}
 /* where the image and the logits live inside the arena */
 #define MCUFORMER_INPUT_OFFSET {image}
 #define MCUFORMER_OUTPUT_OFFSET {logits}

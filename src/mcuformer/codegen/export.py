@@ -13,15 +13,15 @@
 
 from __future__ import annotations
 
-import shutil
 from importlib import resources
-from pathlib import Path
 
 from mcuformer.codegen.emit import generate
 from mcuformer.errors import ConfigError
 from mcuformer.memory import Techniques, get_board, memory_report
 from mcuformer.memory.boards import Board
 from mcuformer.quantize.model import QuantModel
+from mcuformer.quantize.validate import validate_quant_model
+from mcuformer.utils.checks import output_dir
 from mcuformer.utils.io import write_json, write_text
 
 EXPORT_FORMAT = "mcuformer-export-v1"
@@ -33,17 +33,22 @@ def _package_files(folder: str):
 
 
 def export_model(quantized, output, board: Board | str = "stm32f746", techniques: Techniques = Techniques.all(),
-                 stack_bytes: int | None = None, schedule: str = "fastest") -> dict:
+                 stack_bytes: int | None = None, schedule: str = "fastest", force: bool = False) -> dict:
     """Write the C folder of a quantised model (a QuantModel or its folder); returns export.json's content.
     ``schedule``: "fastest" (default: per section the technique set with the fewest predicted
-    instructions whose arena fits the board's budget) or "smallest" (the smallest arena)."""
+    instructions whose arena fits the board's budget) or "smallest" (the smallest arena).
+
+    An existing non-empty ``output`` needs ``force``; even then only the files export writes are replaced
+    (nothing else in the folder is deleted)."""
     from mcuformer.codegen.linker import linker_script
 
     q = quantized if isinstance(quantized, QuantModel) else QuantModel.load(quantized)
+    q = validate_quant_model(q, str(quantized) if not isinstance(quantized, QuantModel) else "quantised model")
     board = get_board(board) if isinstance(board, str) else board
-    out = Path(output)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--output {out}: exists and is not a folder")
+    out = output_dir(output, "--output", force=force, owned=["generated files"])
+    for sub in ("quantized", "cortex_m", "verify"):
+        if (out / sub).exists() and not (out / sub).is_dir():
+            raise ConfigError(f"--output {out}: {out / sub} is a file, export writes a folder there")
     if schedule not in ("fastest", "smallest"):
         raise ConfigError(f"--schedule {schedule!r}: use fastest or smallest")
     report = memory_report(q.arch, board, techniques, schedule=schedule)
@@ -67,10 +72,7 @@ def export_model(quantized, output, board: Board | str = "stm32f746", techniques
     stack = stack_bytes or board.reserve_bytes // 2
     write_text(out / "mcuformer.ld", linker_script(board, stack_bytes=stack, emulator=True))
     write_text(out / "mcuformer-board.ld", linker_script(board, stack_bytes=stack, emulator=False))
-    qdir = out / "quantized"
-    if qdir.exists():
-        shutil.rmtree(qdir)
-    q.save(qdir)
+    q.save(out / "quantized")  # replaces its two files, deletes nothing
     info = {
         "format": EXPORT_FORMAT,
         "arch": q.arch.to_dict(),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from mcuformer.errors import DataError
 from mcuformer.utils.io import atomic_write, write_json
 
 CACHE_VERSION = 1
+MAX_MEMBER_BYTES = 64 << 20  # one image file; a member past it is refused, not read
 
 
 def is_archive(path: Path) -> bool:
@@ -51,11 +53,14 @@ def decode_archive(path: Path) -> Path:
     per_split: dict[str, dict[str, list[tuple[str, bytes]]]] = {}
     try:
         with tarfile.open(path, "r:*") as tar:
-            for m in tqdm(tar, desc=f"reading {path.name}", unit=" files", leave=False):
+            for m in tqdm(tar, desc=f"reading {path.name}", unit=" files", leave=False, disable=None):  # no bar off a terminal
                 loc = _split_of(m.name) if m.isfile() else None
                 if loc is None:
                     continue
                 split, cls, fname = loc
+                if m.size > MAX_MEMBER_BYTES:
+                    raise DataError(f"archive {path}: member {m.name} is {m.size:,} bytes, more than the "
+                                    f"{MAX_MEMBER_BYTES >> 20} MB an image may take")
                 per_split.setdefault(split, {}).setdefault(cls, []).append((fname, tar.extractfile(m).read()))
     except (tarfile.TarError, OSError, EOFError) as e:
         raise DataError(f"cannot read archive {path}: {e}") from None
@@ -70,8 +75,13 @@ def decode_archive(path: Path) -> Path:
         for idx, cls in enumerate(classes):
             for fname, blob in sorted(by_class[cls]):
                 try:
-                    with Image.open(io.BytesIO(blob)) as im:
-                        arr = np.asarray(im.convert("RGB"))
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("error", Image.DecompressionBombWarning)
+                        with Image.open(io.BytesIO(blob)) as im:
+                            arr = np.asarray(im.convert("RGB"))
+                except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+                    raise DataError(f"image {split}/{cls}/{fname} in {path} is too large to decode "
+                                    f"(a decompression bomb?): {e}") from None
                 except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
                     raise DataError(f"corrupt image {split}/{cls}/{fname} in {path}: {e}") from None
                 if size is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
@@ -42,8 +43,12 @@ def scan_image_folder(split_dir: Path, classes: list[str] | None = None) -> tupl
 def load_image(path: str) -> Image.Image:
     """Open an image as RGB; a corrupt or truncated file becomes a one-line DataError."""
     try:
-        with Image.open(path) as im:
-            im.load()
-            return im.convert("RGB")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # a bomb fails, quietly
+            with Image.open(path) as im:
+                im.load()
+                return im.convert("RGB")
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+        raise DataError(f"image {path} is too large to decode (a decompression bomb?): {e}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DataError(f"corrupt or unreadable image {path}: {e}") from None

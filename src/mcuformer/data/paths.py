@@ -50,4 +50,6 @@ def resolve_data_path(path: str | os.PathLike | None) -> Path:
     p = Path(path).expanduser()
     if not p.exists():
         raise DataError(f"data path does not exist: {p}")
+    if not (p.is_dir() or p.is_file()):  # a pipe or a device is refused, never read
+        raise DataError(f"data path {p} is neither a folder nor a file")
     return p

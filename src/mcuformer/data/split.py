@@ -40,10 +40,15 @@ def load_subsplit(path, train: ImageDataset) -> list[int]:
     d = read_structured(path)
     if not isinstance(d, dict) or d.get("format") != "mcuformer-subsplit-v1":
         raise ConfigError(f"{path} is not a sub-split file (make one with `mcuformer sub-split`)")
-    if d["num_train"] != len(train) or d["classes"] != train.classes:
-        raise DataError(f"sub-split {path} was made from another dataset ({d['num_train']} train images, "
+    if d.get("num_train") != len(train) or d.get("classes") != train.classes:
+        raise DataError(f"sub-split {path} was made from another dataset ({d.get('num_train')} train images, "
                         f"this one has {len(train)})")
-    return list(d["heldout"])
+    heldout = d.get("heldout")
+    if not isinstance(heldout, list) or not heldout or not all(
+            isinstance(i, int) and not isinstance(i, bool) and 0 <= i < len(train) for i in heldout) \
+            or len(set(heldout)) != len(heldout):
+        raise ConfigError(f"sub-split {path}: 'heldout' must list distinct image indices in [0, {len(train)})")
+    return list(heldout)
 
 
 def complement(indices, n: int) -> list[int]:

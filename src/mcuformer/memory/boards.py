@@ -14,6 +14,7 @@ internal flash, the weights may be memory-mapped from external flash (QSPI) wher
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from mcuformer.errors import ConfigError
@@ -63,6 +64,8 @@ class Board:
             if arg is None:
                 continue
             label = field.replace("_bytes", "").replace("_", " ")
+            if isinstance(arg, bool) or not isinstance(arg, (int, float)) or not math.isfinite(arg):
+                raise ConfigError(f"{label} must be a finite number of KB, got {arg!r}")
             if positive and arg <= 0:
                 raise ConfigError(f"{label} budget must be positive, got {arg:g} KB")
             if arg < 0:
@@ -116,7 +119,7 @@ BOARDS = {
 
 
 def get_board(name: str) -> Board:
-    key = name.strip().lower()
+    key = str(name).strip().lower()
     if key not in BOARDS:
         raise ConfigError(f"unknown board {name!r}; known boards: {', '.join(sorted(BOARDS))}")
     return BOARDS[key]

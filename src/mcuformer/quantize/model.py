@@ -5,6 +5,7 @@ activation scales and zero points, and the per-tensor requant constants; saved a
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,13 +17,27 @@ from mcuformer.quantize import intops
 from mcuformer.quantize.fixedpoint import quantize_multiplier
 from mcuformer.space import Arch
 from mcuformer.supernet.vit import LowRankLinear, ViT
-from mcuformer.utils.io import write_json
+from mcuformer.utils.checks import input_file
+from mcuformer.utils.io import atomic_write, write_json
 
 FORMAT = "mcuformer-int8-v1"
 # int8 tensors with zero point 0: the image (zero padding stays zero) and q, k, v (the attention
 # kernels then need no offsets and the qkv linear one output zero point for its three parts)
 SYMMETRIC_SUFFIXES = (".attn.q", ".attn.k", ".attn.v")
 MIN_SCALE = 1e-8
+SAVED_FILES = ("params.npz", "manifest.json")
+MAX_PARAMS_BYTES = 1 << 30  # all arrays together, uncompressed: far above any microcontroller's flash
+MAX_MANIFEST_BYTES = 16 << 20
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an npz, refusing pickles and members whose uncompressed size passes the cap."""
+    with zipfile.ZipFile(path) as zf:
+        total = sum(i.file_size for i in zf.infolist())
+    if total > MAX_PARAMS_BYTES:
+        raise CheckpointError(f"{path} unpacks to {total:,} bytes, more than the {MAX_PARAMS_BYTES >> 20} MB cap")
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
 
 
 @dataclass
@@ -42,27 +57,42 @@ class QuantModel:
     def save(self, folder) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / "params.tmp.npz"
-        np.savez(tmp, **self.params)
-        tmp.replace(folder / "params.npz")
+        atomic_write(folder / "params.npz", lambda f: np.savez(f, **self.params), mode="wb")
         write_json(folder / "manifest.json", {"format": FORMAT, "arch": self.arch.to_dict(),
                                               "act": {k: list(v) for k, v in self.act.items()},
                                               "consts": self.consts, "info": self.info})
 
     @classmethod
     def load(cls, folder) -> "QuantModel":
+        """Read a folder without trusting it: no pickle, capped sizes; the values are checked by
+        ``mcuformer.quantize.validate`` before export, verify or evaluation use them."""
         folder = Path(folder)
+        if not folder.is_dir():
+            raise CheckpointError(f"{folder}: not a quantised model (no such folder)")
         try:
-            manifest = json.loads((folder / "manifest.json").read_text())
-            with np.load(folder / "params.npz", allow_pickle=False) as z:
-                params = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as exc:
+            manifest_file = input_file(folder / "manifest.json", "manifest", CheckpointError)
+            params_file = input_file(folder / "params.npz", "params", CheckpointError)
+            if manifest_file.stat().st_size > MAX_MANIFEST_BYTES:
+                raise CheckpointError(f"{manifest_file} is larger than {MAX_MANIFEST_BYTES >> 20} MB")
+            manifest = json.loads(manifest_file.read_text())
+            params = _load_npz(params_file)
+        except CheckpointError as exc:
             raise CheckpointError(f"{folder}: not a quantised model ({exc})") from None
-        if manifest.get("format") != FORMAT:
-            raise CheckpointError(f"{folder}: format {manifest.get('format')!r}, expected {FORMAT}")
-        return cls(Arch.from_dict(manifest["arch"]), params,
-                   {k: (float(v[0]), int(v[1])) for k, v in manifest["act"].items()}, manifest["consts"],
-                   manifest.get("info", {}))
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+            raise CheckpointError(f"{folder}: not a quantised model ({str(exc)[:200]})") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            fmt = manifest.get("format") if isinstance(manifest, dict) else None
+            raise CheckpointError(f"{folder}: format {fmt!r}, expected {FORMAT}")
+        for k, typ in (("arch", dict), ("act", dict), ("consts", dict), ("info", dict)):
+            if not isinstance(manifest.get(k, {}), typ):
+                raise CheckpointError(f"{folder}/manifest.json: '{k}' must be a mapping")
+        arch = Arch.from_dict(manifest.get("arch"), where=f"{folder}/manifest.json arch")
+        act = {}
+        for k, v in manifest.get("act", {}).items():
+            if not isinstance(v, list) or len(v) != 2:
+                raise CheckpointError(f"{folder}/manifest.json: act[{k!r}] must be [scale, zero_point]")
+            act[k] = (v[0], v[1])  # types and ranges: quantize.validate
+        return cls(arch, params, act, manifest.get("consts", {}), manifest.get("info", {}))
 
 
 def act_qparams(name: str, lo: float, hi: float) -> tuple[float, int]:

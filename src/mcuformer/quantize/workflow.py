@@ -77,7 +77,8 @@ def evaluate_quantized(quantized, *, checkpoint=None, data_path=None, split: str
     from mcuformer.quantize import fakequant
     from mcuformer.quantize.torchpath import TorchInt8
 
-    q = QuantModel.load(quantized)
+    from mcuformer.quantize.validate import validate_quant_model
+    q = validate_quant_model(QuantModel.load(quantized), str(quantized))
     checkpoint = checkpoint or q.info.get("checkpoint")
     if not checkpoint:
         raise ConfigError("the quantised model names no checkpoint; pass --checkpoint for the float top-1")

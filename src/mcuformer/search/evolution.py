@@ -7,6 +7,7 @@ uninterrupted one does. Candidates are checked against the memory model before t
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -85,12 +86,20 @@ class EvolutionState:
     def from_dict(cls, d: dict, settings: dict, where: str) -> "EvolutionState":
         if not isinstance(d, dict) or d.get("format") != STATE_FORMAT:
             raise ConfigError(f"{where} is not a search state file ({STATE_FORMAT})")
+        if not isinstance(d.get("settings"), dict):
+            raise ConfigError(f"{where} is damaged: no settings")
         for k, v in settings.items():
             if d["settings"].get(k) != v:
                 raise ConfigError(f"{where} was written by a search with another {k} "
                                   f"({d['settings'].get(k)!r}, now {v!r}); use another --output")
-        return cls(int(d["generation"]), [Arch.from_dict(a) for a in d["population"]],
-                   [Scored.from_dict(s) for s in d["evaluated"]], list(d["history"]), int(d["rejected"]))
+        try:
+            state = cls(int(d["generation"]), [Arch.from_dict(a) for a in d["population"]],
+                        [Scored.from_dict(s) for s in d["evaluated"]], list(d["history"]), int(d["rejected"]))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:  # a hand-edited or damaged file
+            raise ConfigError(f"{where} is damaged ({type(e).__name__}: {str(e)[:100]}); use another --output") from None
+        if state.generation < 0 or any(not math.isfinite(s.fitness) for s in state.evaluated):
+            raise ConfigError(f"{where} is damaged (a negative generation or a non-finite fitness)")
+        return state
 
 
 class Feasibility:

@@ -38,8 +38,8 @@ def read_state_dict(path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"cannot load pretrained checkpoint {path} as weights-only: "
-                              f"{str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__}") from None
+        from mcuformer.utils.checks import torch_load_problem
+        raise CheckpointError(f"cannot load pretrained checkpoint {path} as weights-only: {torch_load_problem(e)}") from None
     for key in ("model", "state_dict", "model_state"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

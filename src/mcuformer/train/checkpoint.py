@@ -12,6 +12,7 @@ from mcuformer.data import AugmentConfig, resolve_data_path
 from mcuformer.errors import CheckpointError, ConfigError, DataError
 from mcuformer.space import SearchSpace
 from mcuformer.train.config import TrainConfig
+from mcuformer.utils.checks import input_file, torch_load_problem
 from mcuformer.utils.io import atomic_write
 
 FORMAT = "mcuformer-supernet-v1"
@@ -19,7 +20,13 @@ FORMAT = "mcuformer-supernet-v1"
 
 def save_checkpoint(path, state: dict) -> Path:
     state = dict(state, format=FORMAT)
-    return atomic_write(path, lambda f: torch.save(state, f), mode="wb")
+
+    def write(f):
+        try:
+            torch.save(state, f)
+        except RuntimeError as e:  # torch's zip writer reports a full disk as a RuntimeError
+            raise OSError(f"cannot write checkpoint ({str(e).strip().splitlines()[0][:160]})") from None
+    return atomic_write(path, write, mode="wb")
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:
@@ -31,18 +38,28 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         if not cand.exists():
             raise CheckpointError(f"no checkpoint.pt in folder {path}")
         path = cand
+    input_file(path, "checkpoint", CheckpointError)  # a pipe or a device is refused, never read
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types for a truncated / foreign / pickled file
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"cannot load checkpoint {path} (corrupt, truncated or not a weights-only file): "
-                              f"{first[:200]}") from None
+                              f"{torch_load_problem(e)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an mcuformer supernet checkpoint (format {FORMAT} expected)")
     for k in ("space", "model", "num_classes"):
         if k not in state:
             raise CheckpointError(f"checkpoint {path} lacks '{k}'")
+    if not isinstance(state["model"], dict):
+        raise CheckpointError(f"checkpoint {path}: 'model' is not a state dict")
+    if isinstance(state["num_classes"], bool) or not isinstance(state["num_classes"], int) or state["num_classes"] < 1:
+        raise CheckpointError(f"checkpoint {path}: num_classes must be a positive integer, got {state['num_classes']!r}")
+    for name, t in state["model"].items():
+        if not isinstance(t, torch.Tensor):
+            raise CheckpointError(f"checkpoint {path}: model entry {name!r} is not a tensor")
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(f"checkpoint {path}: weights {name} hold NaN or infinite values")
     return state
+
 
 
 def space_of(state: dict) -> SearchSpace:

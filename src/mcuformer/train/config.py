@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, fields
 
 from mcuformer.data.transforms import AugmentConfig
 from mcuformer.errors import ConfigError
+from mcuformer.utils.checks import check_number
 from mcuformer.utils.io import read_structured
 
 SAMPLING = ("uniform", "sandwich")
+CROPS = ("auto", "random-resized", "pad-crop", "none")
 DISTILL = ("none", "inplace")
 AMP = ("auto", "bf16", "fp16", "off")
 ON_OFF = ("auto", "on", "off")
@@ -69,18 +72,28 @@ class TrainConfig:
             raise ConfigError("distill: inplace needs sampling: sandwich (the largest subnet is the teacher)")
         if self.data_on_device not in ON_OFF:
             raise ConfigError(f"data_on_device must be one of {ON_OFF}, got {self.data_on_device!r}")
-        if not 0.0 <= self.distill_alpha <= 1.0:
-            raise ConfigError(f"distill_alpha must lie in [0, 1], got {self.distill_alpha}")
+        if not isinstance(self.distill_alpha, (int, float)) or not 0.0 <= self.distill_alpha <= 1.0:
+            raise ConfigError(f"distill_alpha must lie in [0, 1], got {self.distill_alpha!r}")
         if self.amp not in AMP:
             raise ConfigError(f"amp must be one of {AMP}, got {self.amp!r}")
+        # every number finite (a NaN compares false with every bound), integers whole
         for k in ("epochs", "batch_size", "eval_batch_size", "eval_every", "sandwich_random", "aug_groups"):
-            if getattr(self, k) <= 0:
-                raise ConfigError(f"{k} must be positive, got {getattr(self, k)}")
-        for k in ("lr", "min_lr", "warmup_lr", "weight_decay", "warmup_epochs", "drop_path", "workers",
-                  "steps_per_epoch", "limit_train", "limit_eval", "grad_clip", "lr_base_batch", "time_budget_s",
+            setattr(self, k, check_number(getattr(self, k), k, integer=True, positive=True))
+        for k in ("workers", "steps_per_epoch", "limit_train", "limit_eval", "seed", "lr_base_batch"):
+            setattr(self, k, check_number(getattr(self, k), k, integer=True, minimum=0))
+        for k in ("lr", "min_lr", "warmup_lr", "weight_decay", "warmup_epochs", "grad_clip", "time_budget_s",
                   "checkpoint_every_s"):
-            if not getattr(self, k) >= 0:  # also refuses NaN
-                raise ConfigError(f"{k} must not be negative, got {getattr(self, k)}")
+            check_number(getattr(self, k), k, minimum=0)
+        check_number(self.drop_path, "drop_path", minimum=0, maximum=1)
+        check_number(self.distill_alpha, "distill_alpha", minimum=0, maximum=1)
+        for k in ("compile", "channels_last"):
+            if not isinstance(getattr(self, k), bool):
+                raise ConfigError(f"{k} must be true or false, got {getattr(self, k)!r}")
+        if self.exclude_split is not None and not isinstance(self.exclude_split, str):
+            raise ConfigError(f"exclude_split must be a file name, got {self.exclude_split!r}")
+        if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        _check_augment(self.augment)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -105,3 +118,22 @@ class TrainConfig:
         d = read_structured(path) or {}
         return cls.from_dict(d, where=str(path))
 
+
+def _check_augment(a: AugmentConfig) -> None:
+    if a.crop not in CROPS:
+        raise ConfigError(f"augment.crop must be one of {CROPS}, got {a.crop!r}")
+    for k in ("hflip", "randaugment"):
+        if not isinstance(getattr(a, k), bool):
+            raise ConfigError(f"augment.{k} must be true or false, got {getattr(a, k)!r}")
+    for k in ("randaugment_ops", "randaugment_magnitude"):
+        check_number(getattr(a, k), f"augment.{k}", integer=True, minimum=0)
+    for k in ("random_erasing", "mixup_switch_prob", "label_smoothing"):
+        check_number(getattr(a, k), f"augment.{k}", minimum=0, maximum=1)
+    for k in ("mixup", "cutmix"):
+        check_number(getattr(a, k), f"augment.{k}", minimum=0)
+    for k in ("mean", "std"):
+        v = getattr(a, k)
+        if len(v) != 3:
+            raise ConfigError(f"augment.{k} must hold 3 numbers (R, G, B), got {list(v)}")
+        for x in v:
+            check_number(x, f"augment.{k}", positive=(k == "std"))

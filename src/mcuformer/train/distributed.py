@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from mcuformer.errors import ConfigError
 
 
 @dataclass
@@ -25,8 +28,17 @@ class DistInfo:
         return self.world_size > 1
 
 
+def check_device(device: str) -> None:
+    """auto, cpu, cuda or cuda:N, and a GPU only where there is one (a typo never falls back silently)."""
+    if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device}: no CUDA GPU is available here (use cpu or auto)")
+
+
 def init_distributed(device: str = "auto") -> DistInfo:
     """Join the process group when launched by torchrun (WORLD_SIZE > 1); NCCL on GPUs, gloo on CPU."""
+    check_device(device)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")

@@ -12,6 +12,8 @@ import yaml
 
 from mcuformer.errors import ConfigError
 
+MAX_CONFIG_BYTES = 64 << 20
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "w") -> Path:
     """Write through ``write(fileobj)`` into a temp file beside ``path``, then rename over it.
@@ -20,7 +22,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    stem = _temp_stem(path)
+    remove_stale_temps(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f"{stem}{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:  # a read-only or full disk, a folder the user may not write: name the target
+        raise OSError(e.errno, e.strerror, str(path)) from None
     try:
         with os.fdopen(fd, mode) as f:
             write(f)
@@ -28,11 +35,53 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename is None and e.errno:  # a full disk: name the file
+            raise OSError(e.errno, e.strerror, str(path)) from None
         raise
     return path
+
+
+def _temp_stem(path: Path) -> str:
+    # the temp name must fit the file system's 255-byte limit even when the target's name nearly does
+    return f".{path.name[:64]}."
+
+
+def remove_stale_temps(path) -> list[Path]:
+    """Delete the temp files that killed atomic writes of ``path`` left beside it.
+
+    A temp file is ``.<name>.<pid>.<random>.tmp``; it is stale when its writer is no longer running.
+    """
+    path = Path(path)
+    stem, removed = _temp_stem(path), []
+    try:
+        candidates = [p for p in path.parent.iterdir() if p.name.startswith(stem) and p.name.endswith(".tmp")]
+    except OSError:
+        return removed
+    for tmp in candidates:
+        pid = tmp.name[len(stem):].split(".", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)) or not tmp.is_file():
+            continue
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except OSError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _umask() -> int:
@@ -63,11 +112,11 @@ def append_jsonl(path, obj: Any) -> None:
 
 def read_structured(path) -> Any:
     """Read a YAML or JSON file; any problem becomes a one-line ConfigError naming the file."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"file not found: {path}")
-    if path.is_dir():
-        raise ConfigError(f"expected a file, got a folder: {path}")
+    from mcuformer.utils.checks import input_file
+
+    path = input_file(path)  # a pipe or a device is refused, never read (it could block for ever)
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path} is larger than {MAX_CONFIG_BYTES >> 20} MB; not a settings file")
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as e:

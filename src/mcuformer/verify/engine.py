@@ -21,7 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from mcuformer.errors import ConfigError, McuformerError
+from mcuformer.memory import Techniques
 from mcuformer.quantize.model import QuantModel
+from mcuformer.quantize.validate import validate_quant_model
+from mcuformer.utils.checks import input_file
 from mcuformer.utils.io import write_text
 
 QEMU = ["qemu-system-arm", "-M", "mps2-an500", "-cpu", "cortex-m7", "-display", "none", "-serial", "null",
@@ -98,6 +101,8 @@ def _run(cmd, cwd, timeout: int, what: str) -> subprocess.CompletedProcess:
     try:
         r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     except FileNotFoundError:
+        if "/" in str(cmd[0]):  # a program the build should have made, not a tool to install
+            raise VerifyError(f"{what}: {cmd[0]} was not built") from None
         raise VerifyError(f"{what}: {cmd[0]} is not installed (scripts/setup.sh installs it)") from None
     except subprocess.TimeoutExpired:
         raise VerifyError(f"{what}: no result within {timeout} s") from None
@@ -114,18 +119,42 @@ def _tail(text: str) -> str:
 
 
 def load_export(folder) -> tuple[Path, dict, QuantModel]:
-    folder = Path(folder)
+    # absolute: the build and the run execute inside the folder, whatever the caller's working directory
+    folder = Path(folder).resolve()
     try:
-        info = json.loads((folder / "export.json").read_text())
-    except (OSError, ValueError):
+        info = json.loads(input_file(folder / "export.json", "export.json").read_text())
+        if not isinstance(info, dict):
+            raise ValueError("not a mapping")
+    except (McuformerError, OSError, ValueError):
         raise ConfigError(f"{folder}: not an exported engine (no readable export.json; run mcuformer export)") from None
-    return folder, info, QuantModel.load(folder / "quantized")
+    q = validate_quant_model(QuantModel.load(folder / "quantized"), str(folder / "quantized"))
+    _check_export_info(folder, info, q)
+    return folder, info, q
+
+
+def _check_export_info(folder: Path, info: dict, q: QuantModel) -> None:
+    """export.json against the quantised model beside it (both are read, neither is trusted)."""
+    try:
+        Techniques(**info["techniques"])
+        for k in ("arena_bytes", "macs"):
+            if isinstance(info[k], bool) or not isinstance(info[k], int) or info[k] < 0:
+                raise ValueError(k)
+        for k in ("sram_bytes", "flash_bytes"):
+            if isinstance(info["board"][k], bool) or not isinstance(info["board"][k], int):
+                raise ValueError(k)
+        if info.get("arch") != q.arch.to_dict():
+            raise ValueError("arch")
+    except (KeyError, TypeError, ValueError) as e:
+        raise ConfigError(f"{folder}/export.json does not match the engine beside it ({e}); export it again") from None
 
 
 def pick_images(q: QuantModel, count: int, seed: int = 0, data_path=None) -> tuple[np.ndarray, np.ndarray | None, str]:
     """int8 HWC images: the first ``count`` of the checkpoint's test split (spread over it) when the
     quantised model names a checkpoint whose data is here, else seeded random int8 images."""
     checkpoint = q.info.get("checkpoint")
+    if data_path is not None and not (checkpoint and Path(checkpoint).exists()):
+        raise ConfigError(f"--data-path {data_path}: the model's checkpoint {checkpoint} is not here to say how "
+                          "to prepare its images")
     if checkpoint and Path(checkpoint).exists():
         try:
             import torch
@@ -140,7 +169,8 @@ def pick_images(q: QuantModel, count: int, seed: int = 0, data_path=None) -> tup
             images, labels = zip(*(ds[i] for i in range(len(ds))))
             return q.quantize_image(torch.stack(images)), np.array(labels), f"test images of {Path(checkpoint).name}'s data"
         except McuformerError:
-            pass
+            if data_path is not None:  # data the user named must be used, not replaced by random images
+                raise
     a = q.arch
     rng = np.random.default_rng(seed)
     return rng.integers(-128, 128, (count, a.img_size, a.img_size, a.in_chans), dtype=np.int8), None, "random int8"
@@ -196,7 +226,6 @@ def verify(folder, target: str = "host", images: int = 5, seed: int = 0, data_pa
            portable: bool = False, timeout: int = 600) -> VerifyResult:
     """Build, run and compare; raises VerifyError when the build or the run fails."""
     from mcuformer.quantize.reference import Reference
-    from mcuformer.memory import Techniques
 
     if target not in TARGETS:
         raise ConfigError(f"--target {target!r}: use {', '.join(TARGETS)}")
