@@ -282,18 +282,18 @@ class SearchSpace:
             opts = [g[i] for g in (ga, gb) if i < len(g)]
             return rng.choice(opts)
 
-        child = replace(a, depth=depth,
-                        num_heads=tuple(layer(a.num_heads, b.num_heads, i) for i in range(depth)),
-                        mlp_ratio=tuple(layer(a.mlp_ratio, b.mlp_ratio, i) for i in range(depth)),
-                        embed_dim=rng.choice([a.embed_dim, b.embed_dim]),
-                        rank_ratio=rng.choice([a.rank_ratio, b.rank_ratio]),
-                        patch_size=rng.choice([a.patch_size, b.patch_size]))
-        if self.stem == ["patch"]:
-            return child
-        src = rng.choice([a, b])  # the stem comes whole from one parent
-        patch = child.patch_size if src.stem == "patch" and child.patch_size != 1 else src.patch_size
-        return replace(child, stem=src.stem, stem_layers=src.stem_layers, stem_width=src.stem_width,
-                       stem_pool=src.stem_pool, patch_size=patch)
+        kw = dict(depth=depth,
+                  num_heads=tuple(layer(a.num_heads, b.num_heads, i) for i in range(depth)),
+                  mlp_ratio=tuple(layer(a.mlp_ratio, b.mlp_ratio, i) for i in range(depth)),
+                  embed_dim=rng.choice([a.embed_dim, b.embed_dim]),
+                  rank_ratio=rng.choice([a.rank_ratio, b.rank_ratio]),
+                  patch_size=rng.choice([a.patch_size, b.patch_size]))
+        if self.stem != ["patch"]:
+            src = rng.choice([a, b])  # the stem comes whole from one parent
+            patch = kw["patch_size"] if src.stem == "patch" and kw["patch_size"] != 1 else src.patch_size
+            kw.update(stem=src.stem, stem_layers=src.stem_layers, stem_width=src.stem_width,
+                      stem_pool=src.stem_pool, patch_size=patch)
+        return replace(a, **kw)
 
     def with_factors(self, rank_ratio: float, patch_size: int) -> "SearchSpace":
         """The space of one point of the (rank ratio, patch size) grid (search-space evolution)."""
