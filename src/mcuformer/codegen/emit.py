@@ -175,10 +175,12 @@ class _Writer:
         if k == "pos_add":
             return f"mcu_{'conv_stem_' if self.arch.stem == 'conv' else ''}pos_add(&stem, {ins[0]}, {outs[0]});"
         if k in ("conv3x3", "maxpool"):
-            return f"mcu_conv_stem_stage(&stem, {op.attrs['stage']}, {ins[0]}, {outs[0]}, {int(op.attrs['add_pos'])});"
+            return (f"mcu_conv_stem_stage(&stem, {op.attrs['stage']}, {ins[0]}, {outs[0]}, {self.scratch(op, 'col')}, "
+                    f"{int(op.attrs['add_pos'])});")
         if k == "conv_stem_rows":
             rings = ", ".join(self.scratch(op, f"ring{j}") for j in range(3))
-            return f"mcu_conv_stem_rows(&stem, {ins[0]}, {outs[0]}, {rings}, {int(op.attrs['add_pos'])});"
+            return (f"mcu_conv_stem_rows(&stem, {ins[0]}, {outs[0]}, {rings}, {self.scratch(op, 'col')}, "
+                    f"{int(op.attrs['add_pos'])});")
         if k == "layernorm":
             norm = op.params[0].name.rsplit(".", 1)[0]
             ref = "&head.norm" if norm == "norm" else f"{b}.{norm.rsplit('.', 1)[1]}"

@@ -314,8 +314,9 @@ RING_ROWS = 3
 
 def conv_stem_ops(d: ConvStemDims, flags: Techniques) -> list[Op]:
     """The convolutional tokenizer: per layer ``conv3x3`` (3x3, padding 1, int8 weights per output
-    channel, ReLU folded into the output clamp) and optionally ``maxpool`` (3x3, stride 2, padding
-    1), reading and writing HWC int8 maps; the last stage writes the token matrix (its pixels row by
+    channel, ReLU folded into the output clamp; each pixel's 3x3xC window is gathered into a ``col``
+    scratch of 9*C bytes and goes through the int8 matmul) and optionally ``maxpool`` (3x3, stride 2,
+    padding 1), reading and writing HWC int8 maps; the last stage writes the token matrix (its pixels row by
     row after the cls row, which it also writes), then ``pos_add`` as in the patch stem.
 
     With operator integration the last stage adds the position embedding as it writes each token.
@@ -338,7 +339,8 @@ def conv_stem_ops(d: ConvStemDims, flags: Techniques) -> list[Op]:
     if flags.row_by_row:
         rings = tuple(Tensor(f"stem.rows.ring{k}", (RING_ROWS, shape[1], shape[2]), kind="scratch")
                       for k, (_, _, shape) in enumerate(stages[:-1]))
-        e.emit("stem.rows", "conv_stem_rows", [image], [out], rings, tuple(p for c in convs for p in c) + tail,
+        col = Tensor("stem.rows.col", (9 * max(cin for _, cin, _, _ in d.convs),), kind="scratch")
+        e.emit("stem.rows", "conv_stem_rows", [image], [out], rings + (col,), tuple(p for c in convs for p in c) + tail,
                sum(conv_macs), add_pos=fuse)
     else:
         cur = image
@@ -346,7 +348,8 @@ def conv_stem_ops(d: ConvStemDims, flags: Techniques) -> list[Op]:
             last = k == len(stages) - 1
             nxt = out if last else Tensor(f"stem.{kind}{i}.out", shape)
             params = (convs[i] if kind == "conv" else ()) + (tail if last else ())
-            e.emit(f"stem.{kind}{i}", "conv3x3" if kind == "conv" else "maxpool", [cur], [nxt], (), params,
+            col = (Tensor(f"stem.conv{i}.col", (9 * d.convs[i][1],), kind="scratch"),) if kind == "conv" else ()
+            e.emit(f"stem.{kind}{i}", "conv3x3" if kind == "conv" else "maxpool", [cur], [nxt], col, params,
                    conv_macs[i] if kind == "conv" else 0, layer=i, stage=k, last=last, add_pos=fuse and last)
             cur = nxt
     if not fuse:

@@ -14,11 +14,11 @@ static int32_t in_channels(const mcu_conv_stem_t *s, int32_t k)
 }
 
 /* output row y of stage k from its three input rows (0: padding) */
-static void stage_row(const mcu_conv_stem_t *s, int32_t k, const int8_t *const in[3], int8_t *out)
+static void stage_row(const mcu_conv_stem_t *s, int32_t k, const int8_t *const in[3], int8_t *out, int8_t *col)
 {
     const mcu_stem_stage_t *st = &s->stage[k];
     if (st->kind == 0)
-        mcu_conv3x3_row(&s->conv[st->layer], in[0], in[1], in[2], out);
+        mcu_conv3x3_row(&s->conv[st->layer], in[0], in[1], in[2], out, col);
     else
         mcu_maxpool3x3s2_row(in[0], in[1], in[2], out, st->in_size, st->channels);
 }
@@ -37,7 +37,8 @@ static void finish_tokens(const mcu_conv_stem_t *s, int8_t *x, int32_t add_pos)
             x[o] = add_pos ? mcu_add_s8(&s->pos_add, s->cls_token[o], s->pos_embed[o]) : s->cls_token[o];
 }
 
-void mcu_conv_stem_stage(const mcu_conv_stem_t *s, int32_t k, const int8_t *in, int8_t *out, int32_t add_pos)
+void mcu_conv_stem_stage(const mcu_conv_stem_t *s, int32_t k, const int8_t *in, int8_t *out, int8_t *col,
+                         int32_t add_pos)
 {
     const mcu_stem_stage_t *st = &s->stage[k];
     const int32_t last = k == s->stages - 1;
@@ -47,7 +48,7 @@ void mcu_conv_stem_stage(const mcu_conv_stem_t *s, int32_t k, const int8_t *in, 
         const int32_t c = centre_row(st, y);
         const int8_t *const rows[3] = {c > 0 ? in + (c - 1) * in_row : 0, in + c * in_row,
                                        c + 1 < st->in_size ? in + (c + 1) * in_row : 0};
-        stage_row(s, k, rows, dst + y * out_row);
+        stage_row(s, k, rows, dst + y * out_row, col);
     }
     if (last) finish_tokens(s, out, add_pos);
 }
@@ -56,6 +57,7 @@ typedef struct {
     const mcu_conv_stem_t *s;
     const int8_t *image;
     int8_t *ring[3];
+    int8_t *col;
     int32_t done[3]; /* rows of each ring's stage computed so far */
 } stem_rows_t;
 
@@ -77,7 +79,7 @@ static void compute_row(stem_rows_t *r, int32_t k, int32_t y, int8_t *out)
     const int32_t c = centre_row(&r->s->stage[k], y);
     const int8_t *rows[3];
     for (int32_t i = 0; i < 3; i++) rows[i] = input_row(r, k, c - 1 + i); /* in order: c+1 may evict c-2 */
-    stage_row(r->s, k, rows, out);
+    stage_row(r->s, k, rows, out, r->col);
 }
 
 /* compute stage k's rows up to y into its ring */
@@ -92,9 +94,9 @@ static void ensure(stem_rows_t *r, int32_t k, int32_t y)
 }
 
 void mcu_conv_stem_rows(const mcu_conv_stem_t *s, const int8_t *image, int8_t *x, int8_t *ring0, int8_t *ring1,
-                        int8_t *ring2, int32_t add_pos)
+                        int8_t *ring2, int8_t *col, int32_t add_pos)
 {
-    stem_rows_t r = {s, image, {ring0, ring1, ring2}, {0, 0, 0}};
+    stem_rows_t r = {s, image, {ring0, ring1, ring2}, col, {0, 0, 0}};
     const int32_t last = s->stages - 1, row = s->grid * s->dim;
     int8_t *tokens = x + (s->cls_token != 0) * s->dim;
     for (int32_t y = 0; y < s->grid; y++) compute_row(&r, last, y, tokens + y * row);

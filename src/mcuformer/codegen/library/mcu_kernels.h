@@ -47,9 +47,8 @@ typedef struct {
 } mcu_stem_t;
 
 /* A 3x3 convolution (stride 1, padding 1) + ReLU over int8 HWC maps of one side: the conv stem's
- * layer. Padded pixels hold in_zp (a real zero): the bias folds -in_zp * sum(w) over the whole
- * window, so the kernel adds in_zp * sum(w) of the taps that fall outside. ReLU is the clamp of the
- * output at out_zp (the real zero). */
+ * layer. Padded pixels hold in_zp (a real zero; the bias folds -in_zp * sum(w) over the whole
+ * window). ReLU is the clamp of the output at out_zp (the real zero). */
 typedef struct {
     mcu_factor_t f;            /* in = 9 * in_chans, weights [out][ky][kx][c]; out = channels */
     int32_t in_zp, width, in_chans;
@@ -120,18 +119,21 @@ void mcu_patch_embed(const mcu_stem_t *s, const int8_t *image, int8_t *x, int32_
 void mcu_pos_add(const mcu_stem_t *s, const int8_t *x, int8_t *y);
 
 /* mcu_conv3x3.c, mcu_maxpool.c: one output row from the three input rows of its window (a 0 row is
- * padding); the max-pool's input is in_width wide and its output (in_width + 1) / 2 */
+ * padding); the conv gathers each window into col (9 * in_chans bytes); the max-pool's input is
+ * in_width wide and its output (in_width + 1) / 2 */
 void mcu_conv3x3_row(const mcu_conv3x3_t *c, const int8_t *above, const int8_t *mid, const int8_t *below,
-                     int8_t *out);
+                     int8_t *out, int8_t *col);
 void mcu_maxpool3x3s2_row(const int8_t *above, const int8_t *mid, const int8_t *below, int8_t *out,
                           int32_t in_width, int32_t channels);
 
 /* mcu_conv_stem.c: the conv stem layer-wise (stage k over whole maps; the last stage writes the
  * token matrix, cls row included) or row by row (one call, rings of three rows per stage but the
- * last); add_pos: add the position embedding to each token as it is written */
-void mcu_conv_stem_stage(const mcu_conv_stem_t *s, int32_t k, const int8_t *in, int8_t *out, int32_t add_pos);
+ * last); col: the convs' window buffer (9 * their largest in_chans bytes; 0 for a max-pool stage);
+ * add_pos: add the position embedding to each token as it is written */
+void mcu_conv_stem_stage(const mcu_conv_stem_t *s, int32_t k, const int8_t *in, int8_t *out, int8_t *col,
+                         int32_t add_pos);
 void mcu_conv_stem_rows(const mcu_conv_stem_t *s, const int8_t *image, int8_t *x, int8_t *ring0, int8_t *ring1,
-                        int8_t *ring2, int32_t add_pos);
+                        int8_t *ring2, int8_t *col, int32_t add_pos);
 void mcu_conv_stem_pos_add(const mcu_conv_stem_t *s, const int8_t *x, int8_t *y);
 
 /* mcu_layerwise.c: every token, one op each */
