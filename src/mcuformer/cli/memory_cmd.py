@@ -30,7 +30,7 @@ def add_arguments(p) -> None:
                    help="do not place weights in the board's external flash")
     p.add_argument("--techniques", default="all",
                    help="all (default), none, or a comma list of operator_integration, patch_decomposition, "
-                        "token_overwriting, head_by_head")
+                        "token_overwriting, head_by_head, row_by_row")
     p.add_argument("--ops", action="store_true", help="also print every op with its live bytes and arena offsets")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--plot", metavar="PNG", help="draw the live-bytes-per-op profile with the budget line")
