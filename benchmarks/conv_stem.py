@@ -8,7 +8,8 @@
 2. the stem's peak SRAM (the memory model's lower bound of the stem section, which the planner reaches)
    with and without the row-by-row schedule, for the conv stems of configs/cifar10-conv.yaml, and the
    whole subnet's planned arena with all techniques and with all but row-by-row;
-3. instructions per MAC of the 3x3 convolution kernel (mcu_conv3x3_row over whole maps) and
+3. the same transformer behind a patch-4 and behind a conv stem on the M7 (arena, flash, instructions);
+4. instructions per MAC of the 3x3 convolution kernel (mcu_conv3x3_row over whole maps) and
    instructions per output byte of the max-pool on the emulated Cortex-M7, DSP and portable paths, each
    output checked against the integer reference (a hash of all output bytes).
 
@@ -123,6 +124,29 @@ def stem_peaks() -> list[dict]:
                      "subnet_planned_all_but_row_by_row_bytes": report.ablation["all_but"]["row_by_row"],
                      "subnet_layerwise_baseline_bytes": report.layerwise_baseline_bytes,
                      "subnet_peak_op": report.peak_op.name})
+    return rows
+
+
+# ---------------------------------------------------------------- whole CIFAR-10 subnets on the M7
+
+def models(tmp: Path) -> list[dict]:
+    """The two subnets of benchmarks/conv_stem_cifar.py (random weights): the same transformer behind a
+    patch-4 stem and behind the conv stem, exported for the STM32F746 and run in QEMU (1 image)."""
+    rows = []
+    for layers, name in [(0, "patch4"), (2, "conv32P-128P")]:
+        arch = cifar_arch(2, 32, 128) if layers else Arch(
+            img_size=32, patch_size=4, rank_ratio=0.5, embed_dim=128, depth=6, num_heads=(4,) * 6,
+            mlp_ratio=(2.0,) * 6, num_classes=10, head_dim=32, cls_token=False)
+        folder = tmp / name
+        info = export_model(random_quant_model(arch, seed=0), folder, "stm32f746")
+        r = verify(folder, "cortex-m7", images=1)
+        stem_macs = sum(op.macs for op in memory_report(arch).ops if op.name.startswith("stem."))
+        rows.append({"stem": name, "arch": arch.short(), "bit_exact": r.bit_exact, "arena_bytes": info["arena_bytes"],
+                     "arena_symbol_is_planned": arena_symbol_bytes(folder / "build/cortex-m7/verify.elf")
+                     == -(-(info["arena_bytes"] + 2 * GUARD_BYTES) // 4) * 4,
+                     "flash_bytes": r.flash_bytes, "ram_bytes": r.ram_bytes, "macs": r.macs, "stem_macs": stem_macs,
+                     "instructions": r.instructions_per_inference,
+                     "instructions_per_mac": round(r.instructions_per_mac, 3)})
     return rows
 
 
@@ -312,6 +336,15 @@ def main() -> int:
                 key = "per_mac" if r["kernel"] == "conv3x3" else "per_output"
                 print(f"{r['kernel']:<13} {r['shape']:<16} DSP {r['dsp_' + key]:>6.3f}  portable "
                       f"{r['portable_' + key]:>6.3f} instructions per {unit}")
+        if have_arm:
+            (tmp / "models").mkdir()
+            result["models"] = models(tmp / "models")
+            print(f"\n{'subnet (1 image, M7 DSP)':<26} {'arena':>8} {'flash':>10} {'MACs':>11} {'stem MACs':>10} "
+                  f"{'instructions':>13} {'per MAC':>8}")
+            for r in result["models"]:
+                print(f"{r['stem']:<26} {r['arena_bytes']:>8,} {r['flash_bytes']:>10,} {r['macs']:>11,} "
+                      f"{r['stem_macs']:>10,} {r['instructions']:>13,.0f} {r['instructions_per_mac']:>8.3f}"
+                      + ("" if r["bit_exact"] and r["arena_symbol_is_planned"] else "  NOT bit-exact/planned"))
         result["bit_exact"] = bit_exact(tmp, args.host, args.m7 if have_arm else 0, args.portable)
     h, m = result["bit_exact"]["host"], result["bit_exact"]["cortex_m7"]
     ok_h = sum(r["bit_exact"] and r["guard_damage"] == 0 for r in h)
