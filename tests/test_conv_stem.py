@@ -288,3 +288,16 @@ def test_random_conv_archs_bit_exact_on_cortex_m7_with_the_planned_arena(tmp_pat
         if i == 0:
             p = verify(folder, "cortex-m7", images=2, seed=i, portable=True)
             assert p.bit_exact and p.predictions == r.predictions
+
+
+def test_cli_reports_a_conv_arch_and_rejects_a_malformed_one_in_one_line(tmp_path):
+    from conftest import assert_one_line_error, run_cli
+
+    good = conv_arch(img_size=32, embed_dim=32, stem_width=32).save(tmp_path / "good.yaml")
+    out = run_cli("memory", "--arch", good, check=True).stdout
+    assert "row_by_row alone" in out and "c32P-EP" in out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(good.read_text().replace("stem_pool: [true, true]", "stem_pool: [true]"))
+    assert_one_line_error(run_cli("memory", "--arch", bad), "one entry per stem layer")
+    bad.write_text(good.read_text().replace("stem: conv", "stem: resnet"))
+    assert_one_line_error(run_cli("memory", "--arch", bad), "stem must be one of")
