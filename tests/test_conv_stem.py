@@ -240,6 +240,10 @@ def test_int8_conv_stem_tracks_the_float_model():
     s, z = q.act["logits"]
     got = s * (fakequant.forward(q, q.quantize_image(images)).astype(np.float64) - z)
     assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.95
+    from mcuformer.quantize.report import cosine_report
+
+    stem = {r["tensor"]: r["cosine"] for r in cosine_report(q, model, images[:8]) if r["tensor"].startswith("stem.")}
+    assert set(stem) == {"stem.conv0.out", "stem.patches", "stem.x"} and min(stem.values()) > 0.99, stem
 
 
 # ---------------------------------------------------------------- C engine

@@ -68,9 +68,10 @@ def stem_tokens(q: QuantModel, image: np.ndarray, record: dict | None = None) ->
     if arch.stem == "conv":
         x = image
         for i in range(arch.stem_layers):
-            x = conv_stem(q, x, i)
-            if record is not None and i < arch.stem_layers - 1:
+            x = conv_layer(q, x, i)
+            if record is not None and i < arch.stem_layers - 1:  # before the pool, as calibration names it
                 record[conv_stem_tensor(arch, i)] = x
+            x = intops.maxpool3x3s2(x) if arch.stem_pool[i] else x
         return x.reshape(*x.shape[:-3], -1, x.shape[-1])
     pad = patch_padding(arch.img_size, arch.patch_size)
     return linear_chain(q, "patch_embed.proj", patches(image, arch.patch_size, pad))
