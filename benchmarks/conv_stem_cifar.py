@@ -10,17 +10,19 @@ split (an evenly spread subset, --eval-images).
 A short schedule (default 1 epoch, 50 000 images) on one CPU thread: a comparison of learning speed
 per image seen, not of final accuracy.
 
-    python benchmarks/conv_stem_cifar.py                       # ~20 min single-thread
-    python benchmarks/conv_stem_cifar.py --images 20000 --threads 1
+    python benchmarks/conv_stem_cifar.py                  # the two models side by side, 1 thread each
+    python benchmarks/conv_stem_cifar.py --images 10000 --eval-images 2000
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
 import platform
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +111,18 @@ def evaluate(model, images: np.ndarray, targets: np.ndarray) -> float:
     return 100.0 * correct / len(images)
 
 
+def run_one(task) -> dict:
+    name, job = task
+    torch.set_num_threads(job["threads"])
+    arch = ARCHS[name]
+    run = train(arch, job["images"], job["targets"], job["order"], job["batch"], job["seed"])
+    top1 = evaluate(run["model"], job["val_x"], job["val_y"])
+    return {"stem": name, "arch": arch.short(), "params": arch.num_params(),
+            "int8_flash_bytes": estimate(arch).flash_bytes, "top1": round(float(top1), 2),
+            "train_seconds": round(run["train_seconds"], 1), "steps": run["steps"],
+            "final_loss_mean_last_50": round(run["final_loss_mean_last_50"], 4)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=50000, help="training images seen by each model (default 50000)")
@@ -129,21 +143,18 @@ def main() -> int:
     rng = np.random.default_rng(args.seed)
     order = np.concatenate([rng.permutation(len(train_y)) for _ in range(-(-args.images // len(train_y)))])
     order = order[:args.images]
-    rows = []
-    print(f"{args.images} training images each (batch {args.batch}, {args.threads} thread(s)); "
-          f"top-1 on {len(val_y)} test images")
-    print(f"{'stem':<14} {'arch':<44} {'params':>8} {'int8 flash':>11} {'top-1':>7} {'train s':>8}")
-    for name, arch in ARCHS.items():
+    print(f"{args.images} training images each (batch {args.batch}, {args.threads} thread(s) per model, the "
+          f"models side by side); top-1 on {len(val_y)} test images")
+    for arch in ARCHS.values():
         space.check(arch)
-        run = train(arch, train_x, np.asarray(train_y), order, args.batch, args.seed)
-        top1 = evaluate(run["model"], val_x, val_y)
-        flash = estimate(arch).flash_bytes
-        row = {"stem": name, "arch": arch.short(), "params": arch.num_params(), "int8_flash_bytes": flash,
-               "top1": round(float(top1), 2), "train_seconds": round(run["train_seconds"], 1), "steps": run["steps"],
-               "final_loss_mean_last_50": round(run["final_loss_mean_last_50"], 4)}
-        rows.append(row)
-        print(f"{name:<14} {arch.short():<44} {arch.num_params():>8,} {flash / 1024:>9.1f} KB {top1:>6.2f}% "
-              f"{run['train_seconds']:>8.0f}")
+    job = dict(images=train_x, targets=np.asarray(train_y), order=order, batch=args.batch, seed=args.seed,
+               val_x=val_x, val_y=val_y, threads=args.threads)
+    with ProcessPoolExecutor(len(ARCHS), mp_context=multiprocessing.get_context("fork")) as pool:
+        rows = list(pool.map(run_one, [(name, job) for name in ARCHS]))
+    print(f"{'stem':<14} {'arch':<44} {'params':>8} {'int8 flash':>11} {'top-1':>7} {'train s':>8}")
+    for r in rows:
+        print(f"{r['stem']:<14} {r['arch']:<44} {r['params']:>8,} {r['int8_flash_bytes'] / 1024:>9.1f} KB "
+              f"{r['top1']:>6.2f}% {r['train_seconds']:>8.0f}")
     write_json(args.output, {"recipe": __doc__.split("\n\n")[0], "images_per_model": args.images,
                              "batch": args.batch, "threads": args.threads, "seed": args.seed,
                              "eval_images": len(val_y), "torch": torch.__version__, "host": platform.machine(),
