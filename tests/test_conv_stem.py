@@ -118,7 +118,7 @@ def test_extracted_conv_subnets_equal_the_supernet():
     net = SuperViT(SPACE).eval()
     x = torch.randn(2, 3, 32, 32)
     rng = random.Random(1)
-    archs = [SPACE.largest(), SPACE.smallest()] + [SPACE.sample(rng) for _ in range(12)]
+    archs = [SPACE.largest(), SPACE.smallest()] + [SPACE.sample(rng) for _ in range(8)]
     assert {a.stem for a in archs} == {"patch", "conv"}
     for arch in archs:
         net.set_active_subnet(arch)
