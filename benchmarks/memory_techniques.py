@@ -25,7 +25,8 @@ from mcuformer.memory.schedule import lowest_peak, sections  # noqa: E402
 from mcuformer.space import SearchSpace  # noqa: E402
 from mcuformer.utils.io import write_json  # noqa: E402
 
-SHORT = {"operator_integration": "OI", "patch_decomposition": "PD", "token_overwriting": "TO", "head_by_head": "HH"}
+SHORT = {"operator_integration": "OI", "patch_decomposition": "PD", "token_overwriting": "TO", "head_by_head": "HH",
+         "row_by_row": "RR"}
 
 
 def archs():

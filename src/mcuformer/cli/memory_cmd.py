@@ -31,7 +31,7 @@ def add_arguments(p) -> None:
                    help="do not place weights in the board's external flash")
     p.add_argument("--techniques", default="all",
                    help="all (default), none, or a comma list of operator_integration, patch_decomposition, "
-                        "token_overwriting, head_by_head")
+                        "token_overwriting, head_by_head, row_by_row")
     p.add_argument("--schedule", default="smallest",
                    help="smallest (default: the smallest arena, what the search costs) or fastest (the fastest "
                         "schedule that fits the board: what mcuformer export builds); the report shows both")

@@ -31,6 +31,9 @@ def run(args) -> int:
           f"pool {space.pool}, cls token {'yes' if space.cls_token else 'no'}")
     for k in ("embed_dim", "depth", "num_heads", "mlp_ratio", "rank_ratio", "patch_size"):
         print(f"  {k:<11} {getattr(space, k)}")
+    if space.conv_stem:
+        print(f"  stem        {space.stem}; conv stems: layers {space.stem_layers}, first-conv width "
+              f"{space.stem_width}, max-pool after a conv {space.stem_pool}")
     print(f"  supernet    E{space.super_embed_dim} D{space.super_depth} H{space.super_num_heads} "
           f"M{space.super_mlp_ratio:g} ({'low-rank' if space.low_rank else 'dense'} linears)")
     if space.evolution:

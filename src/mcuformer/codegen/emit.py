@@ -17,7 +17,7 @@ import numpy as np
 
 from mcuformer.memory.ops import Op
 from mcuformer.memory.planner import ArenaPlan
-from mcuformer.quantize.model import QuantModel
+from mcuformer.quantize.model import QuantModel, conv_stem_tensor
 from mcuformer.space import patch_grid, patch_padding
 
 GUARD_PATTERN_NOTE = "guard byte i holds (uint8_t)(0xA5 ^ (i * 37))"
@@ -80,12 +80,32 @@ class _Writer:
     def stem(self) -> str:
         a = self.arch
         cls = "cls_token" if a.cls_token else "0"
+        if a.stem == "conv":
+            return self.conv_stem(cls)
         return (f"static const mcu_stem_t stem = {{\n"
                 f"    .proj = {self.factor('patch_embed.proj')},\n"
                 f"    .cls_token = {cls}, .pos_embed = pos_embed,\n"
                 f"    .pos_add = {self.add('stem.pos_add', 'stem.patches', 'stem.pos_embed', 'stem.x')},\n"
                 f"    .img_size = {a.img_size}, .channels = {a.in_chans}, .patch = {a.patch_size}, "
                 f".grid = {patch_grid(a.img_size, a.patch_size)}, .pad = {patch_padding(a.img_size, a.patch_size)[0]}}};\n")
+
+    def conv_stem(self, cls: str) -> str:
+        a = self.arch
+        convs, stages = [], []
+        for i, (size, cin, cout, pooled) in enumerate(a.stem_convs()):
+            inp = "image" if i == 0 else conv_stem_tensor(a, i - 1)
+            convs.append(f"{{.f = {self.factor(f'stem.conv{i}')}, .in_zp = {self.zp(inp)}, .width = {size}, "
+                         f".in_chans = {cin}}}")
+            stages.append(f"{{.kind = 0, .layer = {i}, .in_size = {size}, .out_size = {size}, .channels = {cout}}}")
+            if pooled:
+                stages.append(f"{{.kind = 1, .layer = {i}, .in_size = {size}, .out_size = {(size - 1) // 2 + 1}, "
+                              f".channels = {cout}}}")
+        return (f"static const mcu_conv_stem_t stem = {{\n"
+                f"    .conv = {{{', '.join(convs)}}},\n"
+                f"    .stage = {{{', '.join(stages)}}}, .stages = {len(stages)},\n"
+                f"    .cls_token = {cls}, .pos_embed = pos_embed,\n"
+                f"    .pos_add = {self.add('stem.pos_add', 'stem.patches', 'stem.pos_embed', 'stem.x')},\n"
+                f"    .grid = {a.grid}, .dim = {a.embed_dim}}};\n")
 
     def block(self, i: int) -> str:
         a, p = self.arch, f"blocks.{i}"
@@ -154,7 +174,14 @@ class _Writer:
         if k in ("patch_embed", "patch_embed_pos"):
             return f"mcu_patch_embed(&stem, {ins[0]}, {outs[0]}, {int(k == 'patch_embed_pos')});"
         if k == "pos_add":
-            return f"mcu_pos_add(&stem, {ins[0]}, {outs[0]});"
+            return f"mcu_{'conv_stem_' if self.arch.stem == 'conv' else ''}pos_add(&stem, {ins[0]}, {outs[0]});"
+        if k in ("conv3x3", "maxpool"):
+            return (f"mcu_conv_stem_stage(&stem, {op.attrs['stage']}, {ins[0]}, {outs[0]}, {self.scratch(op, 'col')}, "
+                    f"{int(op.attrs['add_pos'])});")
+        if k == "conv_stem_rows":
+            rings = ", ".join(self.scratch(op, f"ring{j}") for j in range(3))
+            return (f"mcu_conv_stem_rows(&stem, {ins[0]}, {outs[0]}, {rings}, {self.scratch(op, 'col')}, "
+                    f"{int(op.attrs['add_pos'])});")
         if k == "layernorm":
             norm = op.params[0].name.rsplit(".", 1)[0]
             ref = "&head.norm" if norm == "norm" else f"{b}.{norm.rsplit('.', 1)[1]}"

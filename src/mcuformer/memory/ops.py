@@ -178,6 +178,35 @@ class StemDims(NamedTuple):
         return self.img_size * self.img_size * self.in_chans
 
 
+class ConvStemDims(NamedTuple):
+    """A conv stem: ``convs`` holds (map side, in channels, out channels, pooled after) per layer."""
+
+    img_size: int
+    in_chans: int
+    embed_dim: int
+    convs: tuple[tuple[int, int, int, bool], ...]
+    grid: int
+    cls_token: bool
+
+    @property
+    def tokens(self) -> int:
+        return self.grid * self.grid + int(self.cls_token)
+
+    @property
+    def image_bytes(self) -> int:
+        return self.img_size * self.img_size * self.in_chans
+
+    def stages(self) -> list[tuple[str, int, tuple[int, int, int]]]:
+        """(kind 'conv' | 'pool', layer, output map (side, side, channels)) in execution order."""
+        out = []
+        for i, (size, _, cout, pooled) in enumerate(self.convs):
+            out.append(("conv", i, (size, size, cout)))
+            if pooled:
+                side = (size - 1) // 2 + 1
+                out.append(("pool", i, (side, side, cout)))
+        return out
+
+
 class BlockDims(NamedTuple):
     tokens: int
     embed_dim: int
@@ -274,6 +303,59 @@ def stem_ops(d: StemDims, flags: Techniques) -> list[Op]:
     in_place = flags.token_overwriting
     x = token_tensor("stem.x", n, dim, alias=tokens.name if in_place else None)
     e.emit("stem.pos_add", "pos_add", [tokens], [x], params=(pos,), in_place=in_place)
+    return e.ops
+
+
+# ---------------------------------------------------------------- the conv stem
+
+# rows of a stage's output kept by the row-by-row schedule: a 3x3 window (stride 1 or 2) reads three
+RING_ROWS = 3
+
+
+def conv_stem_ops(d: ConvStemDims, flags: Techniques) -> list[Op]:
+    """The convolutional tokenizer: per layer ``conv3x3`` (3x3, padding 1, int8 weights per output
+    channel, ReLU folded into the output clamp; each pixel's 3x3xC window is gathered into a ``col``
+    scratch of 9*C bytes and goes through the int8 matmul) and optionally ``maxpool`` (3x3, stride 2,
+    padding 1), reading and writing HWC int8 maps; the last stage writes the token matrix (its pixels row by
+    row after the cls row, which it also writes), then ``pos_add`` as in the patch stem.
+
+    With operator integration the last stage adds the position embedding as it writes each token.
+    With the row-by-row schedule the whole stem is one op, ``conv_stem_rows``: every stage's output
+    but the last lives only as a ring of ``RING_ROWS`` rows (scratch), a row computed when the next
+    stage first needs it, so no feature map is ever whole; the image and the tokens are the only
+    large buffers.
+    """
+    e = _Emitter(flags)
+    n, dim = d.tokens, d.embed_dim
+    image = Tensor("image", (d.img_size, d.img_size, d.in_chans), kind="input")
+    convs = [factor_params(f"stem.conv{i}", 9 * cin, cout) for i, (_, cin, cout, _) in enumerate(d.convs)]
+    tail = ((Param("cls_token", (dim,), "int8", "embedding"),) if d.cls_token else ())
+    pos = Param("pos_embed", (n, dim), "int8", "embedding")
+    fuse = flags.operator_integration
+    tail += (pos,) if fuse else ()
+    out = token_tensor("stem.x" if fuse else "stem.patches", n, dim)
+    stages = d.stages()
+    conv_macs = [size * size * 9 * cin * cout for size, cin, cout, _ in d.convs]
+    if flags.row_by_row:
+        rings = tuple(Tensor(f"stem.rows.ring{k}", (RING_ROWS, shape[1], shape[2]), kind="scratch")
+                      for k, (_, _, shape) in enumerate(stages[:-1]))
+        col = Tensor("stem.rows.col", (9 * max(cin for _, cin, _, _ in d.convs),), kind="scratch")
+        e.emit("stem.rows", "conv_stem_rows", [image], [out], rings + (col,), tuple(p for c in convs for p in c) + tail,
+               sum(conv_macs), add_pos=fuse)
+    else:
+        cur = image
+        for k, (kind, i, shape) in enumerate(stages):
+            last = k == len(stages) - 1
+            nxt = out if last else Tensor(f"stem.{kind}{i}.out", shape)
+            params = (convs[i] if kind == "conv" else ()) + (tail if last else ())
+            col = (Tensor(f"stem.conv{i}.col", (9 * d.convs[i][1],), kind="scratch"),) if kind == "conv" else ()
+            e.emit(f"stem.{kind}{i}", "conv3x3" if kind == "conv" else "maxpool", [cur], [nxt], col, params,
+                   conv_macs[i] if kind == "conv" else 0, layer=i, stage=k, last=last, add_pos=fuse and last)
+            cur = nxt
+    if not fuse:
+        in_place = flags.token_overwriting
+        x = token_tensor("stem.x", n, dim, alias=out.name if in_place else None)
+        e.emit("stem.pos_add", "pos_add", [out], [x], params=(pos,), in_place=in_place)
     return e.ops
 
 

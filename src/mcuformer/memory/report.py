@@ -29,7 +29,7 @@ def official_formula_bytes(arch: Arch) -> float:
     m the largest MLP ratio. It counts x and one MLP hidden matrix plus a weight-sized term, and
     ignores attention and the input image; (img/p)^2 also undercounts padded grids (p 28, 32)."""
     e, m = arch.embed_dim, max(arch.mlp_ratio)
-    n = (arch.img_size / arch.patch_size) ** 2
+    n = (arch.img_size / arch.patch_size) ** 2 if arch.stem == "patch" else arch.num_patches
     return e * ((n + 1) * (1 + m) + e * m * arch.rank_ratio)
 
 

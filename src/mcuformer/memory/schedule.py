@@ -35,8 +35,8 @@ from typing import NamedTuple
 from mcuformer.errors import SpaceError
 from mcuformer.memory.latency import predicted_instructions
 from mcuformer.memory.lifetimes import analyse
-from mcuformer.memory.ops import (BlockDims, HeadDims, Op, StemDims, block_ops, code_bytes, head_ops, stem_ops,
-                                  token_tensor, unique_flash_bytes)
+from mcuformer.memory.ops import (BlockDims, ConvStemDims, HeadDims, Op, StemDims, block_ops, code_bytes,
+                                  conv_stem_ops, head_ops, stem_ops, token_tensor, unique_flash_bytes)
 from mcuformer.memory.techniques import Techniques
 from mcuformer.space import Arch, low_rank, mlp_hidden, patch_padding
 
@@ -45,6 +45,7 @@ ALL = Techniques.all()
 # techniques that change each kind of section (the others do not touch it)
 RELEVANT = {
     "stem": ("operator_integration", "patch_decomposition", "token_overwriting"),
+    "conv_stem": ("operator_integration", "token_overwriting", "row_by_row"),
     "block": ("operator_integration", "token_overwriting", "head_by_head"),
     "head": ("operator_integration", "token_overwriting"),
 }
@@ -54,7 +55,7 @@ RELEVANT = {
 LIMITS = {
     "img_size": 2048, "patch_size": 2048, "in_chans": 16, "patch_inputs": 65536, "embed_dim": 4096,
     "depth": 128, "num_heads": 64, "head_dim": 1024, "mlp_dim": 32768, "num_tokens": 16384,
-    "num_classes": 100000,
+    "num_classes": 100000, "stem_width": 4096,
 }
 
 
@@ -73,8 +74,10 @@ class Estimate(NamedTuple):
 
 def check_arch(arch: Arch) -> None:
     """Reject an arch no microcontroller could hold (one line, naming the field)."""
+    inputs = (9 * max(cin for _, cin, _, _ in arch.stem_convs()) if arch.stem == "conv"
+              else arch.patch_size ** 2 * arch.in_chans)
     values = {"img_size": arch.img_size, "patch_size": arch.patch_size, "in_chans": arch.in_chans,
-              "patch_inputs": arch.patch_size ** 2 * arch.in_chans, "embed_dim": arch.embed_dim, "depth": arch.depth, "num_heads": max(arch.num_heads),
+              "patch_inputs": inputs, "stem_width": arch.stem_width, "embed_dim": arch.embed_dim, "depth": arch.depth, "num_heads": max(arch.num_heads),
               "head_dim": arch.head_dim, "mlp_dim": max(arch.mlp_dim(i) for i in range(arch.depth)),
               "num_tokens": arch.num_tokens, "num_classes": arch.num_classes}
     for name, value in values.items():
@@ -87,7 +90,10 @@ def check_arch(arch: Arch) -> None:
 
 # ---------------------------------------------------------------- section shapes
 
-def stem_dims(arch: Arch) -> StemDims:
+def stem_dims(arch: Arch) -> StemDims | ConvStemDims:
+    if arch.stem == "conv":
+        return ConvStemDims(arch.img_size, arch.in_chans, arch.embed_dim, tuple(arch.stem_convs()), arch.grid,
+                            arch.cls_token)
     return StemDims(arch.img_size, arch.patch_size, arch.in_chans, arch.embed_dim, arch.grid,
                     arch.cls_token, patch_padding(arch.img_size, arch.patch_size)[0])
 
@@ -117,6 +123,8 @@ def section_ops(kind: str, dims, flags: Techniques, prefix: str = "blocks.0", x=
     (a stand-in when the section is costed alone)."""
     if kind == "stem":
         return stem_ops(dims, flags)
+    if kind == "conv_stem":
+        return conv_stem_ops(dims, flags)
     x = x if x is not None else token_tensor("x", dims.tokens, dims.embed_dim)
     if kind == "block":
         return block_ops(prefix, dims, x, flags)
@@ -152,7 +160,7 @@ def section_flags(kind: str, dims, techniques: Techniques, peak: int) -> Techniq
 
 def sections(arch: Arch) -> list[tuple[str, str, object]]:
     """(kind, name prefix, shape) of every section, in execution order."""
-    out = [("stem", "stem", stem_dims(arch))]
+    out = [("conv_stem" if arch.stem == "conv" else "stem", "stem", stem_dims(arch))]
     out += [("block", f"blocks.{i}", block_dims(arch, i)) for i in range(arch.depth)]
     out.append(("head", "head", head_dims(arch)))
     return out

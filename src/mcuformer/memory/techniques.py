@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields, replace
 
 from mcuformer.errors import ConfigError
 
-TECHNIQUES = ("operator_integration", "patch_decomposition", "token_overwriting", "head_by_head")
+TECHNIQUES = ("operator_integration", "patch_decomposition", "token_overwriting", "head_by_head", "row_by_row")
 
 
 @dataclass(frozen=True)
@@ -28,12 +28,15 @@ class Techniques:
                           the residual and position adds and the final LayerNorm in place.
     head_by_head          attention one head at a time: only that head's q/k/v (K_h, V_h) and
                           scores exist; the heads' outputs gather in one N x H*hd buffer.
+    row_by_row            a conv stem computes its feature maps a few rows at a time (rings of three
+                          rows per stage) instead of whole maps (no effect on a patch stem).
     """
 
     operator_integration: bool = True
     patch_decomposition: bool = True
     token_overwriting: bool = True
     head_by_head: bool = True
+    row_by_row: bool = True
 
     @classmethod
     def all(cls) -> "Techniques":

@@ -28,9 +28,18 @@ def traced_forward(model: ViT, images: torch.Tensor, record: Record) -> torch.Te
     arch = model.arch
     x = record("image", images)
     pe = model.patch_embed
-    if any(pe.pad):
-        x = F.pad(x, (pe.pad[0], pe.pad[1], pe.pad[0], pe.pad[1]))
-    x = pe.proj(x).flatten(2).transpose(1, 2)
+    if arch.stem == "conv":
+        for i, (conv, pooled) in enumerate(zip(pe.convs, pe.pools)):
+            x = F.relu(conv(x))
+            if i < len(pe.convs) - 1:  # the last layer's output is stem.patches
+                x = record(f"stem.conv{i}.out", x)
+            if pooled:
+                x = F.max_pool2d(x, 3, 2, 1)
+        x = x.flatten(2).transpose(1, 2)
+    else:
+        if any(pe.pad):
+            x = F.pad(x, (pe.pad[0], pe.pad[1], pe.pad[0], pe.pad[1]))
+        x = pe.proj(x).flatten(2).transpose(1, 2)
     if model.cls_token is not None:
         x = torch.cat([model.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
     x = record("stem.patches", x)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from mcuformer.quantize import intops
-from mcuformer.quantize.model import QuantModel
+from mcuformer.quantize.model import QuantModel, conv_stem_tensor
 from mcuformer.space import patch_padding
 
 
@@ -48,12 +48,40 @@ def patches(image: np.ndarray, p: int, pad: tuple[int, int]) -> np.ndarray:
     return x.reshape(*lead, g * g, p * p * c)
 
 
+def conv_layer(q: QuantModel, x: np.ndarray, layer: int) -> np.ndarray:
+    """A conv-stem layer's 3x3 conv + ReLU on int8 HWC maps."""
+    name, p = f"stem.conv{layer}", q.params
+    inp = "image" if layer == 0 else conv_stem_tensor(q.arch, layer - 1)
+    return intops.conv3x3(x, p[f"{name}.weight"], p[f"{name}.bias"], p[f"{name}.multiplier"], p[f"{name}.shift"],
+                          q.act[inp][1], q.consts[name]["zero_point"])
+
+
+def conv_stem(q: QuantModel, x: np.ndarray, layer: int) -> np.ndarray:
+    """One conv-stem layer with its max-pool, if it has one."""
+    x = conv_layer(q, x, layer)
+    return intops.maxpool3x3s2(x) if q.arch.stem_pool[layer] else x
+
+
+def stem_tokens(q: QuantModel, image: np.ndarray, record: dict | None = None) -> np.ndarray:
+    """The patch tokens (..., grid^2, E) of int8 images (..., H, W, C), without the cls row."""
+    arch = q.arch
+    if arch.stem == "conv":
+        x = image
+        for i in range(arch.stem_layers):
+            x = conv_layer(q, x, i)
+            if record is not None and i < arch.stem_layers - 1:  # before the pool, as calibration names it
+                record[conv_stem_tensor(arch, i)] = x
+            x = intops.maxpool3x3s2(x) if arch.stem_pool[i] else x
+        return x.reshape(*x.shape[:-3], -1, x.shape[-1])
+    pad = patch_padding(arch.img_size, arch.patch_size)
+    return linear_chain(q, "patch_embed.proj", patches(image, arch.patch_size, pad))
+
+
 def forward(q: QuantModel, image: np.ndarray, record: dict | None = None) -> np.ndarray:
     """int8 logits (B, classes) of int8 images (B, H, W, C); ``record`` receives every int8 tensor."""
     arch, prm = q.arch, q.params
     rec = record if record is not None else {}
-    pad = patch_padding(arch.img_size, arch.patch_size)
-    t = linear_chain(q, "patch_embed.proj", patches(image, arch.patch_size, pad))
+    t = stem_tokens(q, image, rec)
     if arch.cls_token:
         t = np.concatenate([np.broadcast_to(prm["cls_token"], (t.shape[0], 1, t.shape[-1])), t], axis=1)
     rec["stem.patches"] = t

@@ -33,6 +33,31 @@ def linear(x, weight, bias, multiplier, shift, zero_point) -> np.ndarray:
     return requantize_to_int8(dot(x, weight) + bias, multiplier, shift, zero_point)
 
 
+def conv3x3(x, weight, bias, multiplier, shift, in_zero_point: int, zero_point: int) -> np.ndarray:
+    """3x3 convolution, padding 1, of int8 HWC maps (..., H, W, C) -> (..., H, W, O), then ReLU.
+
+    Padded pixels hold the input zero point (a real zero), so with the zero point folded into
+    ``bias`` over the full window they add nothing; weights are (O, 3*3*C) in (ky, kx, c) order.
+    ReLU is the clamp of the output at its zero point (the real zero).
+    """
+    x = np.asarray(x)
+    *lead, h, w, c = x.shape
+    xp = np.pad(x, [(0, 0)] * len(lead) + [(1, 1), (1, 1), (0, 0)], constant_values=in_zero_point)
+    cols = np.stack([xp[..., ky:ky + h, kx:kx + w, :] for ky in range(3) for kx in range(3)], axis=-2)
+    out = linear(cols.reshape(*lead, h, w, 9 * c), weight, bias, multiplier, shift, zero_point)
+    return np.maximum(out, zero_point).astype(np.int8)
+
+
+def maxpool3x3s2(x) -> np.ndarray:
+    """3x3 max-pool, stride 2, padding 1 (padded pixels never win) of int8 HWC maps: side ceil(H/2)."""
+    x = np.asarray(x)
+    *lead, h, w, _ = x.shape
+    ho, wo = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+    xp = np.pad(x, [(0, 0)] * len(lead) + [(1, 1), (1, 1), (0, 0)], constant_values=INT8_MIN)
+    windows = [xp[..., ky:ky + 2 * ho - 1:2, kx:kx + 2 * wo - 1:2, :] for ky in range(3) for kx in range(3)]
+    return np.max(np.stack(windows), axis=0).astype(np.int8)
+
+
 def isqrt(v) -> np.ndarray:
     """floor(sqrt(v)) of int64 v >= 0 (the engine: a bitwise integer square root)."""
     v = np.asarray(v, np.int64)

@@ -95,6 +95,12 @@ class QuantModel:
         return cls(arch, params, act, manifest.get("consts", {}), manifest.get("info", {}))
 
 
+def conv_stem_tensor(arch: Arch, layer: int) -> str:
+    """The int8 tensor a conv-stem layer (and its max-pool, which keeps the scale) writes: the last
+    layer's is the patch tokens' ``stem.patches``."""
+    return "stem.patches" if layer == arch.stem_layers - 1 else f"stem.conv{layer}.out"
+
+
 def act_qparams(name: str, lo: float, hi: float) -> tuple[float, int]:
     """Per-tensor int8 (scale, zero point) covering [lo, hi] and 0."""
     if name.endswith(".attn.probs"):
@@ -159,9 +165,17 @@ class _Builder:
 
     def build(self) -> QuantModel:
         model, q, arch = self.model, self.q, self.model.arch
-        conv = model.patch_embed.proj
-        w_hwc = conv.weight.permute(0, 2, 3, 1).reshape(conv.out_channels, -1)  # patch pixels in HWC order
-        self.linear("patch_embed.proj", _Dense(w_hwc, conv.bias), "image", "stem.patches")
+        if arch.stem == "conv":
+            inp = "image"
+            for i, conv in enumerate(model.patch_embed.convs):
+                # weights in the (ky, kx, c) order of the HWC input window; ReLU is the output clamp
+                w_hwc = conv.weight.permute(0, 2, 3, 1).reshape(conv.out_channels, -1)
+                self.linear(f"stem.conv{i}", _Dense(w_hwc, conv.bias), inp, conv_stem_tensor(arch, i))
+                inp = conv_stem_tensor(arch, i)
+        else:
+            conv = model.patch_embed.proj
+            w_hwc = conv.weight.permute(0, 2, 3, 1).reshape(conv.out_channels, -1)  # patch pixels in HWC order
+            self.linear("patch_embed.proj", _Dense(w_hwc, conv.bias), "image", "stem.patches")
         s_p, z_p = q.act["stem.patches"]
         if model.cls_token is not None:
             q.params["cls_token"] = np.clip(np.rint(model.cls_token.detach().double().numpy().reshape(-1) / s_p)

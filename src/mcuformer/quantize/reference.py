@@ -14,7 +14,7 @@ import numpy as np
 from mcuformer.memory import Techniques, build_ops
 from mcuformer.memory.ops import Op
 from mcuformer.quantize import intops
-from mcuformer.quantize.fakequant import factor, patches
+from mcuformer.quantize.fakequant import conv_layer, conv_stem, factor, patches
 from mcuformer.quantize.model import QuantModel
 from mcuformer.space import patch_padding
 
@@ -119,6 +119,45 @@ class Reference:
         for t in range(x.shape[0]):
             out[t] = self.add("stem.pos_add", x[t], "stem.patches", self.q.params["pos_embed"][t], "stem.pos_embed",
                               "stem.x")
+
+    # ------------------------------------------------------------ the conv stem
+
+    def _conv_tokens(self, op: Op, fmap: np.ndarray, add_pos: bool) -> None:
+        """The last stage's map into the token matrix: pixel rows after the cls row, the cls row last."""
+        a = self.arch
+        cls = int(a.cls_token)
+        x = self.out(op, shape=(a.num_tokens, a.embed_dim))
+        rows = fmap.reshape(-1, a.embed_dim)
+        pos = self.q.params["pos_embed"]
+        for t in range(rows.shape[0]):
+            x[cls + t] = (self.add("stem.pos_add", rows[t], "stem.patches", pos[cls + t], "stem.pos_embed", "stem.x")
+                          if add_pos else rows[t])
+        if cls:
+            tok = self.q.params["cls_token"]
+            x[0] = self.add("stem.pos_add", tok, "stem.patches", pos[0], "stem.pos_embed", "stem.x") if add_pos else tok
+
+    def _stage(self, op: Op, fmap: np.ndarray) -> None:
+        if op.kernel == "conv3x3":  # the conv alone; its pool (if any) is the next stage
+            out = conv_layer(self.q, fmap, op.attrs["layer"])
+        else:
+            out = intops.maxpool3x3s2(fmap)
+        if op.attrs["last"]:
+            self._conv_tokens(op, out, op.attrs["add_pos"])
+        else:
+            self.out(op)[:] = out
+
+    def k_conv3x3(self, op: Op) -> None:
+        self._stage(op, self.t[op.inputs[0].name])
+
+    def k_maxpool(self, op: Op) -> None:
+        self._stage(op, self.t[op.inputs[0].name])
+
+    def k_conv_stem_rows(self, op: Op) -> None:
+        """The row-by-row schedule computes the same maps (the engine keeps three rows of each)."""
+        x = self.t["image"]
+        for i in range(self.arch.stem_layers):
+            x = conv_stem(self.q, x, i)
+        self._conv_tokens(op, x, op.attrs["add_pos"])
 
     # ------------------------------------------------------------ layer-wise kernels
 

@@ -25,6 +25,8 @@ def cosine_report(q: QuantModel, model, images: torch.Tensor) -> list[dict]:
     ints: dict[str, np.ndarray] = {}
     fakequant.forward(q, q.quantize_image(images), ints)
     ints["image"] = np.moveaxis(q.quantize_image(images), -1, 1)
+    for name in [n for n in ints if n.startswith("stem.conv")]:  # conv-stem maps: HWC -> the float CHW
+        ints[name] = np.moveaxis(ints[name], -1, 1)
     rows = []
     for name, f in floats.items():
         if name not in ints or name not in q.act:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from mcuformer.quantize.intops import ADD_LEFT_SHIFT, PROB_ZERO_POINT
-from mcuformer.quantize.model import QuantModel
+from mcuformer.quantize.model import QuantModel, conv_stem_tensor
 from mcuformer.space import patch_padding
 
 I64, F64 = torch.int64, torch.float64
@@ -66,18 +66,40 @@ class TorchInt8:
         rb = requantize((b - act[bn][1]) << ADD_LEFT_SHIFT, c["m2"], c["s2"])
         return requantize_to_int8(ra + rb, c["mo"], c["so"], act[out][1])
 
+    def conv_stem(self, x):
+        """The conv stem's layers on int64 HWC maps (B, H, W, C): the tokens (B, grid^2, E)."""
+        q, arch = self.q, self.q.arch
+        for i in range(arch.stem_layers):
+            name = f"stem.conv{i}"
+            inp = "image" if i == 0 else conv_stem_tensor(arch, i - 1)
+            b, h, w, c = x.shape
+            xp = torch.nn.functional.pad(x, (0, 0, 1, 1, 1, 1), value=q.act[inp][1])
+            cols = torch.stack([xp[:, ky:ky + h, kx:kx + w] for ky in range(3) for kx in range(3)], 3)
+            zp = q.consts[name]["zero_point"]
+            x = torch.clamp(self.factor(name, cols.reshape(b, h, w, 9 * c)), min=zp)
+            if arch.stem_pool[i]:
+                xp = torch.nn.functional.pad(x, (0, 0, 1, 1, 1, 1), value=-128)
+                ho, wo = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+                x = torch.stack([xp[:, ky:ky + 2 * ho - 1:2, kx:kx + 2 * wo - 1:2] for ky in range(3)
+                                 for kx in range(3)]).amax(0)
+        return x.reshape(x.shape[0], -1, x.shape[-1])
+
     @torch.no_grad()
     def forward(self, image):
         """int8 logits (int64 tensor, B x classes) of int8 images (B, H, W, C) (tensor or array)."""
         q, arch = self.q, self.q.arch
         x = torch.as_tensor(image).to(self.device, I64)
-        pad = patch_padding(arch.img_size, arch.patch_size)
-        if any(pad):
-            x = torch.nn.functional.pad(x, (0, 0, pad[0], pad[1], pad[0], pad[1]))
-        b, h, _, c = x.shape
-        p, g = arch.patch_size, h // arch.patch_size
-        x = x.reshape(b, g, p, g, p, c).permute(0, 1, 3, 2, 4, 5).reshape(b, g * g, p * p * c)
-        t = self.chain("patch_embed.proj", x)
+        b = x.shape[0]
+        if arch.stem == "conv":
+            t = self.conv_stem(x)
+        else:
+            pad = patch_padding(arch.img_size, arch.patch_size)
+            if any(pad):
+                x = torch.nn.functional.pad(x, (0, 0, pad[0], pad[1], pad[0], pad[1]))
+            _, h, _, c = x.shape
+            p, g = arch.patch_size, h // arch.patch_size
+            x = x.reshape(b, g, p, g, p, c).permute(0, 1, 3, 2, 4, 5).reshape(b, g * g, p * p * c)
+            t = self.chain("patch_embed.proj", x)
         if arch.cls_token:
             t = torch.cat([self.p["cls_token"].expand(b, 1, -1), t], 1)
         x = self.add("stem.pos_add", t, "stem.patches", self.p["pos_embed"], "stem.pos_embed", "stem.x")

@@ -10,6 +10,7 @@ from mcuformer.errors import SpaceError
 from mcuformer.utils.io import read_structured, write_json, write_yaml
 
 POOLS = ("gap", "cls")
+STEMS = ("patch", "conv")
 
 
 def is_dense(rank_ratio: float) -> bool:
@@ -41,6 +42,11 @@ def patch_padding(img_size: int, patch_size: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
+def pooled_size(size: int) -> int:
+    """Side of a feature map after a 3x3, stride-2 max-pool with padding 1: ceil(size / 2)."""
+    return (size - 1) // 2 + 1
+
+
 @dataclass(frozen=True)
 class Arch:
     """One subnet. ``num_heads`` and ``mlp_ratio`` have one entry per layer."""
@@ -57,12 +63,22 @@ class Arch:
     in_chans: int = 3
     cls_token: bool = True
     pool: str = "gap"
+    # the convolutional tokenizer (stem "conv"): stem_layers 3x3 convolutions (padding 1) with ReLU,
+    # the first of two with stem_width channels, the last with embed_dim; stem_pool[i]: layer i is
+    # followed by a 3x3 stride-2 max-pool (padding 1). Tokens are the last map's pixels. A patch stem
+    # has stem_layers 0, stem_width 0, stem_pool () and omits these fields in files.
+    stem: str = "patch"
+    stem_layers: int = 0
+    stem_width: int = 0
+    stem_pool: tuple[bool, ...] = ()
 
     def __post_init__(self):
         # normalise lists from YAML into tuples so that Arch is hashable (the search caches by it)
         object.__setattr__(self, "num_heads", tuple(int(h) for h in self.num_heads))
         object.__setattr__(self, "mlp_ratio", tuple(float(m) for m in self.mlp_ratio))
         object.__setattr__(self, "rank_ratio", float(self.rank_ratio))
+        if isinstance(self.stem_pool, (list, tuple)):
+            object.__setattr__(self, "stem_pool", tuple(bool(p) for p in self.stem_pool))
         for name in ("img_size", "patch_size", "embed_dim", "depth", "num_classes", "head_dim", "in_chans"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
@@ -84,11 +100,49 @@ class Arch:
             raise SpaceError(f"arch: pool must be one of {POOLS}, got {self.pool!r}")
         if self.pool == "cls" and not self.cls_token:
             raise SpaceError("arch: pool 'cls' needs cls_token: true")
+        self._check_stem()
+
+    def _check_stem(self) -> None:
+        if self.stem not in STEMS:
+            raise SpaceError(f"arch: stem must be one of {STEMS}, got {self.stem!r}")
+        for name in ("stem_layers", "stem_width"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise SpaceError(f"arch: {name} must be a non-negative integer, got {v!r}")
+        if not isinstance(self.stem_pool, tuple):
+            raise SpaceError(f"arch: stem_pool must be a list of true/false, one per stem layer, got {self.stem_pool!r}")
+        if self.stem == "patch":
+            if self.stem_layers or self.stem_width or self.stem_pool:
+                raise SpaceError("arch: stem_layers, stem_width and stem_pool belong to stem 'conv'")
+            return
+        if self.stem_layers not in (1, 2):
+            raise SpaceError(f"arch: a conv stem has 1 or 2 layers, got stem_layers {self.stem_layers}")
+        if (self.stem_width > 0) != (self.stem_layers == 2):
+            raise SpaceError("arch: stem_width (the first conv's channels) is set exactly when stem_layers is 2")
+        if len(self.stem_pool) != self.stem_layers:
+            raise SpaceError(f"arch: stem_pool needs one entry per stem layer ({self.stem_layers}), "
+                             f"got {list(self.stem_pool)}")
+        if self.patch_size != 1:
+            raise SpaceError(f"arch: a conv stem has no patches; patch_size must be 1, got {self.patch_size}")
 
     # ---- derived sizes (the memory model and the supernet both use these) ----
     @property
     def grid(self) -> int:
+        if self.stem == "conv":
+            size = self.img_size
+            for pooled in self.stem_pool:
+                size = pooled_size(size) if pooled else size
+            return size
         return patch_grid(self.img_size, self.patch_size)
+
+    def stem_convs(self) -> list[tuple[int, int, int, bool]]:
+        """(map side, in channels, out channels, pooled after) of each conv of a conv stem."""
+        out, size, cin = [], self.img_size, self.in_chans
+        for i in range(self.stem_layers):
+            cout = self.embed_dim if i == self.stem_layers - 1 else self.stem_width
+            out.append((size, cin, cout, self.stem_pool[i]))
+            size, cin = (pooled_size(size) if self.stem_pool[i] else size), cout
+        return out
 
     @property
     def num_patches(self) -> int:
@@ -117,7 +171,10 @@ class Arch:
     def num_params(self) -> int:
         """Parameters of the standalone subnet (weights and biases)."""
         e = self.embed_dim
-        n = self.in_chans * self.patch_size**2 * e + e  # patch embedding
+        if self.stem == "conv":
+            n = sum(9 * cin * cout + cout for _, cin, cout, _ in self.stem_convs())
+        else:
+            n = self.in_chans * self.patch_size**2 * e + e  # patch embedding
         n += self.num_tokens * e + (e if self.cls_token else 0)  # position embedding, cls token
         for i in range(self.depth):
             n += 4 * e  # two LayerNorms
@@ -131,6 +188,11 @@ class Arch:
         d = asdict(self)
         d["num_heads"] = list(self.num_heads)
         d["mlp_ratio"] = list(self.mlp_ratio)
+        if self.stem == "patch":  # files of patch-stem archs read as before the conv stem existed
+            for k in ("stem", "stem_layers", "stem_width", "stem_pool"):
+                del d[k]
+        else:
+            d["stem_pool"] = list(self.stem_pool)
         return d
 
     @classmethod
@@ -151,6 +213,8 @@ class Arch:
                 d[k] = [d[k]] * int(d["depth"])  # a scalar means 'the same for every layer'
             if not isinstance(d[k], (list, tuple)):
                 raise SpaceError(f"{where}: {k} must be a list (one entry per layer), got {d[k]!r}")
+        if "stem_pool" in d and not isinstance(d["stem_pool"], (list, tuple)):
+            raise SpaceError(f"{where}: stem_pool must be a list of true/false, got {d['stem_pool']!r}")
         try:
             return cls(**d)
         except (TypeError, ValueError) as e:
@@ -173,5 +237,9 @@ class Arch:
         """A compact human-readable summary, e.g. for tables and plot labels."""
         heads = "/".join(str(h) for h in self.num_heads)
         mlps = "/".join(f"{m:g}" for m in self.mlp_ratio)
-        return (f"E{self.embed_dim} D{self.depth} p{self.patch_size} r{self.rank_ratio:g} "
+        stem = f"p{self.patch_size}"
+        if self.stem == "conv":  # e.g. c16P-E: conv 16 + pool, conv to E
+            stem = "c" + "-".join(f"{'E' if i == self.stem_layers - 1 else self.stem_width}{'P' if p else ''}"
+                                  for i, p in enumerate(self.stem_pool))
+        return (f"E{self.embed_dim} D{self.depth} {stem} r{self.rank_ratio:g} "
                 f"H[{heads}] M[{mlps}]")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 from mcuformer.errors import SpaceError
-from mcuformer.space.arch import POOLS, Arch, is_dense
+from mcuformer.space.arch import POOLS, STEMS, Arch, is_dense
 from mcuformer.utils.io import read_structured, write_yaml
 
 ELASTIC = ("embed_dim", "depth", "num_heads", "mlp_ratio", "rank_ratio", "patch_size")
@@ -55,6 +55,13 @@ class SearchSpace:
     super_mlp_ratio: float | None = None
     evolution: dict = field(default_factory=dict)  # {"rank_ratio": [...], "patch_size": [...]}
     name: str = "space"
+    # the stem: patch embedding and/or the convolutional tokenizer (Arch's stem fields); the stem_*
+    # choices apply to conv stems only (stem_width: the first conv's channels in a 2-layer stem;
+    # stem_pool: whether a conv is followed by a max-pool, chosen per layer)
+    stem: list[str] = field(default_factory=lambda: ["patch"])
+    stem_layers: list[int] = field(default_factory=lambda: [1])
+    stem_width: list[int] = field(default_factory=lambda: [16])
+    stem_pool: list[bool] = field(default_factory=lambda: [True])
 
     def __post_init__(self):
         for k in ELASTIC:
@@ -93,10 +100,41 @@ class SearchSpace:
             if max(getattr(self, k)) > getattr(self, "super_" + k):
                 raise SpaceError(f"space {self.name}: largest {k} choice {max(getattr(self, k))} exceeds the "
                                  f"supernet's {getattr(self, 'super_' + k)}")
+        self._check_stem()
         for k, v in list(self.evolution.items()):
             if k not in ("rank_ratio", "patch_size") or not isinstance(v, (list, tuple)) or not v:
                 raise SpaceError(f"space {self.name}: evolution may list rank_ratio and patch_size choices only")
             self.evolution[k] = sorted({float(x) if k == "rank_ratio" else int(x) for x in v})
+
+    def _check_stem(self) -> None:
+        lists = {}
+        for k in ("stem", "stem_layers", "stem_width", "stem_pool"):
+            v = getattr(self, k)
+            v = [v] if not isinstance(v, (list, tuple)) else list(v)
+            if not v:
+                raise SpaceError(f"space {self.name}: {k} must be a non-empty list of choices")
+            lists[k] = v
+        if any(v not in STEMS for v in lists["stem"]):
+            raise SpaceError(f"space {self.name}: stem choices must be among {STEMS}, got {lists['stem']}")
+        if any(isinstance(v, bool) or v not in (1, 2) for v in lists["stem_layers"]):
+            raise SpaceError(f"space {self.name}: stem_layers choices must be 1 or 2, got {lists['stem_layers']}")
+        if any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in lists["stem_width"]):
+            raise SpaceError(f"space {self.name}: stem_width choices must be positive integers, got "
+                             f"{lists['stem_width']}")
+        if any(not isinstance(v, bool) for v in lists["stem_pool"]):
+            raise SpaceError(f"space {self.name}: stem_pool choices must be true/false, got {lists['stem_pool']}")
+        self.stem = [s for s in STEMS if s in lists["stem"]]
+        for k in ("stem_layers", "stem_width", "stem_pool"):
+            setattr(self, k, sorted(set(lists[k])))
+
+    @property
+    def conv_stem(self) -> bool:
+        return "conv" in self.stem
+
+    @property
+    def super_stem_width(self) -> int:
+        """Channels of the shared first conv: the widest first layer of any conv stem."""
+        return max([self.super_embed_dim] * (1 in self.stem_layers) + self.stem_width * (2 in self.stem_layers))
 
     # ---- facts about the supernet's shared weights ----
     @property
@@ -118,7 +156,16 @@ class SearchSpace:
         for k, v in fixed.items():
             if getattr(arch, k) != v:
                 raise SpaceError(f"arch is outside space {self.name}: {k} is {getattr(arch, k)!r}, the space has {v!r}")
-        for k in ("embed_dim", "depth", "rank_ratio", "patch_size"):
+        if arch.stem not in self.stem:
+            raise SpaceError(f"arch is outside space {self.name}: stem {arch.stem!r} is not one of {self.stem}")
+        if arch.stem == "conv":
+            bad = next((k for k, ok in (("stem_layers", arch.stem_layers in self.stem_layers),
+                                        ("stem_width", arch.stem_layers == 1 or arch.stem_width in self.stem_width),
+                                        ("stem_pool", set(arch.stem_pool) <= set(self.stem_pool))) if not ok), None)
+            if bad:
+                raise SpaceError(f"arch is outside space {self.name}: {bad} {getattr(arch, bad)} is not among "
+                                 f"{getattr(self, bad)}")
+        for k in ("embed_dim", "depth", "rank_ratio") + (("patch_size",) if arch.stem == "patch" else ()):
             if not _member(getattr(arch, k), getattr(self, k)):
                 raise SpaceError(f"arch is outside space {self.name}: {k} {getattr(arch, k)} is not one of "
                                  f"{getattr(self, k)}")
@@ -147,23 +194,65 @@ class SearchSpace:
                     cls_token=self.cls_token, pool=self.pool, **kw)
 
     def largest(self, num_classes: int | None = None) -> Arch:
-        """Most compute: widest, deepest, most heads, highest rank, smallest patch (most tokens)."""
-        return self._arch(num_classes, embed_dim=max(self.embed_dim), depth=max(self.depth),
-                          num_heads=max(self.num_heads), mlp_ratio=max(self.mlp_ratio),
-                          rank_ratio=max(self.rank_ratio), patch_size=min(self.patch_size))
+        """Most compute: widest, deepest, most heads, highest rank, smallest patch (most tokens); a
+        conv stem when the space has one (most layers and channels, the fewest pools)."""
+        kw = dict(embed_dim=max(self.embed_dim), depth=max(self.depth), num_heads=max(self.num_heads),
+                  mlp_ratio=max(self.mlp_ratio), rank_ratio=max(self.rank_ratio), patch_size=min(self.patch_size))
+        if self.conv_stem:
+            kw.update(self._conv(max(self.stem_layers), max(self.stem_width), min(self.stem_pool)))
+        return self._arch(num_classes, **kw)
 
     def smallest(self, num_classes: int | None = None) -> Arch:
-        return self._arch(num_classes, embed_dim=min(self.embed_dim), depth=min(self.depth),
-                          num_heads=min(self.num_heads), mlp_ratio=min(self.mlp_ratio),
-                          rank_ratio=min(self.rank_ratio), patch_size=max(self.patch_size))
+        """A patch stem when the space has one, else the smallest conv stem (most pools)."""
+        kw = dict(embed_dim=min(self.embed_dim), depth=min(self.depth), num_heads=min(self.num_heads),
+                  mlp_ratio=min(self.mlp_ratio), rank_ratio=min(self.rank_ratio), patch_size=max(self.patch_size))
+        if "patch" not in self.stem:
+            kw.update(self._conv(min(self.stem_layers), min(self.stem_width), max(self.stem_pool)))
+        return self._arch(num_classes, **kw)
+
+    @staticmethod
+    def _conv(layers: int, width: int, pools) -> dict:
+        """Arch fields of a conv stem (``pools``: one flag for every layer, or a list)."""
+        pools = tuple(pools) if isinstance(pools, (list, tuple)) else (pools,) * layers
+        return dict(stem="conv", stem_layers=layers, stem_width=width if layers == 2 else 0, stem_pool=pools,
+                    patch_size=1)
+
+    def _sample_stem(self, rng: random.Random) -> dict:
+        """The stem of a random member; draws nothing in a patch-only space (its samples stay as before)."""
+        if self.stem == ["patch"]:
+            return {}
+        if rng.choice(self.stem) == "patch":
+            return {}
+        layers = rng.choice(self.stem_layers)
+        width = rng.choice(self.stem_width) if layers == 2 else 0
+        return self._conv(layers, width, [rng.choice(self.stem_pool) for _ in range(layers)])
 
     def sample(self, rng: random.Random, num_classes: int | None = None) -> Arch:
         """A uniform random member (depth, width, rank, patch once; heads and MLP ratio per layer)."""
         depth = rng.choice(self.depth)
-        return self._arch(num_classes, embed_dim=rng.choice(self.embed_dim), depth=depth,
-                          num_heads=[rng.choice(self.num_heads) for _ in range(depth)],
-                          mlp_ratio=[rng.choice(self.mlp_ratio) for _ in range(depth)],
-                          rank_ratio=rng.choice(self.rank_ratio), patch_size=rng.choice(self.patch_size))
+        kw = dict(embed_dim=rng.choice(self.embed_dim), depth=depth,
+                  num_heads=[rng.choice(self.num_heads) for _ in range(depth)],
+                  mlp_ratio=[rng.choice(self.mlp_ratio) for _ in range(depth)],
+                  rank_ratio=rng.choice(self.rank_ratio), patch_size=rng.choice(self.patch_size))
+        kw.update(self._sample_stem(rng))
+        return self._arch(num_classes, **kw)
+
+    def _mutate_stem(self, arch: Arch, patch_size: int, rng: random.Random, s_prob: float) -> dict:
+        if self.stem == ["patch"]:
+            return {}
+        stem = rng.choice(self.stem) if rng.random() < s_prob else arch.stem
+        if stem == "patch":
+            size = patch_size if _member(patch_size, self.patch_size) else rng.choice(self.patch_size)
+            return dict(stem="patch", stem_layers=0, stem_width=0, stem_pool=(), patch_size=size)
+        if arch.stem != "conv":
+            layers = rng.choice(self.stem_layers)
+            return self._conv(layers, rng.choice(self.stem_width), [rng.choice(self.stem_pool) for _ in range(layers)])
+        pick = lambda cur, choices: rng.choice(choices) if rng.random() < s_prob else cur  # noqa: E731
+        layers = pick(arch.stem_layers, self.stem_layers)
+        width = pick(arch.stem_width or rng.choice(self.stem_width), self.stem_width)
+        pools = [pick(arch.stem_pool[i] if i < arch.stem_layers else rng.choice(self.stem_pool), self.stem_pool)
+                 for i in range(layers)]
+        return self._conv(layers, width, pools)
 
     def mutate(self, arch: Arch, rng: random.Random, m_prob: float = 0.2, s_prob: float = 0.4) -> Arch:
         """AutoFormer's mutation: depth, width, rank and patch each resampled with probability
@@ -178,10 +267,10 @@ class SearchSpace:
             if rng.random() < m_prob:
                 mlps[i] = rng.choice(self.mlp_ratio)
         pick = lambda cur, choices: rng.choice(choices) if rng.random() < s_prob else cur  # noqa: E731
-        return replace(arch, depth=depth, num_heads=tuple(heads), mlp_ratio=tuple(mlps),
-                       embed_dim=pick(arch.embed_dim, self.embed_dim),
-                       rank_ratio=pick(arch.rank_ratio, self.rank_ratio),
-                       patch_size=pick(arch.patch_size, self.patch_size))
+        kw = dict(embed_dim=pick(arch.embed_dim, self.embed_dim), rank_ratio=pick(arch.rank_ratio, self.rank_ratio),
+                  patch_size=pick(arch.patch_size, self.patch_size))
+        kw.update(self._mutate_stem(arch, kw["patch_size"], rng, s_prob))
+        return replace(arch, depth=depth, num_heads=tuple(heads), mlp_ratio=tuple(mlps), **kw)
 
     def crossover(self, a: Arch, b: Arch, rng: random.Random) -> Arch:
         """Each gene from either parent; a layer that only the deeper parent has comes from it."""
@@ -193,12 +282,18 @@ class SearchSpace:
             opts = [g[i] for g in (ga, gb) if i < len(g)]
             return rng.choice(opts)
 
-        return replace(a, depth=depth,
-                       num_heads=tuple(layer(a.num_heads, b.num_heads, i) for i in range(depth)),
-                       mlp_ratio=tuple(layer(a.mlp_ratio, b.mlp_ratio, i) for i in range(depth)),
-                       embed_dim=rng.choice([a.embed_dim, b.embed_dim]),
-                       rank_ratio=rng.choice([a.rank_ratio, b.rank_ratio]),
-                       patch_size=rng.choice([a.patch_size, b.patch_size]))
+        kw = dict(depth=depth,
+                  num_heads=tuple(layer(a.num_heads, b.num_heads, i) for i in range(depth)),
+                  mlp_ratio=tuple(layer(a.mlp_ratio, b.mlp_ratio, i) for i in range(depth)),
+                  embed_dim=rng.choice([a.embed_dim, b.embed_dim]),
+                  rank_ratio=rng.choice([a.rank_ratio, b.rank_ratio]),
+                  patch_size=rng.choice([a.patch_size, b.patch_size]))
+        if self.stem != ["patch"]:
+            src = rng.choice([a, b])  # the stem comes whole from one parent
+            patch = kw["patch_size"] if src.stem == "patch" and kw["patch_size"] != 1 else src.patch_size
+            kw.update(stem=src.stem, stem_layers=src.stem_layers, stem_width=src.stem_width,
+                      stem_pool=src.stem_pool, patch_size=patch)
+        return replace(a, **kw)
 
     def with_factors(self, rank_ratio: float, patch_size: int) -> "SearchSpace":
         """The space of one point of the (rank ratio, patch size) grid (search-space evolution)."""
@@ -209,7 +304,10 @@ class SearchSpace:
         """Number of distinct subnets."""
         per_layer = len(self.num_heads) * len(self.mlp_ratio)
         layers = sum(per_layer**d for d in self.depth)
-        return len(self.embed_dim) * len(self.rank_ratio) * len(self.patch_size) * layers
+        stems = len(self.patch_size) if "patch" in self.stem else 0
+        if self.conv_stem:
+            stems += sum((len(self.stem_width) if n == 2 else 1) * len(self.stem_pool) ** n for n in self.stem_layers)
+        return len(self.embed_dim) * len(self.rank_ratio) * stems * layers
 
     # ---- (de)serialisation ----
     def to_dict(self) -> dict:
@@ -222,6 +320,9 @@ class SearchSpace:
                       "num_heads": self.super_num_heads, "mlp_ratio": self.super_mlp_ratio}
         if self.evolution:
             d["evolution"] = {k: list(v) for k, v in self.evolution.items()}
+        if self.conv_stem:  # patch-only spaces are written as before
+            d.update(stem=list(self.stem), stem_layers=list(self.stem_layers), stem_width=list(self.stem_width),
+                     stem_pool=list(self.stem_pool))
         return d
 
     @classmethod

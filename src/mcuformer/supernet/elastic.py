@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mcuformer.space import patch_padding
-from mcuformer.supernet.vit import LN_EPS, LowRankLinear, PatchEmbed
+from mcuformer.supernet.vit import LN_EPS, ConvStem, LowRankLinear, PatchEmbed
 
 
 def factorise(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -170,4 +170,39 @@ class SuperPatchEmbed(nn.Module):
         m = PatchEmbed(self.img_size, self.patch_size, self.in_chans, self.active_dim)
         m.proj.weight.copy_(self.proj.weight[: self.active_dim])
         m.proj.bias.copy_(self.proj.bias[: self.active_dim])
+        return m
+
+
+class SuperConvStem(nn.Module):
+    """The elastic convolutional tokenizer: two shared 3x3 convs. The first layer of every conv stem
+    uses the leading filters of ``conv1`` (stem_width of them in a 2-layer stem, embed_dim in a 1-layer
+    one); ``conv2`` maps the leading stem_width input channels to the leading embed_dim filters."""
+
+    def __init__(self, in_chans: int, width_max: int, embed_max: int, two_layers: bool):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_chans, width_max, 3, padding=1)
+        self.conv2 = nn.Conv2d(width_max, embed_max, 3, padding=1) if two_layers else None
+        self.arch = None
+
+    def configure(self, arch):
+        self.arch = arch
+
+    def layers(self):
+        """(conv module, in channels, out channels, pooled) of each active layer."""
+        convs = (self.conv1, self.conv2)
+        return [(convs[i], cin, cout, pooled) for i, (_, cin, cout, pooled) in enumerate(self.arch.stem_convs())]
+
+    def forward(self, x):
+        for conv, cin, cout, pooled in self.layers():
+            x = F.relu(F.conv2d(x, conv.weight[:cout, :cin], conv.bias[:cout], padding=1))
+            if pooled:
+                x = F.max_pool2d(x, 3, 2, 1)
+        return x.flatten(2).transpose(1, 2)
+
+    @torch.no_grad()
+    def active_module(self) -> ConvStem:
+        m = ConvStem(self.arch)
+        for plain, (conv, cin, cout, _) in zip(m.convs, self.layers()):
+            plain.weight.copy_(conv.weight[:cout, :cin])
+            plain.bias.copy_(conv.bias[:cout])
         return m

@@ -9,8 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from mcuformer.errors import SpaceError
-from mcuformer.space import Arch, SearchSpace, is_dense, mlp_hidden, patch_grid
-from mcuformer.supernet.elastic import SuperLayerNorm, SuperLinear, SuperPatchEmbed
+import itertools
+
+from mcuformer.space import Arch, SearchSpace, is_dense, mlp_hidden, patch_grid, pooled_size
+from mcuformer.supernet.elastic import SuperConvStem, SuperLayerNorm, SuperLinear, SuperPatchEmbed
 from mcuformer.supernet.vit import Attention, Block, Mlp, ViT, drop_path
 
 
@@ -101,9 +103,27 @@ class SuperBlock(nn.Module):
         return m
 
 
+def stem_key(arch: Arch) -> str:
+    """Which position embedding a subnet uses: one per patch size, one per conv-stem token grid."""
+    return f"conv{arch.grid}" if arch.stem == "conv" else str(arch.patch_size)
+
+
+def conv_grids(space: SearchSpace) -> list[int]:
+    """The token grid sides the space's conv stems can have (one per number of pools)."""
+    grids = set()
+    for layers in space.stem_layers:
+        for pools in itertools.product(space.stem_pool, repeat=layers):
+            size = space.img_size
+            for p in pools:
+                size = pooled_size(size) if p else size
+            grids.add(size)
+    return sorted(grids)
+
+
 class SuperViT(nn.Module):
     """Weight-sharing ViT over a ``SearchSpace``. One patch stem and position embedding per patch
-    size (token counts differ); blocks, norm and head are shared by every subnet."""
+    size (token counts differ); with conv stems, one shared elastic conv stem and a position
+    embedding per token grid; blocks, norm and head are shared by every subnet."""
 
     def __init__(self, space: SearchSpace, num_classes: int | None = None, drop_path_rate: float = 0.0):
         super().__init__()
@@ -112,12 +132,17 @@ class SuperViT(nn.Module):
             raise SpaceError(f"space {space.name} has no num_classes and none was given")
         self.space, self.num_classes = space, num_classes
         e = space.super_embed_dim
+        patch_sizes = space.patch_size if "patch" in space.stem else []
         self.patch_embeds = nn.ModuleDict(
-            {str(p): SuperPatchEmbed(space.img_size, p, space.in_chans, e) for p in space.patch_size})
+            {str(p): SuperPatchEmbed(space.img_size, p, space.in_chans, e) for p in patch_sizes})
         cls = int(space.cls_token)
+        grids = {str(p): patch_grid(space.img_size, p) for p in patch_sizes}
+        self.conv_stem = None
+        if space.conv_stem:
+            self.conv_stem = SuperConvStem(space.in_chans, space.super_stem_width, e, 2 in space.stem_layers)
+            grids.update({f"conv{g}": g for g in conv_grids(space)})
         self.pos_embeds = nn.ParameterDict(
-            {str(p): nn.Parameter(torch.zeros(1, patch_grid(space.img_size, p) ** 2 + cls, e))
-             for p in space.patch_size})
+            {k: nn.Parameter(torch.zeros(1, g ** 2 + cls, e)) for k, g in grids.items()})
         self.cls_token = nn.Parameter(torch.zeros(1, 1, e)) if space.cls_token else None
         depth = space.super_depth
         self.blocks = nn.ModuleList(
@@ -137,7 +162,10 @@ class SuperViT(nn.Module):
             raise SpaceError(f"arch has {arch.num_classes} classes, the supernet {self.num_classes}")
         self.arch = arch
         e = arch.embed_dim
-        self.patch_embeds[str(arch.patch_size)].configure(e)
+        if arch.stem == "conv":
+            self.conv_stem.configure(arch)
+        else:
+            self.patch_embeds[str(arch.patch_size)].configure(e)
         for i in range(arch.depth):
             self.blocks[i].configure(arch, i)
         self.norm.configure(e)
@@ -150,8 +178,8 @@ class SuperViT(nn.Module):
             self.set_active_subnet(arch)
         arch, e = self.arch, self.arch.embed_dim
         net = ViT(arch)
-        net.patch_embed = self.patch_embeds[str(arch.patch_size)].active_module()
-        net.pos_embed.copy_(self.pos_embeds[str(arch.patch_size)][:, :, :e])
+        net.patch_embed = self.stem().active_module()
+        net.pos_embed.copy_(self.pos_embeds[stem_key(arch)][:, :, :e])
         if self.cls_token is not None:
             net.cls_token.copy_(self.cls_token[:, :, :e])
         net.blocks = nn.ModuleList(self.blocks[i].active_module(arch, i) for i in range(arch.depth))
@@ -161,10 +189,10 @@ class SuperViT(nn.Module):
     # ---- forward of the active subnet ----
     def forward_features(self, x):
         arch, e = self.arch, self.arch.embed_dim
-        x = self.patch_embeds[str(arch.patch_size)](x)
+        x = self.stem()(x)
         if self.cls_token is not None:
             x = torch.cat([self.cls_token[:, :, :e].expand(x.shape[0], -1, -1), x], dim=1)
-        x = x + self.pos_embeds[str(arch.patch_size)][:, :, :e]
+        x = x + self.pos_embeds[stem_key(arch)][:, :, :e]
         for blk in self.blocks[: arch.depth]:
             x = blk(x)
         x = self.norm(x)
@@ -172,6 +200,10 @@ class SuperViT(nn.Module):
 
     def forward(self, x):
         return self.head(self.forward_features(x))
+
+    def stem(self) -> nn.Module:
+        """The active subnet's stem module."""
+        return self.conv_stem if self.arch.stem == "conv" else self.patch_embeds[str(self.arch.patch_size)]
 
     def no_weight_decay(self) -> set[str]:
         """Parameter names excluded from weight decay (timm convention: biases, norms, embeddings)."""

@@ -53,6 +53,29 @@ class PatchEmbed(nn.Module):
         return self.proj(x).flatten(2).transpose(1, 2)
 
 
+class ConvStem(nn.Module):
+    """The convolutional tokenizer (CCT-like): 3x3 convolutions (padding 1) with ReLU, each optionally
+    followed by a 3x3 stride-2 max-pool (padding 1); the last conv has embed_dim channels, so the last
+    map's pixels (row-major) are the tokens with no projection."""
+
+    def __init__(self, arch: Arch):
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(cin, cout, 3, padding=1) for _, cin, cout, _ in arch.stem_convs())
+        self.pools = tuple(arch.stem_pool)
+
+    def forward(self, x):
+        for conv, pooled in zip(self.convs, self.pools):
+            x = F.relu(conv(x))
+            if pooled:
+                x = F.max_pool2d(x, 3, 2, 1)
+        return x.flatten(2).transpose(1, 2)
+
+
+def make_stem(arch: Arch) -> nn.Module:
+    return ConvStem(arch) if arch.stem == "conv" else PatchEmbed(arch.img_size, arch.patch_size, arch.in_chans,
+                                                                 arch.embed_dim)
+
+
 class Attention(nn.Module):
     def __init__(self, embed_dim: int, num_heads: int, head_dim: int, qkv_rank, proj_rank):
         super().__init__()
@@ -101,7 +124,7 @@ class ViT(nn.Module):
         super().__init__()
         self.arch = arch
         e = arch.embed_dim
-        self.patch_embed = PatchEmbed(arch.img_size, arch.patch_size, arch.in_chans, e)
+        self.patch_embed = make_stem(arch)  # the stem: a PatchEmbed or a ConvStem
         self.cls_token = nn.Parameter(torch.zeros(1, 1, e)) if arch.cls_token else None
         self.pos_embed = nn.Parameter(torch.zeros(1, arch.num_tokens, e))
         self.blocks = nn.ModuleList(Block(arch, i) for i in range(arch.depth))

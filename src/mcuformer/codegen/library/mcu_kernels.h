@@ -46,6 +46,32 @@ typedef struct {
     int32_t img_size, channels, patch, grid, pad;
 } mcu_stem_t;
 
+/* A 3x3 convolution (stride 1, padding 1) + ReLU over int8 HWC maps of one side: the conv stem's
+ * layer. Padded pixels hold in_zp (a real zero; the bias folds -in_zp * sum(w) over the whole
+ * window). ReLU is the clamp of the output at out_zp (the real zero). */
+typedef struct {
+    mcu_factor_t f;            /* in = 9 * in_chans, weights [out][ky][kx][c]; out = channels */
+    int32_t in_zp, width, in_chans;
+} mcu_conv3x3_t;
+
+/* A stage of the conv stem: a conv layer, or the 3x3 stride-2 max-pool (padding 1) after one. */
+typedef struct {
+    int32_t kind;              /* 0: conv, 1: max-pool */
+    int32_t layer;             /* the conv layer (its own, or the one it pools) */
+    int32_t in_size, out_size, channels; /* map sides, output channels */
+} mcu_stem_stage_t;
+
+/* The convolutional tokenizer: the last stage's pixels are the tokens (E channels each). */
+typedef struct {
+    mcu_conv3x3_t conv[2];
+    mcu_stem_stage_t stage[4];
+    int32_t stages;
+    const int8_t *cls_token;   /* [E] at the tokens' scale, or 0 */
+    const int8_t *pos_embed;   /* [N][E] */
+    mcu_add_t pos_add;
+    int32_t grid, dim;
+} mcu_conv_stem_t;
+
 /* One transformer block's constants. */
 typedef struct {
     mcu_layernorm_t norm1;
@@ -91,6 +117,24 @@ void mcu_softmax_row(const int8_t *x, int8_t *y, int32_t n, const uint16_t *exp_
 /* mcu_stem.c */
 void mcu_patch_embed(const mcu_stem_t *s, const int8_t *image, int8_t *x, int32_t add_pos);
 void mcu_pos_add(const mcu_stem_t *s, const int8_t *x, int8_t *y);
+
+/* mcu_conv3x3.c, mcu_maxpool.c: one output row from the three input rows of its window (a 0 row is
+ * padding); the conv gathers each window into col (9 * in_chans bytes); the max-pool's input is
+ * in_width wide and its output (in_width + 1) / 2 */
+void mcu_conv3x3_row(const mcu_conv3x3_t *c, const int8_t *above, const int8_t *mid, const int8_t *below,
+                     int8_t *out, int8_t *col);
+void mcu_maxpool3x3s2_row(const int8_t *above, const int8_t *mid, const int8_t *below, int8_t *out,
+                          int32_t in_width, int32_t channels);
+
+/* mcu_conv_stem.c: the conv stem layer-wise (stage k over whole maps; the last stage writes the
+ * token matrix, cls row included) or row by row (one call, rings of three rows per stage but the
+ * last); col: the convs' window buffer (9 * their largest in_chans bytes; 0 for a max-pool stage);
+ * add_pos: add the position embedding to each token as it is written */
+void mcu_conv_stem_stage(const mcu_conv_stem_t *s, int32_t k, const int8_t *in, int8_t *out, int8_t *col,
+                         int32_t add_pos);
+void mcu_conv_stem_rows(const mcu_conv_stem_t *s, const int8_t *image, int8_t *x, int8_t *ring0, int8_t *ring1,
+                        int8_t *ring2, int8_t *col, int32_t add_pos);
+void mcu_conv_stem_pos_add(const mcu_conv_stem_t *s, const int8_t *x, int8_t *y);
 
 /* mcu_layerwise.c: every token, one op each */
 void mcu_layernorm(const mcu_layernorm_t *p, const int8_t *x, int8_t *y, int32_t tokens);
