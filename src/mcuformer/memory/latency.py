@@ -8,6 +8,10 @@ adds, tables and pooling, and one call. Predicted instructions are the dot produ
 instructions per unit (``COEFFICIENTS``), fitted by least squares on per-call instruction counts from
 the emulated Cortex-M7 (``benchmarks/latency_model.py``: QEMU mps2-an500 -icount shift=0, DSP build).
 
+The conv stem's kernels (``conv3x3``, ``maxpool``, ``conv_stem_rows``) are not in that fit yet: their
+rules borrow the patch stem's instructions per MAC and the pooling rate (an approximation, see
+docs/conv-stem.md for their measured instructions).
+
 These are QEMU INSTRUCTION COUNTS, not cycles: latency in ms = instructions / clock, which assumes one
 instruction per cycle (a Cortex-M7 dual-issues some pairs but waits on flash and loads; no cycle-accurate
 model is available here).
@@ -77,6 +81,13 @@ def op_work(op: Op) -> Counter:
         w.update(pool_elements=_size(x.shape))
     elif k == "take_cls":
         pass
+    elif k in ("conv3x3", "conv_stem_rows"):
+        # not calibrated yet: the patch stem's instructions per MAC (measured 1.3-3.4 for these convs)
+        w.update(stem_macs=op.macs)
+        if op.attrs.get("add_pos"):
+            w.update(add_elements=_size(op.outputs[0].shape))
+    elif k == "maxpool":
+        w.update(pool_elements=3 * _size(op.outputs[0].shape) // 2)  # ~17 instructions per output byte
     elif k == "ln_pool":
         n, e = x.shape
         rows = 1 if op.attrs.get("pool") == "cls" else n - int(op.attrs.get("skip_cls", 0))
