@@ -11,9 +11,13 @@ def add_arguments(p):
     p.add_argument("--per-class", type=int, required=True, help="images held out per class")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", required=True, help="the split file (JSON)")
+    from mcuformer.cli.official_flags import add_official_flags  # the official script's flags
+    add_official_flags(p, "sub-split")
 
 
 def run(args) -> int:
+    from mcuformer.cli.official_flags import apply_official_flags
+    apply_official_flags(args, "sub-split")
     from mcuformer.data import make_subsplit
 
     split = make_subsplit(args.data_path, args.per_class, args.seed, args.output)

@@ -34,6 +34,8 @@ def add_arguments(p):
     p.add_argument("--channels-last", action="store_true", default=None)
     p.add_argument("--no-randaugment", action="store_true", help="switch RandAugment off")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
+    from mcuformer.cli.official_flags import add_official_flags  # the official script's flags
+    add_official_flags(p, "train")
 
 
 def build_config(args, checkpoint_config: dict | None = None):
@@ -62,6 +64,8 @@ def build_config(args, checkpoint_config: dict | None = None):
 
 
 def run(args) -> int:
+    from mcuformer.cli.official_flags import apply_official_flags
+    apply_official_flags(args, "train")
     from pathlib import Path
 
     from mcuformer.space import SearchSpace
