@@ -86,6 +86,10 @@ def stem_dims(arch: Arch) -> StemDims:
 
 
 def block_dims(arch: Arch, layer: int) -> BlockDims:
+    if arch.low_rank_form == "official":  # ranks by the official rule, the middle factor folded
+        s = arch.linear_shapes(layer)
+        return BlockDims(arch.num_tokens, arch.embed_dim, arch.num_heads[layer], arch.head_dim,
+                         arch.mlp_dim(layer), s["qkv"][2], s["proj"][2], s["fc1"][2], s["fc2"][2])
     return _block_dims(arch.num_tokens, arch.embed_dim, arch.num_heads[layer], arch.head_dim,
                        arch.mlp_ratio[layer], arch.rank_ratio)
 

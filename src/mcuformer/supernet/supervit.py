@@ -22,17 +22,37 @@ def max_rank(space: SearchSpace, in_max: int, out_max: int) -> int | None:
     return min(in_max, out_max) if is_dense(top) else max(1, int(top * min(in_max, out_max) + 1e-9))
 
 
+def official_max_rank(space: SearchSpace, width: int) -> int:
+    """Stored rank of an official three-factor layer: int(width x the largest rank ratio)."""
+    return max(1, int(width * space.max_rank_ratio))
+
+
+def active_shapes(arch: Arch, layer: int) -> dict:
+    """(in, out, rank) each block linear is configured with: the official form trains its own ranks
+    (which may exceed min(in, out)); ``linear_shapes`` gives what is exported."""
+    shapes = arch.linear_shapes(layer)
+    if arch.low_rank_form != "official":
+        return shapes
+    ranks = arch.official_ranks(layer)
+    return {k: (i, o, ranks[k]) for k, (i, o, _) in shapes.items()}
+
+
 class SuperAttention(nn.Module):
     def __init__(self, space: SearchSpace):
         super().__init__()
         e, self.head_dim = space.super_embed_dim, space.head_dim
         inner = space.super_num_heads * space.head_dim
-        self.qkv = SuperLinear(e, 3 * inner, max_rank(space, e, 3 * inner), out_groups=3)
-        self.proj = SuperLinear(inner, e, max_rank(space, inner, e))
+        if space.low_rank_form == "official":  # both attention ranks come from the supernet width
+            r = official_max_rank(space, e)
+            self.qkv = SuperLinear(e, 3 * inner, r, out_groups=3, middle=True)
+            self.proj = SuperLinear(inner, e, r, middle=True)
+        else:
+            self.qkv = SuperLinear(e, 3 * inner, max_rank(space, e, 3 * inner), out_groups=3)
+            self.proj = SuperLinear(inner, e, max_rank(space, inner, e))
         self.num_heads = space.super_num_heads
 
     def configure(self, arch: Arch, layer: int):
-        shapes = arch.linear_shapes(layer)
+        shapes = active_shapes(arch, layer)
         self.num_heads = arch.num_heads[layer]
         self.qkv.configure(*shapes["qkv"])
         self.proj.configure(*shapes["proj"])
@@ -56,11 +76,16 @@ class SuperMlp(nn.Module):
         super().__init__()
         e = space.super_embed_dim
         hidden = mlp_hidden(space.super_mlp_ratio, e)
-        self.fc1 = SuperLinear(e, hidden, max_rank(space, e, hidden))
-        self.fc2 = SuperLinear(hidden, e, max_rank(space, hidden, e))
+        if space.low_rank_form == "official":
+            r = official_max_rank(space, min(e, hidden))
+            self.fc1 = SuperLinear(e, hidden, r, middle=True)
+            self.fc2 = SuperLinear(hidden, e, r, middle=True)
+        else:
+            self.fc1 = SuperLinear(e, hidden, max_rank(space, e, hidden))
+            self.fc2 = SuperLinear(hidden, e, max_rank(space, hidden, e))
 
     def configure(self, arch: Arch, layer: int):
-        shapes = arch.linear_shapes(layer)
+        shapes = active_shapes(arch, layer)
         self.fc1.configure(*shapes["fc1"])
         self.fc2.configure(*shapes["fc2"])
 
