@@ -52,6 +52,8 @@ def test_the_three_seed_command_lines_run(imagenet_layout, tmp_path):
     proc = run_cli("search", *_line(SEED_SEARCH, SHRINK_SEARCH, data=data, ckpt=out / "checkpoint.pt", cfg=cfg,
                                     cfg_new=cfg_new, out=out_s), check=True)
     assert "ignoring stray argument(s) /OUTPUT_PATH" in proc.stderr
+    # the seed's supernet trained on all of train, the sub-split included: the search says so
+    assert "warning: 200 of the 200 held-out images were in the supernet's training set" in proc.stderr
     assert "held-out: " + str(data / "subImageNet.json") in proc.stdout  # EVO_IMNET -> the sub-split
     assert "320 KB" in proc.stdout  # --memory-constraint 320 -> --sram-kb 320
     assert (out_s / "best_arch.yaml").exists()
@@ -103,3 +105,19 @@ def test_official_defaults_map_onto_train_settings():
     assert (c.augment.label_smoothing, c.augment.random_erasing, c.grad_clip, c.workers, c.amp) == \
         (0.2, 0.5, 1.5, 3, "off")
     assert c.augment.randaugment is False
+
+
+def test_search_overlap_of_heldout_and_training_images(imagenet_layout, tmp_path):
+    from mcuformer.data import make_subsplit
+    from mcuformer.search.overlap import heldout_overlap, trained_indices
+    data = imagenet_layout
+    split = make_subsplit(data, 50, seed=3, output=tmp_path / "split.json")
+    held = split["heldout"]
+    assert heldout_overlap({"seed": 0}, data, data, held)[0] == 100  # trained on all of train
+    excluded = {"exclude_split": str(tmp_path / "split.json"), "seed": 0}
+    assert heldout_overlap(excluded, data, data, held)[0] == 0
+    limited = {"limit_train": 50, "seed": 1}
+    seen = trained_indices(limited, data)
+    assert len(seen) == 50 and heldout_overlap(limited, data, data, held)[0] == len(set(seen) & set(held))
+    assert heldout_overlap(None, data, data, held)[0] is None
+    assert heldout_overlap({"seed": 0}, tmp_path, data, held)[0] is None  # trained on another folder

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 from tqdm import tqdm
@@ -53,6 +54,7 @@ def run_search(checkpoint, output, budget: Budget, cfg: EvolutionConfig, *, data
         check_feasible(net.space, budget, net.num_classes)
         data = resolve_search_data(net, data_path)
         heldout, heldout_source = heldout_dataset(net, data, subsplit, per_class, cfg.seed, heldout_limit)
+        overlap = _warn_overlap(net, data, subsplit, per_class, cfg.seed, info.is_main)
         settings = {"checkpoint_sha256": _sha256(Path(checkpoint) if Path(checkpoint).is_file()
                                                  else Path(checkpoint) / "checkpoint.pt"),
                     "budget": budget.to_dict(), "evolution": cfg.to_dict(), "heldout": heldout_source,
@@ -110,6 +112,7 @@ def run_search(checkpoint, output, budget: Budget, cfg: EvolutionConfig, *, data
     binding = "sram" if best["sram_bytes"] / budget.sram_bytes >= best["flash_bytes"] / budget.flash_bytes else "flash"
     result = {"budget": budget.to_dict(), "budget_label": budget.label(), "evolution": cfg.to_dict(),
               "heldout": settings["heldout"], "heldout_images": settings["heldout_images"],
+              "heldout_seen_in_training": overlap,
               "evaluations": len(state.evaluated), "rejected_by_memory": state.rejected,
               "all_subnets_fit": all(budget.measure(a)[2] for a in (s.arch for s in ranked)),
               "best_binding": binding, "rows": rows}
@@ -124,6 +127,20 @@ def run_search(checkpoint, output, budget: Budget, cfg: EvolutionConfig, *, data
     random_best = next((r["heldout_top1"] for r in rows if r["method"] == "random search"), None)
     plot_fitness(state.history, output / "fitness.png", random_best)
     return result
+
+
+def _warn_overlap(net, data, subsplit, per_class: int, seed: int, is_main: bool) -> int | None:
+    """Warn (one stderr line) when the held-out split overlaps the supernet's training images."""
+    from mcuformer.search.overlap import heldout_indices, heldout_overlap
+    n, why = heldout_overlap(net.train_config, net.data_path, data,
+                             heldout_indices(data, subsplit, per_class, seed))
+    if is_main and n is None:
+        print(f"mcuformer search: note: cannot tell whether the held-out images were trained on: {why}",
+              file=sys.stderr)
+    elif is_main and n:
+        print(f"mcuformer search: warning: {why}, so held-out top-1 is optimistic; train with "
+              "`--exclude-split` on this sub-split (`mcuformer sub-split`) to keep them out", file=sys.stderr)
+    return n
 
 
 def _json_line(obj) -> str:
