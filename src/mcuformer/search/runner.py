@@ -54,7 +54,6 @@ def run_search(checkpoint, output, budget: Budget, cfg: EvolutionConfig, *, data
         check_feasible(net.space, budget, net.num_classes)
         data = resolve_search_data(net, data_path)
         heldout, heldout_source = heldout_dataset(net, data, subsplit, per_class, cfg.seed, heldout_limit)
-        overlap = _warn_overlap(net, data, subsplit, per_class, cfg.seed, info.is_main)
         settings = {"checkpoint_sha256": _sha256(Path(checkpoint) if Path(checkpoint).is_file()
                                                  else Path(checkpoint) / "checkpoint.pt"),
                     "budget": budget.to_dict(), "evolution": cfg.to_dict(), "heldout": heldout_source,
@@ -62,6 +61,7 @@ def run_search(checkpoint, output, budget: Budget, cfg: EvolutionConfig, *, data
         state = None
         if state_path.exists():
             state = EvolutionState.from_dict(read_structured(state_path), settings, str(state_path))
+        overlap = _warn_overlap(net, data, subsplit, per_class, cfg.seed, info.is_main)
         cache = FitnessCache(net.model, preload(heldout, info, batch_size, workers), info, amp)
         if state is not None:
             cache.scores.update((s.arch, s.fitness) for s in state.evaluated)
@@ -134,10 +134,7 @@ def _warn_overlap(net, data, subsplit, per_class: int, seed: int, is_main: bool)
     from mcuformer.search.overlap import heldout_indices, heldout_overlap
     n, why = heldout_overlap(net.train_config, net.data_path, data,
                              heldout_indices(data, subsplit, per_class, seed))
-    if is_main and n is None:
-        print(f"mcuformer search: note: cannot tell whether the held-out images were trained on: {why}",
-              file=sys.stderr)
-    elif is_main and n:
+    if is_main and n:  # None (cannot be told: another data folder, no settings) stays quiet
         print(f"mcuformer search: warning: {why}, so held-out top-1 is optimistic; train with "
               "`--exclude-split` on this sub-split (`mcuformer sub-split`) to keep them out", file=sys.stderr)
     return n
