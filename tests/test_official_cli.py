@@ -47,6 +47,8 @@ def test_the_three_seed_command_lines_run(imagenet_layout, tmp_path):
     assert "note: --load-pretrained-model" in proc.stderr and "--init-from" in proc.stderr
     assert "note: --super_epoch" in proc.stderr and "evolve-space" in proc.stderr
     assert (out / "checkpoint.pt").exists()
+    import torch
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["space"]["rel_pos"] == 14  # --relative_position
 
     out_s = tmp_path / "search"
     proc = run_cli("search", *_line(SEED_SEARCH, SHRINK_SEARCH, data=data, ckpt=out / "checkpoint.pt", cfg=cfg,

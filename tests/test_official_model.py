@@ -215,3 +215,54 @@ def test_memory_model_sees_the_folded_two_factors():
         assert weights + embeddings + norms + biases - extra == arch.num_params(folded=True)
         names = {p.name for p in params}
         assert "blocks.0.mlp.fc1.down" in str(names) and "blocks.0.attn.qkv.down" not in str(names)
+
+
+@pytest.mark.parametrize("clip", [14, 2])
+def test_official_checkpoint_with_relative_position_matches_the_official_forward(tmp_path, clip):
+    st = official_state(seed=1, qkv_bias=False, rel_pos=True, max_rel=clip)
+    path = tmp_path / "mcuformer-rel.pth"
+    torch.save({"model": st}, path)
+    net = SuperViT(official_space(rel_pos=clip)).eval()
+    report = load_dense_pretrained(net, path)
+    assert f"relative position tables of {SUPER['depth']} blocks" in report["loaded"]
+    x = torch.randn(2, 3, 32, 32)
+    for arch in _archs(net.space, 5):
+        assert arch.rel_pos == clip
+        net.set_active_subnet(arch)
+        with torch.no_grad():
+            ref = reference_forward(st, arch, x, rel_pos=True, max_rel=clip)
+            assert (ref - reference_forward(st, arch, x)).abs().max() > 1e-3  # the tables matter
+            torch.testing.assert_close(net(x), ref, atol=1e-5, rtol=0)
+            torch.testing.assert_close(net.get_active_subnet(arch).eval()(x), ref, atol=1e-5, rtol=0)
+        assert sum(p.numel() for p in net.get_active_subnet(arch).parameters()) == arch.num_params(folded=True)
+
+
+def test_relative_position_tables_are_reported_when_the_space_has_none(tmp_path):
+    path = tmp_path / "mcuformer-rel.pth"
+    torch.save({"model": official_state(rel_pos=True)}, path)
+    report = load_dense_pretrained(SuperViT(official_space()), path)
+    assert any("relative position tables of 3 blocks" in s and "rel_pos: 14" in s for s in report["skipped"])
+
+
+def test_relative_position_is_elastic_over_token_grids_and_trains():
+    space = official_space(rel_pos=3, patch_size=[4, 8], cls_token=False)
+    torch.manual_seed(0)
+    net = SuperViT(space)
+    rng = random.Random(0)
+    x = torch.randn(2, 3, 32, 32)
+    for arch in [space.largest(), space.smallest(), space.sample(rng)]:
+        net.set_active_subnet(arch)
+        net.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(net.get_active_subnet(arch).eval()(x), net(x), atol=1e-5, rtol=0)
+    net.train()
+    net.set_active_subnet(space.largest())  # patch 4: an 8 x 8 grid, distances clipped at 3
+    F.cross_entropy(net(x), torch.tensor([0, 1])).backward()
+    rel = net.blocks[0].attn.rel_pos
+    assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in (rel.key_v, rel.key_h, rel.value_v, rel.value_h))
+
+
+def test_official_T_parameter_count_with_relative_position():
+    space = dataclasses.replace(SearchSpace.load(OFFICIAL), low_rank_form="official", patch_size=[20], rel_pos=14)
+    # 14 layers x 4 tables x 30 rows x 64: the official 13.75 M at ratio 0.9, patch 20
+    assert space.largest(1000).num_params() == 13_639_264 + 14 * 4 * 30 * 64 == 13_746_784

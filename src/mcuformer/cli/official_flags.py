@@ -46,8 +46,7 @@ _COMMON = [
     _f("--platform", why="cluster platform selection does not apply"),
     _f("--teacher_model", do="same", ok=("",), why="knowledge distillation is not implemented in mcuformer"),
     _f("--relative_position", 0, do="custom"),
-    _f("--max_relative_position", do="same", cast=int, ok=(14,),
-       why="mcuformer clips relative distances at 14 like the official default"),
+    _f("--max_relative_position", do="custom", cast=int),
     _f("--gp", 0, why="the official spaces pool by global average (pool: gap), the mcuformer default"),
     _f("--change_qkv", 0, why="mcuformer always sizes q/k/v as heads x head_dim (head_dim 64), as --change_qkv does"),
     _f("--model", why="the architecture comes from --cfg/--space"),
@@ -250,9 +249,16 @@ def _apply_custom(args, verb: str, given: dict) -> None:
             raise ConfigError("--cfg/--cfg-new and --space both given; keep one")
         else:
             args.space = files
-    if "relative_position" in given:
-        _note(verb, "--relative_position accepted, no effect yet: mcuformer's attention has no relative "
-                    "position tables (absolute position embedding only)")
+    clip = _cast(Flag("--max_relative_position", cast=int), given.get("max_relative_position", 14))
+    if clip <= 0:
+        raise ConfigError(f"--max_relative_position {clip}: the clipping distance must be positive")
+    if "relative_position" in given and verb == "train":
+        args.official_rel_pos = clip  # the space gains 2-D relative position tables (official_space)
+    elif "relative_position" in given:
+        _note(verb, "--relative_position accepted: whether attention has relative position tables comes from "
+                    "the checkpoint's space (rel_pos)")
+    elif "max_relative_position" in given:
+        _note(verb, "--max_relative_position accepted, no effect without --relative_position")
     if "input_size" in given:
         size = _cast(Flag("--input-size", cast=int), given["input_size"])
         if verb == "train" and getattr(args, "space", None):
@@ -304,6 +310,16 @@ def _apply_custom(args, verb: str, given: dict) -> None:
             args.output = str(official_subsplit_path(args.data_path))
             if Path(args.output).exists():
                 raise ConfigError(f"{args.output} exists; pass --output to write the split elsewhere")
+
+
+def official_space(space, args):
+    """The space as the official flags change it: ``--relative_position`` adds 2-D relative position
+    tables clipped at ``--max_relative_position`` (14)."""
+    clip = getattr(args, "official_rel_pos", 0)
+    if clip and space.rel_pos != clip:
+        from dataclasses import replace
+        space = replace(space, rel_pos=clip)
+    return space
 
 
 def official_subsplit_path(data_path) -> Path:

@@ -72,6 +72,8 @@ def run(args) -> int:
     from mcuformer.train import load_checkpoint, train_supernet
 
     space = SearchSpace.load(args.space)
+    from mcuformer.cli.official_flags import official_space
+    space = official_space(space, args)  # --relative_position
     ckpt = Path(args.output) / "checkpoint.pt"
     saved = load_checkpoint(ckpt)["config"] if (args.resume and ckpt.exists()) else None
     cfg = build_config(args, saved)

@@ -68,6 +68,7 @@ class Arch:
     pool: str = "gap"
     low_rank_form: str = "two-factor"
     attn_rank_width: int = 0  # "official" form: the supernet embed dim the attention rank is taken from
+    rel_pos: int = 0  # >0: 2-D relative position tables on keys and values, distances clipped at this
 
     def __post_init__(self):
         # normalise lists from YAML into tuples so that Arch is hashable (the search caches by it)
@@ -97,6 +98,8 @@ class Arch:
             raise SpaceError("arch: pool 'cls' needs cls_token: true")
         if self.low_rank_form not in LOW_RANK_FORMS:
             raise SpaceError(f"arch: low_rank_form must be one of {LOW_RANK_FORMS}, got {self.low_rank_form!r}")
+        if isinstance(self.rel_pos, bool) or not isinstance(self.rel_pos, int) or self.rel_pos < 0:
+            raise SpaceError(f"arch: rel_pos must be a non-negative integer (the clipping distance), got {self.rel_pos!r}")
         official = self.low_rank_form == "official"
         if isinstance(self.attn_rank_width, bool) or not isinstance(self.attn_rank_width, int) or \
                 self.attn_rank_width < 0 or (official and self.attn_rank_width == 0):
@@ -164,13 +167,21 @@ class Arch:
                 else:
                     n += (fi * fo if r is None else r * (fi + fo)) + fo
         n += 2 * e + e * self.num_classes + self.num_classes  # final norm, head
+        n += self.depth * self.rel_pos_params()
         return n
+
+    def rel_pos_params(self) -> int:
+        """Relative position table entries of one layer: for keys and values, a vertical and a
+        horizontal table of 2k+2 rows (row 0: the class token) by head_dim."""
+        return 4 * (2 * self.rel_pos + 2) * self.head_dim if self.rel_pos else 0
 
     # ---- (de)serialisation ----
     def to_dict(self) -> dict:
         d = asdict(self)
         if self.low_rank_form == "two-factor":  # files of the default form stay as they were
             del d["low_rank_form"], d["attn_rank_width"]
+        if not self.rel_pos:
+            del d["rel_pos"]
         d["num_heads"] = list(self.num_heads)
         d["mlp_ratio"] = list(self.mlp_ratio)
         return d

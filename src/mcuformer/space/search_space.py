@@ -25,7 +25,9 @@ ELASTIC = ("embed_dim", "depth", "num_heads", "mlp_ratio", "rank_ratio", "patch_
 OFFICIAL_KEYS = {"MLP_RATIO": "mlp_ratio", "NUM_HEADS": "num_heads", "EMBED_DIM": "embed_dim",
                  "DEPTH": "depth", "RANK_RATIO": "rank_ratio", "PATCH_SIZE": "patch_size",
                  "IMG_SIZE": "img_size", "NUM_CLASSES": "num_classes", "HEAD_DIM": "head_dim",
-                 "LOW_RANK": "low_rank_form"}  # LOW_RANK (an mcuformer addition): two-factor | official
+                 "LOW_RANK": "low_rank_form", "RELATIVE_POSITION": "rel_pos"}
+# LOW_RANK (two-factor | official) and RELATIVE_POSITION (the clipping distance, 0 = off) are mcuformer
+# additions under SUPERNET: the official scripts take them from --relative_position / the code
 OFFICIAL_DEFAULTS = {"img_size": 240, "head_dim": 64, "cls_token": True, "pool": "gap",
                      "rank_ratio": [1.0], "patch_size": [16]}
 
@@ -57,6 +59,7 @@ class SearchSpace:
     evolution: dict = field(default_factory=dict)  # {"rank_ratio": [...], "patch_size": [...]}
     name: str = "space"
     low_rank_form: str = "two-factor"  # YAML key `low_rank`; "official": three factors, the official ranks
+    rel_pos: int = 0  # >0: 2-D relative position tables (keys and values), distances clipped at this
 
     def __post_init__(self):
         for k in ELASTIC:
@@ -83,6 +86,9 @@ class SearchSpace:
             raise SpaceError(f"space {self.name}: pool 'cls' needs cls_token: true")
         if self.low_rank_form not in LOW_RANK_FORMS:
             raise SpaceError(f"space {self.name}: low_rank must be one of {LOW_RANK_FORMS}, got {self.low_rank_form!r}")
+        if isinstance(self.rel_pos, bool) or not isinstance(self.rel_pos, int) or self.rel_pos < 0:
+            raise SpaceError(f"space {self.name}: rel_pos must be a non-negative integer (the clipping distance, "
+                             f"14 in the official code; 0 = off), got {self.rel_pos!r}")
         if self.low_rank_form == "official" and any(is_dense(r) for r in self.rank_ratio):
             raise SpaceError(f"space {self.name}: low_rank official needs rank ratios strictly between 0 and 1, "
                              f"got {self.rank_ratio}")
@@ -156,7 +162,8 @@ class SearchSpace:
     def _form_fields(self) -> dict:
         """The Arch fields of the low-rank form (the official one ranks attention by the supernet width)."""
         official = self.low_rank_form == "official"
-        return {"low_rank_form": self.low_rank_form, "attn_rank_width": self.super_embed_dim if official else 0}
+        return {"low_rank_form": self.low_rank_form, "attn_rank_width": self.super_embed_dim if official else 0,
+                "rel_pos": self.rel_pos}
 
     def largest(self, num_classes: int | None = None) -> Arch:
         """Most compute: widest, deepest, most heads, highest rank, smallest patch (most tokens)."""
@@ -236,6 +243,8 @@ class SearchSpace:
             d["evolution"] = {k: list(v) for k, v in self.evolution.items()}
         if self.low_rank_form != "two-factor":
             d["low_rank"] = self.low_rank_form
+        if self.rel_pos:
+            d["rel_pos"] = self.rel_pos
         return d
 
     @classmethod
@@ -297,7 +306,7 @@ class SearchSpace:
                         raise SpaceError(f"{p}: unknown key {section}.{k}; known: {sorted(OFFICIAL_KEYS)}")
                     target[OFFICIAL_KEYS[k]] = v
         d = dict(OFFICIAL_DEFAULTS)
-        for k in ("img_size", "num_classes", "head_dim", "low_rank_form"):
+        for k in ("img_size", "num_classes", "head_dim", "low_rank_form", "rel_pos"):
             if k in supers:
                 d[k] = supers.pop(k)
         for k in ("embed_dim", "depth", "num_heads", "mlp_ratio"):

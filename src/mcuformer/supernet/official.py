@@ -14,6 +14,12 @@ import torch
 from mcuformer.errors import CheckpointError
 from mcuformer.supernet.elastic import SuperLinear
 
+# our relative position table -> the official name ('{i}': block index)
+REL_POS = {"key_v": "blocks.{i}.attn.rel_pos_embed_k.embeddings_table_v",
+           "key_h": "blocks.{i}.attn.rel_pos_embed_k.embeddings_table_h",
+           "value_v": "blocks.{i}.attn.rel_pos_embed_v.embeddings_table_v",
+           "value_h": "blocks.{i}.attn.rel_pos_embed_v.embeddings_table_h"}
+
 # our layer -> the official factor prefix ('{i}': block index), and the dense AutoFormer name
 FACTORS = {
     "qkv": ("blocks.{i}.attn.qkv", "blocks.{i}.attn.qkv"),
@@ -97,3 +103,30 @@ def load_official(model, state: dict, path) -> dict:
                     _fill(layer.bias, bias)
     report["loaded"].append("three-factor layers as they are")
     return report
+
+
+@torch.no_grad()
+def load_rel_pos_tables(model, state: dict, report: dict) -> None:
+    """Copy the official relative position tables (keys and values, vertical and horizontal) of each
+    block; say in the report when the space has none or another clipping distance."""
+    blocks = [i for i in range(len(model.blocks)) if REL_POS["key_v"].format(i=i) in state]
+    if not blocks:
+        return
+    if not model.space.rel_pos:
+        rows = state[REL_POS["key_v"].format(i=blocks[0])].shape[0]
+        report["skipped"].append(f"relative position tables of {len(blocks)} blocks (the space has rel_pos 0; "
+                                 f"these need rel_pos: {(rows - 2) // 2})")
+        return
+    done = 0
+    for i in blocks:
+        rel = model.blocks[i].attn.rel_pos
+        for ours, name in REL_POS.items():
+            src, dst = state.get(name.format(i=i)), getattr(rel, ours)
+            if src is None or src.ndim != 2 or src.shape[0] != dst.shape[0]:
+                report["skipped"].append(f"block {i} relative position table {ours}: "
+                                         f"{None if src is None else tuple(src.shape)} does not fit {tuple(dst.shape)} "
+                                         f"(another clipping distance)")
+                continue
+            _fill(dst, src)
+        done += 1
+    report["loaded"].append(f"relative position tables of {done} blocks")

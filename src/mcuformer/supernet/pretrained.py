@@ -155,4 +155,7 @@ def load_dense_pretrained(model: SuperViT, path, state: dict | None = None) -> d
     if model.cls_token is not None and "cls_token" in state:
         _fill(model.cls_token, state["cls_token"])
     loaded += ["patch embedding", "position embedding", "norm"]
-    return {"layout": ("timm", "autoformer")[lay], "pretrained_depth": depth, "loaded": loaded, "skipped": skipped}
+    report = {"layout": ("timm", "autoformer")[lay], "pretrained_depth": depth, "loaded": loaded, "skipped": skipped}
+    from mcuformer.supernet.official import load_rel_pos_tables
+    load_rel_pos_tables(model, state, report)  # AutoFormer/MCUFormer 2-D relative position tables
+    return report

@@ -11,7 +11,7 @@ from torch import nn
 from mcuformer.errors import SpaceError
 from mcuformer.space import Arch, SearchSpace, is_dense, mlp_hidden, patch_grid
 from mcuformer.supernet.elastic import SuperLayerNorm, SuperLinear, SuperPatchEmbed
-from mcuformer.supernet.vit import Attention, Block, Mlp, ViT, drop_path
+from mcuformer.supernet.vit import Attention, Block, Mlp, RelPos2D, ViT, drop_path
 
 
 def max_rank(space: SearchSpace, in_max: int, out_max: int) -> int | None:
@@ -50,6 +50,8 @@ class SuperAttention(nn.Module):
             self.qkv = SuperLinear(e, 3 * inner, max_rank(space, e, 3 * inner), out_groups=3)
             self.proj = SuperLinear(inner, e, max_rank(space, inner, e))
         self.num_heads = space.super_num_heads
+        self.rel_pos = RelPos2D(space.rel_pos, space.head_dim) if space.rel_pos else None
+        self.cls_token = space.cls_token
 
     def configure(self, arch: Arch, layer: int):
         shapes = active_shapes(arch, layer)
@@ -60,7 +62,10 @@ class SuperAttention(nn.Module):
     def forward(self, x):
         b, n, _ = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        x = F.scaled_dot_product_attention(q, k, v)
+        if self.rel_pos is not None:  # the tables are shared by all heads and every token grid
+            x = self.rel_pos.attention(q, k, v, self.cls_token)
+        else:
+            x = F.scaled_dot_product_attention(q, k, v)
         return self.proj(x.transpose(1, 2).reshape(b, n, self.num_heads * self.head_dim))
 
     def active_module(self, arch: Arch, layer: int) -> Attention:
@@ -68,6 +73,10 @@ class SuperAttention(nn.Module):
         nn.Module.__init__(m)
         m.num_heads, m.head_dim = self.num_heads, self.head_dim
         m.qkv, m.proj = self.qkv.active_module(), self.proj.active_module()
+        m.rel_pos, m.cls_token = None, self.cls_token
+        if self.rel_pos is not None:
+            m.rel_pos = RelPos2D(self.rel_pos.clip, self.head_dim)
+            m.rel_pos.load_state_dict(self.rel_pos.state_dict())
         return m
 
 
