@@ -266,3 +266,36 @@ def test_official_T_parameter_count_with_relative_position():
     space = dataclasses.replace(SearchSpace.load(OFFICIAL), low_rank_form="official", patch_size=[20], rel_pos=14)
     # 14 layers x 4 tables x 30 rows x 64: the official 13.75 M at ratio 0.9, patch 20
     assert space.largest(1000).num_params() == 13_639_264 + 14 * 4 * 30 * 64 == 13_746_784
+
+
+def test_memory_model_counts_relative_position_tables():
+    from mcuformer.memory import estimate, memory_report, unique_params
+    from mcuformer.memory.schedule import build_ops
+    space = dataclasses.replace(SearchSpace.load(OFFICIAL), patch_size=[20])
+    for arch in (space.largest(1000), space.smallest(1000)):
+        rel = dataclasses.replace(arch, rel_pos=14)
+        tables = [p for p in unique_params(build_ops(rel)).values() if ".rel_pos." in p.name]
+        # per layer: key and value tables, each 2 x 30 rows x head_dim int8
+        assert sum(p.shape[0] * p.shape[1] for p in tables) == arch.depth * 2 * 60 * 64
+        assert estimate(rel).flash_bytes - estimate(arch).flash_bytes == arch.depth * 2 * 60 * 64
+        assert estimate(rel).peak_sram_bytes >= estimate(arch).peak_sram_bytes
+        rep = memory_report(rel, "stm32f746").to_dict()
+        assert (rep["peak_sram_bytes"], rep["flash_bytes"]) == tuple(estimate(rel))
+        macs = sum(op.macs for op in build_ops(rel)) - sum(op.macs for op in build_ops(arch))
+        n, heads = arch.num_tokens, sum(arch.num_heads)
+        assert macs == 2 * n * heads * 60 * 64  # q . key tables and weights . value tables, per row and head
+
+
+def test_quantize_refuses_relative_position_in_one_line(tmp_path, image_folder):
+    import yaml
+    from conftest import CONFIGS, assert_one_line_error, run_cli
+    space = yaml.safe_load((CONFIGS / "cifar10-tiny.yaml").read_text())
+    space.update(num_classes=2, rel_pos=3, patch_size=[8])
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
+    run_cli("train", "--space", tmp_path / "space.yaml", "--data-path", image_folder, "--output", tmp_path / "run",
+            "--epochs", "1", "--batch-size", "4", "--steps-per-epoch", "1", "--workers", "0", "--no-progress",
+            check=True)
+    proc = run_cli("quantize", "--checkpoint", tmp_path / "run", "--arch", "largest", "--data-path", image_folder,
+                   "--output", tmp_path / "q", "--calibration-images", "4")
+    assert_one_line_error(proc, "relative position", "rel_pos 3")
+    assert not (tmp_path / "q").exists()
