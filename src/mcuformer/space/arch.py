@@ -99,7 +99,8 @@ class Arch:
         if self.low_rank_form not in LOW_RANK_FORMS:
             raise SpaceError(f"arch: low_rank_form must be one of {LOW_RANK_FORMS}, got {self.low_rank_form!r}")
         if isinstance(self.rel_pos, bool) or not isinstance(self.rel_pos, int) or self.rel_pos < 0:
-            raise SpaceError(f"arch: rel_pos must be a non-negative integer (the clipping distance), got {self.rel_pos!r}")
+            raise SpaceError(f"arch: rel_pos must be a non-negative integer (the clipping distance), "
+                             f"got {self.rel_pos!r}")
         official = self.low_rank_form == "official"
         if isinstance(self.attn_rank_width, bool) or not isinstance(self.attn_rank_width, int) or \
                 self.attn_rank_width < 0 or (official and self.attn_rank_width == 0):
