@@ -35,6 +35,10 @@ def test_pipeline_end_to_end_and_resume(tmp_path):
         m7 = summary["engine"]["cortex_m7"]
         assert m7["bit_exact"] and m7["ram_bytes"] <= 192 * 1024 and m7["instructions_per_inference"] > 0
     assert "int8 top-1" in proc.stdout and "bit-exact" in proc.stdout
+    # the search's held-out split (3 per class) was kept out of training: no overlap warning
+    search = json.loads((tmp_path / "run/search/result.json").read_text())
+    assert search["heldout"].endswith("heldout-split.json") and search["heldout_seen_in_training"] == 0
+    assert "warning" not in proc.stderr
     for f in ("supernet/curves.png", "search/pareto.png", "memory.png", "engine/mcuformer_model.c",
               "int8/accuracy.json"):
         assert (tmp_path / "run" / f).exists(), f

@@ -59,7 +59,7 @@ def test_autoformer_layout_with_interleaved_qkv(dense_vit):
     for k, v in sd.items():
         k2 = (k.replace("patch_embed.", "patch_embed_super.").replace(".norm1.", ".attn_layer_norm.")
               .replace(".norm2.", ".ffn_layer_norm.").replace(".mlp.", "."))
-        if ".attn.qkv." in k:  # AutoFormer stores q, k, v rows interleaved
+        if ".attn.qkv.weight" in k:  # AutoFormer stores q, k, v rows interleaved (its bias is not)
             v = v.view(3, v.shape[0] // 3, *v.shape[1:]).transpose(0, 1).reshape(v.shape)
         af[k2] = v
     af_path = path.with_name("autoformer.pth")

@@ -113,6 +113,7 @@ def run_pipeline(cfg: PipelineConfig, *, epochs: int | None = None, progress: bo
         train_cfg.epochs = epochs
     run_dir = cfg.output / "supernet"
     ckpt = run_dir / "checkpoint.pt"
+    heldout_split(cfg, train_cfg)  # the search's held-out images stay out of training
 
     # 1. supernet training (continues an interrupted run; a finished one is kept)
     _stage("1/7 train the supernet", f"{space.name} on {cfg.data_path or 'the default CIFAR-10 archive'}")
@@ -144,6 +145,19 @@ def run_pipeline(cfg: PipelineConfig, *, epochs: int | None = None, progress: bo
     return result
 
 
+def heldout_split(cfg: PipelineConfig, train_cfg) -> None:
+    """The search scores subnets on a held-out split of train; training must not see it. Use the
+    training config's ``exclude_split`` when it has one, else write ``<output>/heldout-split.json``
+    (``search.per_class`` images per class, seed 0) and exclude that."""
+    from mcuformer.data import make_subsplit
+    if not train_cfg.exclude_split:
+        path = cfg.output / "heldout-split.json"
+        if not path.exists():
+            make_subsplit(cfg.data_path, cfg.search["per_class"], seed=0, output=path)
+        train_cfg.exclude_split = str(path)
+    cfg.search["subsplit"] = train_cfg.exclude_split
+
+
 def search_stage(cfg: PipelineConfig, ckpt: Path, board, workers: int, progress: bool) -> dict:
     """3. the most accurate subnet within the board's arena budget and flash"""
     from mcuformer.search import Budget, EvolutionConfig, run_search
@@ -156,7 +170,8 @@ def search_stage(cfg: PipelineConfig, ckpt: Path, board, workers: int, progress:
         evo = EvolutionConfig(population=s["population"], generations=s["generations"],
                               parents=max(2, s["population"] // 5), mutations=s["population"] // 2,
                               crossovers=s["population"] // 2)
-        run_search(ckpt, out, budget, evo, data_path=cfg.data_path, per_class=s["per_class"],
+        run_search(ckpt, out, budget, evo, data_path=cfg.data_path, subsplit=cfg.search.get("subsplit"),
+                   per_class=s["per_class"],
                    test_limit=s["test_limit"], test_top_k=1, baselines=False, workers=workers,
                    resume=(out / "state.json").exists(), progress=progress)
     from mcuformer.utils.io import read_structured

@@ -41,9 +41,13 @@ def add_arguments(p):
     p.add_argument("--workers", type=nonnegative_int, default=2)
     p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default="auto")
     p.add_argument("--device", type=device_name, default="auto")
+    from mcuformer.cli.official_flags import add_official_flags  # the official script's flags
+    add_official_flags(p, "search")
 
 
 def run(args) -> int:
+    from mcuformer.cli.official_flags import apply_official_flags
+    apply_official_flags(args, "search")
     from mcuformer.search.evolution import EvolutionConfig
     from mcuformer.search.runner import format_rows, make_budget, run_search
 

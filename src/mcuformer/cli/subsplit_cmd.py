@@ -13,9 +13,13 @@ def add_arguments(p):
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--output", required=True, help="the split file (JSON)")
     add_force_argument(p, "an existing split file")
+    from mcuformer.cli.official_flags import add_official_flags  # the official script's flags
+    add_official_flags(p, "sub-split")
 
 
 def run(args) -> int:
+    from mcuformer.cli.official_flags import apply_official_flags
+    apply_official_flags(args, "sub-split")
     from mcuformer.data import make_subsplit
     from mcuformer.utils.checks import output_file
 

@@ -44,6 +44,8 @@ def add_arguments(p):
     p.add_argument("--channels-last", action="store_true", default=None)
     p.add_argument("--no-randaugment", action="store_true", help="switch RandAugment off")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
+    from mcuformer.cli.official_flags import add_official_flags  # the official script's flags
+    add_official_flags(p, "train")
 
 
 def build_config(args, checkpoint_config: dict | None = None):
@@ -72,6 +74,8 @@ def build_config(args, checkpoint_config: dict | None = None):
 
 
 def run(args) -> int:
+    from mcuformer.cli.official_flags import apply_official_flags
+    apply_official_flags(args, "train")
     from pathlib import Path
 
     from mcuformer.space import SearchSpace
@@ -80,6 +84,8 @@ def run(args) -> int:
     from mcuformer.utils.checks import output_dir
     output_dir(args.output, force=True)  # a file or an impossible name fails now, not after loading the data
     space = SearchSpace.load(args.space)
+    from mcuformer.cli.official_flags import official_space
+    space = official_space(space, args)  # --relative_position
     ckpt = Path(args.output) / "checkpoint.pt"
     saved = load_checkpoint(ckpt)["config"] if (args.resume and ckpt.exists()) else None
     cfg = build_config(args, saved)

@@ -217,6 +217,7 @@ class BlockDims(NamedTuple):
     proj_rank: int | None
     fc1_rank: int | None
     fc2_rank: int | None
+    rel_pos: int = 0  # 2-D relative position clipping distance (0: none); see schedule.with_rel_pos
 
     @property
     def inner(self) -> int:

@@ -28,6 +28,7 @@ archs of both spaces (and ``memory_report`` reports).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache
 from itertools import combinations
 from typing import NamedTuple
@@ -35,8 +36,8 @@ from typing import NamedTuple
 from mcuformer.errors import SpaceError
 from mcuformer.memory.latency import predicted_instructions
 from mcuformer.memory.lifetimes import analyse
-from mcuformer.memory.ops import (BlockDims, ConvStemDims, HeadDims, Op, StemDims, block_ops, code_bytes,
-                                  conv_stem_ops, head_ops, stem_ops, token_tensor, unique_flash_bytes)
+from mcuformer.memory.ops import (BlockDims, ConvStemDims, HeadDims, Op, Param, StemDims, Tensor, block_ops,
+                                  code_bytes, conv_stem_ops, head_ops, stem_ops, token_tensor, unique_flash_bytes)
 from mcuformer.memory.techniques import Techniques
 from mcuformer.space import Arch, low_rank, mlp_hidden, patch_padding
 
@@ -99,6 +100,15 @@ def stem_dims(arch: Arch) -> StemDims | ConvStemDims:
 
 
 def block_dims(arch: Arch, layer: int) -> BlockDims:
+    dims = _arch_block_dims(arch, layer)
+    return dims._replace(rel_pos=arch.rel_pos) if arch.rel_pos else dims
+
+
+def _arch_block_dims(arch: Arch, layer: int) -> BlockDims:
+    if arch.low_rank_form == "official":  # ranks by the official rule, the middle factor folded
+        s = arch.linear_shapes(layer)
+        return BlockDims(arch.num_tokens, arch.embed_dim, arch.num_heads[layer], arch.head_dim,
+                         arch.mlp_dim(layer), s["qkv"][2], s["proj"][2], s["fc1"][2], s["fc2"][2])
     return _block_dims(arch.num_tokens, arch.embed_dim, arch.num_heads[layer], arch.head_dim,
                        arch.mlp_ratio[layer], arch.rank_ratio)
 
@@ -127,8 +137,31 @@ def section_ops(kind: str, dims, flags: Techniques, prefix: str = "blocks.0", x=
         return conv_stem_ops(dims, flags)
     x = x if x is not None else token_tensor("x", dims.tokens, dims.embed_dim)
     if kind == "block":
-        return block_ops(prefix, dims, x, flags)
+        ops = block_ops(prefix, dims, x, flags)
+        return with_rel_pos(ops, dims, prefix) if dims.rel_pos else ops
     return head_ops(dims, x, flags)
+
+
+def with_rel_pos(ops: list[Op], d: BlockDims, prefix: str) -> list[Op]:
+    """Relative position attention, costed beside the kernels that would read it (the int8 engine
+    does not run it yet): the int8 key and value tables (vertical and horizontal, 2k+2 rows by
+    head_dim each) in flash; per query row an int32 scratch of the 2(2k+2) dot products of q with
+    the key tables, or of the attention weights summed into the 2(2k+2) value-table rows; and
+    those multiply-accumulates."""
+    rows = 2 * (2 * d.rel_pos + 2)
+    tables = {"k": Param(f"{prefix}.attn.rel_pos.key", (rows, d.head_dim), "int8", "embedding"),
+              "v": Param(f"{prefix}.attn.rel_pos.value", (rows, d.head_dim), "int8", "embedding")}
+    reads = {"matmul_qk": "k", "matmul_av": "v", "attention": "kv", "attention_proj_residual": "kv"}
+    out = []
+    for op in ops:
+        if op.kernel in reads:
+            used = reads[op.kernel]
+            lo, hi = op.attrs.get("heads", (0, d.heads))
+            scratch = Tensor(f"{op.name}.rel_pos", (rows,), "int32", "scratch")
+            op = replace(op, params=op.params + tuple(tables[t] for t in used), scratch=op.scratch + (scratch,),
+                         macs=op.macs + len(used) * d.tokens * (hi - lo) * rows * d.head_dim)
+        out.append(op)
+    return out
 
 
 @lru_cache(maxsize=16384)

@@ -28,6 +28,7 @@ class Supernet:
     classes: list | None
     augment: AugmentConfig
     data_path: Path | None
+    train_config: dict | None = None  # the checkpoint's training settings (which images it saw)
 
 
 def load_supernet(checkpoint, info: DistInfo) -> Supernet:
@@ -37,7 +38,8 @@ def load_supernet(checkpoint, info: DistInfo) -> Supernet:
     model.load_state_dict(state["model"])
     model.to(info.device).eval()
     trained_on = Path(state["data_path"]) if state.get("data_path") else None
-    return Supernet(model, space, num_classes, state.get("classes"), augment_of(state), trained_on)
+    return Supernet(model, space, num_classes, state.get("classes"), augment_of(state), trained_on,
+                    state.get("config"))
 
 
 def resolve_search_data(net: Supernet, data_path) -> Path:

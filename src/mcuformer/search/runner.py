@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 from tqdm import tqdm
@@ -61,6 +62,7 @@ def run_search(checkpoint, output, budget: Budget, cfg: EvolutionConfig, *, data
         state = None
         if state_path.exists():
             state = EvolutionState.from_dict(read_structured(state_path), settings, str(state_path))
+        overlap = _warn_overlap(net, data, subsplit, per_class, cfg.seed, info.is_main)
         cache = FitnessCache(net.model, preload(heldout, info, batch_size, workers), info, amp)
         if state is not None:
             cache.scores.update((s.arch, s.fitness) for s in state.evaluated)
@@ -112,6 +114,7 @@ def run_search(checkpoint, output, budget: Budget, cfg: EvolutionConfig, *, data
     binding = "sram" if best["sram_bytes"] / budget.sram_bytes >= best["flash_bytes"] / budget.flash_bytes else "flash"
     result = {"budget": budget.to_dict(), "budget_label": budget.label(), "evolution": cfg.to_dict(),
               "heldout": settings["heldout"], "heldout_images": settings["heldout_images"],
+              "heldout_seen_in_training": overlap,
               "evaluations": len(state.evaluated), "rejected_by_memory": state.rejected,
               "all_subnets_fit": all(budget.measure(a)[2] for a in (s.arch for s in ranked)),
               "best_binding": binding, "rows": rows}
@@ -128,6 +131,17 @@ def run_search(checkpoint, output, budget: Budget, cfg: EvolutionConfig, *, data
     random_best = next((r["heldout_top1"] for r in rows if r["method"] == "random search"), None)
     plot_fitness(state.history, output / "fitness.png", random_best)
     return result
+
+
+def _warn_overlap(net, data, subsplit, per_class: int, seed: int, is_main: bool) -> int | None:
+    """Warn (one stderr line) when the held-out split overlaps the supernet's training images."""
+    from mcuformer.search.overlap import heldout_indices, heldout_overlap
+    n, why = heldout_overlap(net.train_config, net.data_path, data,
+                             heldout_indices(data, subsplit, per_class, seed))
+    if is_main and n:  # None (cannot be told: another data folder, no settings) stays quiet
+        print(f"mcuformer search: warning: {why}, so held-out top-1 is optimistic; train with "
+              "`--exclude-split` on this sub-split (`mcuformer sub-split`) to keep them out", file=sys.stderr)
+    return n
 
 
 def _json_line(obj) -> str:

@@ -12,6 +12,11 @@ from mcuformer.utils.io import read_structured, write_json, write_yaml
 POOLS = ("gap", "cls")
 STEMS = ("patch", "conv")
 
+# "two-factor": in -> rank -> out with rank = ratio x min(in, out) of the sampled layer (mcuformer's);
+# "official": the official MCUFormer layers in -> r -> r -> out (a trainable r x r middle factor), the
+# attention rank taken from the supernet width and the MLP rank from the sampled width (see official_rank)
+LOW_RANK_FORMS = ("two-factor", "official")
+
 
 def is_dense(rank_ratio: float) -> bool:
     """A rank ratio of 1.0 (or 0, the official code's 'off') means a plain dense linear layer."""
@@ -24,6 +29,11 @@ def low_rank(rank_ratio: float, in_features: int, out_features: int) -> int | No
         return None
     # the small epsilon keeps 0.9 * 230 from becoming 206.99999 -> 206
     return max(1, int(rank_ratio * min(in_features, out_features) + 1e-9))
+
+
+def official_rank(rank_ratio: float, width: int) -> int | None:
+    """The official rule: ``int(width * ratio)`` (plain truncation, as the official code computes it)."""
+    return None if is_dense(rank_ratio) else max(1, int(width * rank_ratio))
 
 
 def mlp_hidden(mlp_ratio: float, embed_dim: int) -> int:
@@ -71,6 +81,9 @@ class Arch:
     stem_layers: int = 0
     stem_width: int = 0
     stem_pool: tuple[bool, ...] = ()
+    low_rank_form: str = "two-factor"
+    attn_rank_width: int = 0  # "official" form: the supernet embed dim the attention rank is taken from
+    rel_pos: int = 0  # >0: 2-D relative position tables on keys and values, distances clipped at this
 
     def __post_init__(self):
         # normalise lists from YAML into tuples so that Arch is hashable (the search caches by it)
@@ -100,6 +113,16 @@ class Arch:
             raise SpaceError(f"arch: pool must be one of {POOLS}, got {self.pool!r}")
         if self.pool == "cls" and not self.cls_token:
             raise SpaceError("arch: pool 'cls' needs cls_token: true")
+        if self.low_rank_form not in LOW_RANK_FORMS:
+            raise SpaceError(f"arch: low_rank_form must be one of {LOW_RANK_FORMS}, got {self.low_rank_form!r}")
+        if isinstance(self.rel_pos, bool) or not isinstance(self.rel_pos, int) or self.rel_pos < 0:
+            raise SpaceError(f"arch: rel_pos must be a non-negative integer (the clipping distance), "
+                             f"got {self.rel_pos!r}")
+        official = self.low_rank_form == "official"
+        if isinstance(self.attn_rank_width, bool) or not isinstance(self.attn_rank_width, int) or \
+                self.attn_rank_width < 0 or (official and self.attn_rank_width == 0):
+            raise SpaceError("arch: the official low-rank form needs attn_rank_width (the supernet embed dim), "
+                             f"got {self.attn_rank_width!r}")
         self._check_stem()
 
     def _check_stem(self) -> None:
@@ -162,30 +185,62 @@ class Arch:
     def rank(self, in_features: int, out_features: int) -> int | None:
         return low_rank(self.rank_ratio, in_features, out_features)
 
+    def official_ranks(self, layer: int) -> dict[str, int | None]:
+        """Ranks of the official three-factor layers (in -> r -> r -> out): the attention's from the
+        supernet width, the MLP's from min(sampled width, hidden); None when the ratio means dense."""
+        e, m = self.embed_dim, self.mlp_dim(layer)
+        attn = official_rank(self.rank_ratio, self.attn_rank_width)
+        mlp = official_rank(self.rank_ratio, min(e, m))
+        return {"qkv": attn, "proj": attn, "fc1": mlp, "fc2": mlp}
+
     def linear_shapes(self, layer: int) -> dict[str, tuple[int, int, int | None]]:
-        """(in, out, rank) of the four block linears of a layer; rank None = dense."""
+        """(in, out, rank) of the four block linears of a layer as the engine runs them; rank None = dense.
+
+        In the official form the middle factor is folded into the first, so a layer is two factors
+        of the official rank, or one dense matrix when that rank reaches min(in, out) (both exact)."""
         e, q, m = self.embed_dim, self.qkv_dim(layer), self.mlp_dim(layer)
         shapes = {"qkv": (e, 3 * q), "proj": (q, e), "fc1": (e, m), "fc2": (m, e)}
+        if self.low_rank_form == "official":
+            ranks = self.official_ranks(layer)
+            return {k: (i, o, None if ranks[k] is None or ranks[k] >= min(i, o) else ranks[k])
+                    for k, (i, o) in shapes.items()}
         return {k: (i, o, self.rank(i, o)) for k, (i, o) in shapes.items()}
 
-    def num_params(self) -> int:
-        """Parameters of the standalone subnet (weights and biases)."""
+    def num_params(self, folded: bool = False) -> int:
+        """Parameters of the subnet (weights and biases). In the official form this counts the three
+        trained factors, as the official code does, unless ``folded`` (the exported two factors)."""
         e = self.embed_dim
         if self.stem == "conv":
             n = sum(9 * cin * cout + cout for _, cin, cout, _ in self.stem_convs())
         else:
             n = self.in_chans * self.patch_size**2 * e + e  # patch embedding
         n += self.num_tokens * e + (e if self.cls_token else 0)  # position embedding, cls token
+        three = self.low_rank_form == "official" and not folded
         for i in range(self.depth):
             n += 4 * e  # two LayerNorms
-            for _, (fi, fo, r) in self.linear_shapes(i).items():
-                n += (fi * fo if r is None else r * (fi + fo)) + fo
+            ranks = self.official_ranks(i) if three else {}
+            for k, (fi, fo, r) in self.linear_shapes(i).items():
+                if three and ranks[k] is not None:
+                    r = ranks[k]
+                    n += r * (fi + r + fo) + fo
+                else:
+                    n += (fi * fo if r is None else r * (fi + fo)) + fo
         n += 2 * e + e * self.num_classes + self.num_classes  # final norm, head
+        n += self.depth * self.rel_pos_params()
         return n
+
+    def rel_pos_params(self) -> int:
+        """Relative position table entries of one layer: for keys and values, a vertical and a
+        horizontal table of 2k+2 rows (row 0: the class token) by head_dim."""
+        return 4 * (2 * self.rel_pos + 2) * self.head_dim if self.rel_pos else 0
 
     # ---- (de)serialisation ----
     def to_dict(self) -> dict:
         d = asdict(self)
+        if self.low_rank_form == "two-factor":  # files of the default form stay as they were
+            del d["low_rank_form"], d["attn_rank_width"]
+        if not self.rel_pos:
+            del d["rel_pos"]
         d["num_heads"] = list(self.num_heads)
         d["mlp_ratio"] = list(self.mlp_ratio)
         if self.stem == "patch":  # files of patch-stem archs read as before the conv stem existed

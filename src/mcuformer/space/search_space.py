@@ -18,13 +18,16 @@ from pathlib import Path
 from typing import Sequence
 
 from mcuformer.errors import SpaceError
-from mcuformer.space.arch import POOLS, STEMS, Arch, is_dense
+from mcuformer.space.arch import LOW_RANK_FORMS, POOLS, STEMS, Arch, is_dense
 from mcuformer.utils.io import read_structured, write_yaml
 
 ELASTIC = ("embed_dim", "depth", "num_heads", "mlp_ratio", "rank_ratio", "patch_size")
 OFFICIAL_KEYS = {"MLP_RATIO": "mlp_ratio", "NUM_HEADS": "num_heads", "EMBED_DIM": "embed_dim",
                  "DEPTH": "depth", "RANK_RATIO": "rank_ratio", "PATCH_SIZE": "patch_size",
-                 "IMG_SIZE": "img_size", "NUM_CLASSES": "num_classes", "HEAD_DIM": "head_dim"}
+                 "IMG_SIZE": "img_size", "NUM_CLASSES": "num_classes", "HEAD_DIM": "head_dim",
+                 "LOW_RANK": "low_rank_form", "RELATIVE_POSITION": "rel_pos"}
+# LOW_RANK (two-factor | official) and RELATIVE_POSITION (the clipping distance, 0 = off) are mcuformer
+# additions under SUPERNET: the official scripts take them from --relative_position / the code
 OFFICIAL_DEFAULTS = {"img_size": 240, "head_dim": 64, "cls_token": True, "pool": "gap",
                      "rank_ratio": [1.0], "patch_size": [16]}
 
@@ -62,6 +65,8 @@ class SearchSpace:
     stem_layers: list[int] = field(default_factory=lambda: [1])
     stem_width: list[int] = field(default_factory=lambda: [16])
     stem_pool: list[bool] = field(default_factory=lambda: [True])
+    low_rank_form: str = "two-factor"  # YAML key `low_rank`; "official": three factors, the official ranks
+    rel_pos: int = 0  # >0: 2-D relative position tables (keys and values), distances clipped at this
 
     def __post_init__(self):
         for k in ELASTIC:
@@ -86,6 +91,14 @@ class SearchSpace:
             raise SpaceError(f"space {self.name}: pool must be one of {POOLS}, got {self.pool!r}")
         if self.pool == "cls" and not self.cls_token:
             raise SpaceError(f"space {self.name}: pool 'cls' needs cls_token: true")
+        if self.low_rank_form not in LOW_RANK_FORMS:
+            raise SpaceError(f"space {self.name}: low_rank must be one of {LOW_RANK_FORMS}, got {self.low_rank_form!r}")
+        if isinstance(self.rel_pos, bool) or not isinstance(self.rel_pos, int) or self.rel_pos < 0:
+            raise SpaceError(f"space {self.name}: rel_pos must be a non-negative integer (the clipping distance, "
+                             f"14 in the official code; 0 = off), got {self.rel_pos!r}")
+        if self.low_rank_form == "official" and any(is_dense(r) for r in self.rank_ratio):
+            raise SpaceError(f"space {self.name}: low_rank official needs rank ratios strictly between 0 and 1, "
+                             f"got {self.rank_ratio}")
         for k in ("img_size", "in_chans", "head_dim"):
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
@@ -150,7 +163,7 @@ class SearchSpace:
     def check(self, arch: Arch) -> None:
         """Raise SpaceError naming the first field of ``arch`` that lies outside this space."""
         fixed = {"img_size": self.img_size, "in_chans": self.in_chans, "head_dim": self.head_dim,
-                 "cls_token": self.cls_token, "pool": self.pool}
+                 "cls_token": self.cls_token, "pool": self.pool, **self._form_fields()}
         if self.num_classes is not None:
             fixed["num_classes"] = self.num_classes
         for k, v in fixed.items():
@@ -191,7 +204,13 @@ class SearchSpace:
         kw["num_heads"] = [kw["num_heads"]] * d if isinstance(kw["num_heads"], (int, float)) else kw["num_heads"]
         kw["mlp_ratio"] = [kw["mlp_ratio"]] * d if isinstance(kw["mlp_ratio"], (int, float)) else kw["mlp_ratio"]
         return Arch(img_size=self.img_size, num_classes=n, in_chans=self.in_chans, head_dim=self.head_dim,
-                    cls_token=self.cls_token, pool=self.pool, **kw)
+                    cls_token=self.cls_token, pool=self.pool, **self._form_fields(), **kw)
+
+    def _form_fields(self) -> dict:
+        """The Arch fields of the low-rank form (the official one ranks attention by the supernet width)."""
+        official = self.low_rank_form == "official"
+        return {"low_rank_form": self.low_rank_form, "attn_rank_width": self.super_embed_dim if official else 0,
+                "rel_pos": self.rel_pos}
 
     def largest(self, num_classes: int | None = None) -> Arch:
         """Most compute: widest, deepest, most heads, highest rank, smallest patch (most tokens); a
@@ -323,6 +342,10 @@ class SearchSpace:
         if self.conv_stem:  # patch-only spaces are written as before
             d.update(stem=list(self.stem), stem_layers=list(self.stem_layers), stem_width=list(self.stem_width),
                      stem_pool=list(self.stem_pool))
+        if self.low_rank_form != "two-factor":
+            d["low_rank"] = self.low_rank_form
+        if self.rel_pos:
+            d["rel_pos"] = self.rel_pos
         return d
 
     @classmethod
@@ -330,6 +353,8 @@ class SearchSpace:
         if not isinstance(d, dict):
             raise SpaceError(f"{where}: expected a mapping, got {type(d).__name__}")
         d = dict(d)
+        if "low_rank" in d:
+            d["low_rank_form"] = d.pop("low_rank")
         sup = d.pop("super", None) or {}
         if not isinstance(sup, dict):
             raise SpaceError(f"{where}: 'super' must be a mapping")
@@ -382,7 +407,7 @@ class SearchSpace:
                         raise SpaceError(f"{p}: unknown key {section}.{k}; known: {sorted(OFFICIAL_KEYS)}")
                     target[OFFICIAL_KEYS[k]] = v
         d = dict(OFFICIAL_DEFAULTS)
-        for k in ("img_size", "num_classes", "head_dim"):
+        for k in ("img_size", "num_classes", "head_dim", "low_rank_form", "rel_pos"):
             if k in supers:
                 d[k] = supers.pop(k)
         for k in ("embed_dim", "depth", "num_heads", "mlp_ratio"):

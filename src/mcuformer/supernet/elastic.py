@@ -35,14 +35,19 @@ class SuperLinear(nn.Module):
     rows of each block, so a head keeps its weights whatever the number of heads.
     """
 
-    def __init__(self, in_max: int, out_max: int, rank_max: int | None, bias: bool = True, out_groups: int = 1):
+    def __init__(self, in_max: int, out_max: int, rank_max: int | None, bias: bool = True, out_groups: int = 1,
+                 middle: bool = False):
         super().__init__()
         assert out_max % out_groups == 0
+        assert not (middle and rank_max is None)
         self.in_max, self.out_max, self.rank_max, self.out_groups = in_max, out_max, rank_max, out_groups
+        self.middle = middle  # the official form: a trainable rank x rank factor between down and up
         if rank_max is None:
             self.weight = nn.Parameter(torch.empty(out_max, in_max))
         else:
             self.down = nn.Parameter(torch.empty(rank_max, in_max))
+            if middle:
+                self.mid = nn.Parameter(torch.empty(rank_max, rank_max))
             self.up = nn.Parameter(torch.empty(out_max, rank_max))
         self.bias = nn.Parameter(torch.zeros(out_max)) if bias else None
         self.reset_parameters()
@@ -61,7 +66,16 @@ class SuperLinear(nn.Module):
     @torch.no_grad()
     def load_dense(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
         """Set from a dense (out_max x in_max) matrix; low-rank layers take its truncated SVD."""
-        if self.low_rank:
+        if self.middle:  # like the official initialisation: V^T, diag(singular values), U
+            u, sv, vh = torch.linalg.svd(weight.detach().double(), full_matrices=False)
+            r = min(self.rank_max, sv.numel())
+            self.down.zero_()
+            self.mid.zero_()
+            self.up.zero_()
+            self.down[:r].copy_(vh[:r])
+            self.mid[:r, :r].copy_(torch.diag(sv[:r]))
+            self.up[:, :r].copy_(u[:, :r])
+        elif self.low_rank:
             up, down = factorise(weight, self.rank_max)
             self.up.copy_(up)
             self.down.copy_(down)
@@ -94,9 +108,16 @@ class SuperLinear(nn.Module):
         if not self.low_rank:
             return self._rows(self.weight)[:, : self.active_in], None, bias
         r = self.active_rank
-        return self._rows(self.up)[:, :r], self.down[:r, : self.active_in], bias
+        down = self.down[:r, : self.active_in]
+        if self.middle:  # fold the middle factor into the first (exact up to rounding)
+            down = (self.mid[:r, :r].double() @ down.double()).to(down.dtype)
+        return self._rows(self.up)[:, :r], down, bias
 
     def forward(self, x):
+        if self.middle:
+            r = self.active_rank
+            x = F.linear(F.linear(x, self.down[:r, : self.active_in]), self.mid[:r, :r])
+            return F.linear(x, self._rows(self.up)[:, :r], self._rows(self.bias) if self.bias is not None else None)
         w, down, b = self.active_weights()
         if down is not None:
             x = F.linear(x, down)
@@ -105,7 +126,12 @@ class SuperLinear(nn.Module):
     @torch.no_grad()
     def active_module(self) -> nn.Module:
         w, down, b = self.active_weights()
-        if down is None or self.active_dense:
+        # an official three-factor layer whose rank reaches min(in, out) exports as one dense matrix
+        full_rank = self.middle and self.active_rank >= min(self.active_in, self.active_out)
+        if down is None or self.active_dense or full_rank:
+            if full_rank:
+                down = self.mid[: self.active_rank, : self.active_rank].double() @ \
+                    self.down[: self.active_rank, : self.active_in].double()
             full = w if down is None else w.double() @ down.double()
             m = nn.Linear(self.active_in, self.active_out, bias=b is not None)
             m.weight.copy_(full)

@@ -59,6 +59,8 @@ def _layout(state) -> int:
 
 def _dense(layer: SuperLinear) -> torch.Tensor:
     """The layer's current (out_max x in_max) matrix, so untouched regions keep their initialisation."""
+    if layer.middle:
+        return (layer.up.double() @ layer.mid.double() @ layer.down.double()).float()
     if layer.low_rank:
         return (layer.up.double() @ layer.down.double()).float()
     return layer.weight.detach().clone()
@@ -70,9 +72,12 @@ def _fill(target: torch.Tensor, src: torch.Tensor) -> None:
 
 
 @torch.no_grad()
-def load_dense_pretrained(model: SuperViT, path) -> dict:
+def load_dense_pretrained(model: SuperViT, path, state: dict | None = None) -> dict:
     """Load a dense pretrained ViT into ``model``; returns a report of what was loaded and skipped."""
-    state = read_state_dict(path)
+    state = read_state_dict(path) if state is None else state
+    if "blocks.0.attn.qkv1.weight" in state:  # an official MCUFormer three-factor checkpoint
+        from mcuformer.supernet.official import load_official
+        return load_official(model, state, path)
     lay = _layout(state)
     space = model.space
     name = lambda key, i=0: LAYOUTS[key][lay].format(i=i)  # noqa: E731
@@ -88,11 +93,13 @@ def load_dense_pretrained(model: SuperViT, path) -> dict:
         for ours, ln in (("norm1", blk.norm1), ("norm2", blk.norm2)):
             _fill(ln.weight, state[f"{name(ours, i)}.weight"])
             _fill(ln.bias, state[f"{name(ours, i)}.bias"])
-        # qkv: rows [q | k | v] (timm) or interleaved q0 k0 v0 q1 ... (AutoFormer's change_qkv layout)
+        # qkv: rows [q | k | v] (timm) or interleaved q0 k0 v0 q1 ... (AutoFormer's change_qkv layout).
+        # AutoFormer slices its bias in stored order, not interleaved: the full-head subnet reads it as
+        # [q | k | v], and so do we (docs/official-differences.md)
         w, b = state[f"{name('qkv', i)}.weight"], state.get(f"{name('qkv', i)}.bias")
         d_pre = w.shape[0] // 3
         w3 = w.view(d_pre, 3, -1).transpose(0, 1) if lay == 1 else w.view(3, d_pre, -1)
-        b3 = None if b is None else (b.view(d_pre, 3).t() if lay == 1 else b.view(3, d_pre))
+        b3 = None if b is None else b.view(3, d_pre)
         layer = blk.attn.qkv
         dense = _dense(layer).view(3, layer.out_max // 3, layer.in_max)
         _fill(dense, w3)
@@ -148,4 +155,7 @@ def load_dense_pretrained(model: SuperViT, path) -> dict:
     if model.cls_token is not None and "cls_token" in state:
         _fill(model.cls_token, state["cls_token"])
     loaded += ["patch embedding", "position embedding", "norm"]
-    return {"layout": ("timm", "autoformer")[lay], "pretrained_depth": depth, "loaded": loaded, "skipped": skipped}
+    report = {"layout": ("timm", "autoformer")[lay], "pretrained_depth": depth, "loaded": loaded, "skipped": skipped}
+    from mcuformer.supernet.official import load_rel_pos_tables
+    load_rel_pos_tables(model, state, report)  # AutoFormer/MCUFormer 2-D relative position tables
+    return report

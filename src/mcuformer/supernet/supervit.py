@@ -13,7 +13,7 @@ import itertools
 
 from mcuformer.space import Arch, SearchSpace, is_dense, mlp_hidden, patch_grid, pooled_size
 from mcuformer.supernet.elastic import SuperConvStem, SuperLayerNorm, SuperLinear, SuperPatchEmbed
-from mcuformer.supernet.vit import Attention, Block, Mlp, ViT, drop_path
+from mcuformer.supernet.vit import Attention, Block, Mlp, RelPos2D, ViT, drop_path
 
 
 def max_rank(space: SearchSpace, in_max: int, out_max: int) -> int | None:
@@ -24,17 +24,39 @@ def max_rank(space: SearchSpace, in_max: int, out_max: int) -> int | None:
     return min(in_max, out_max) if is_dense(top) else max(1, int(top * min(in_max, out_max) + 1e-9))
 
 
+def official_max_rank(space: SearchSpace, width: int) -> int:
+    """Stored rank of an official three-factor layer: int(width x the largest rank ratio)."""
+    return max(1, int(width * space.max_rank_ratio))
+
+
+def active_shapes(arch: Arch, layer: int) -> dict:
+    """(in, out, rank) each block linear is configured with: the official form trains its own ranks
+    (which may exceed min(in, out)); ``linear_shapes`` gives what is exported."""
+    shapes = arch.linear_shapes(layer)
+    if arch.low_rank_form != "official":
+        return shapes
+    ranks = arch.official_ranks(layer)
+    return {k: (i, o, ranks[k]) for k, (i, o, _) in shapes.items()}
+
+
 class SuperAttention(nn.Module):
     def __init__(self, space: SearchSpace):
         super().__init__()
         e, self.head_dim = space.super_embed_dim, space.head_dim
         inner = space.super_num_heads * space.head_dim
-        self.qkv = SuperLinear(e, 3 * inner, max_rank(space, e, 3 * inner), out_groups=3)
-        self.proj = SuperLinear(inner, e, max_rank(space, inner, e))
+        if space.low_rank_form == "official":  # both attention ranks come from the supernet width
+            r = official_max_rank(space, e)
+            self.qkv = SuperLinear(e, 3 * inner, r, out_groups=3, middle=True)
+            self.proj = SuperLinear(inner, e, r, middle=True)
+        else:
+            self.qkv = SuperLinear(e, 3 * inner, max_rank(space, e, 3 * inner), out_groups=3)
+            self.proj = SuperLinear(inner, e, max_rank(space, inner, e))
         self.num_heads = space.super_num_heads
+        self.rel_pos = RelPos2D(space.rel_pos, space.head_dim) if space.rel_pos else None
+        self.cls_token = space.cls_token
 
     def configure(self, arch: Arch, layer: int):
-        shapes = arch.linear_shapes(layer)
+        shapes = active_shapes(arch, layer)
         self.num_heads = arch.num_heads[layer]
         self.qkv.configure(*shapes["qkv"])
         self.proj.configure(*shapes["proj"])
@@ -42,7 +64,10 @@ class SuperAttention(nn.Module):
     def forward(self, x):
         b, n, _ = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        x = F.scaled_dot_product_attention(q, k, v)
+        if self.rel_pos is not None:  # the tables are shared by all heads and every token grid
+            x = self.rel_pos.attention(q, k, v, self.cls_token)
+        else:
+            x = F.scaled_dot_product_attention(q, k, v)
         return self.proj(x.transpose(1, 2).reshape(b, n, self.num_heads * self.head_dim))
 
     def active_module(self, arch: Arch, layer: int) -> Attention:
@@ -50,6 +75,10 @@ class SuperAttention(nn.Module):
         nn.Module.__init__(m)
         m.num_heads, m.head_dim = self.num_heads, self.head_dim
         m.qkv, m.proj = self.qkv.active_module(), self.proj.active_module()
+        m.rel_pos, m.cls_token = None, self.cls_token
+        if self.rel_pos is not None:
+            m.rel_pos = RelPos2D(self.rel_pos.clip, self.head_dim)
+            m.rel_pos.load_state_dict(self.rel_pos.state_dict())
         return m
 
 
@@ -58,11 +87,16 @@ class SuperMlp(nn.Module):
         super().__init__()
         e = space.super_embed_dim
         hidden = mlp_hidden(space.super_mlp_ratio, e)
-        self.fc1 = SuperLinear(e, hidden, max_rank(space, e, hidden))
-        self.fc2 = SuperLinear(hidden, e, max_rank(space, hidden, e))
+        if space.low_rank_form == "official":
+            r = official_max_rank(space, min(e, hidden))
+            self.fc1 = SuperLinear(e, hidden, r, middle=True)
+            self.fc2 = SuperLinear(hidden, e, r, middle=True)
+        else:
+            self.fc1 = SuperLinear(e, hidden, max_rank(space, e, hidden))
+            self.fc2 = SuperLinear(hidden, e, max_rank(space, hidden, e))
 
     def configure(self, arch: Arch, layer: int):
-        shapes = arch.linear_shapes(layer)
+        shapes = active_shapes(arch, layer)
         self.fc1.configure(*shapes["fc1"])
         self.fc2.configure(*shapes["fc2"])
 

@@ -4,6 +4,8 @@ quantizer and code generator read. Pre-norm blocks, optional low-rank block line
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -76,18 +78,68 @@ def make_stem(arch: Arch) -> nn.Module:
                                                                  arch.embed_dim)
 
 
+def rel_pos_index(num_tokens: int, cls_token: bool, clip: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, N) table rows of the official 2-D relative position: vertical and horizontal distance
+    between the patches of a query and a key, clipped to [-clip, clip] and shifted to rows
+    1..2 clip+1; the class token's row and column use row 0."""
+    n = num_tokens - int(cls_token)
+    side = math.isqrt(n)
+    idx = torch.arange(n, device=device)
+    rows = [((idx[None, :] // side - idx[:, None] // side).clamp(-clip, clip) + clip + 1),
+            ((idx[None, :] % side - idx[:, None] % side).clamp(-clip, clip) + clip + 1)]
+    if cls_token:
+        rows = [F.pad(r, (1, 0, 1, 0)) for r in rows]
+    return rows[0], rows[1]
+
+
+class RelPos2D(nn.Module):
+    """Learned 2-D relative position tables (AutoFormer/MCUFormer's): for keys and for values, a
+    vertical and a horizontal table of 2 clip + 2 rows by head_dim, shared by every head."""
+
+    def __init__(self, clip: int, head_dim: int):
+        super().__init__()
+        self.clip = clip
+        rows = 2 * clip + 2
+        self.key_v, self.key_h = nn.Parameter(torch.empty(rows, head_dim)), nn.Parameter(torch.empty(rows, head_dim))
+        self.value_v, self.value_h = (nn.Parameter(torch.empty(rows, head_dim)),
+                                      nn.Parameter(torch.empty(rows, head_dim)))
+        for t in (self.key_v, self.key_h, self.value_v, self.value_h):
+            nn.init.trunc_normal_(t, std=0.02)
+
+    def attention(self, q, k, v, cls_token: bool):
+        """softmax((q k^T + q . R_k) / sqrt(d)) (v + R_v): the tables are indexed, never expanded to
+        N x N x d (the query's dot products with the 2 clip + 2 rows are gathered; the attention
+        weights are summed per row before they meet the value tables)."""
+        b, h, n, d = q.shape
+        dv, dh = rel_pos_index(n, cls_token, self.clip, q.device)
+        dv, dh = dv.expand(b, h, n, n), dh.expand(b, h, n, n)
+        scores = q @ k.transpose(-2, -1)
+        scores = scores + (q @ self.key_v.t()).gather(-1, dv) + (q @ self.key_h.t()).gather(-1, dh)
+        attn = (scores * d ** -0.5).softmax(-1)
+        rows = self.key_v.shape[0]
+        per_v = attn.new_zeros(b, h, n, rows).scatter_add_(-1, dv, attn)
+        per_h = attn.new_zeros(b, h, n, rows).scatter_add_(-1, dh, attn)
+        return attn @ v + per_v @ self.value_v + per_h @ self.value_h
+
+
 class Attention(nn.Module):
-    def __init__(self, embed_dim: int, num_heads: int, head_dim: int, qkv_rank, proj_rank):
+    def __init__(self, embed_dim: int, num_heads: int, head_dim: int, qkv_rank, proj_rank, rel_pos: int = 0,
+                 cls_token: bool = True):
         super().__init__()
         self.num_heads, self.head_dim = num_heads, head_dim
         inner = num_heads * head_dim
         self.qkv = make_linear(embed_dim, 3 * inner, qkv_rank)  # rows: [q heads | k heads | v heads]
         self.proj = make_linear(inner, embed_dim, proj_rank)
+        self.rel_pos = RelPos2D(rel_pos, head_dim) if rel_pos else None
+        self.cls_token = cls_token
 
     def forward(self, x):
         b, n, _ = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        x = F.scaled_dot_product_attention(q, k, v)
+        if getattr(self, "rel_pos", None) is not None:
+            x = self.rel_pos.attention(q, k, v, self.cls_token)
+        else:
+            x = F.scaled_dot_product_attention(q, k, v)
         return self.proj(x.transpose(1, 2).reshape(b, n, self.num_heads * self.head_dim))
 
 
@@ -107,7 +159,8 @@ class Block(nn.Module):
         e = arch.embed_dim
         shapes = arch.linear_shapes(layer)
         self.norm1 = nn.LayerNorm(e, eps=LN_EPS)
-        self.attn = Attention(e, arch.num_heads[layer], arch.head_dim, shapes["qkv"][2], shapes["proj"][2])
+        self.attn = Attention(e, arch.num_heads[layer], arch.head_dim, shapes["qkv"][2], shapes["proj"][2],
+                              arch.rel_pos, arch.cls_token)
         self.norm2 = nn.LayerNorm(e, eps=LN_EPS)
         self.mlp = Mlp(e, arch.mlp_dim(layer), shapes["fc1"][2], shapes["fc2"][2])
         self.drop_path = 0.0
