@@ -1,5 +1,6 @@
 """The whole pipeline on a tiny image folder: train one epoch, search, quantise, export, verify
-(host + emulator); rerunning resumes instead of redoing; config errors are one line."""
+(host + emulator); an unchanged rerun redoes nothing, a changed input reruns the stages that depend on
+it and only those; config errors are one line."""
 
 import json
 import shutil
@@ -42,10 +43,51 @@ def test_pipeline_end_to_end_and_resume(tmp_path):
     for f in ("supernet/curves.png", "search/pareto.png", "memory.png", "engine/mcuformer_model.c",
               "int8/accuracy.json"):
         assert (tmp_path / "run" / f).exists(), f
-    # a second run trains and searches nothing again
-    stamp = (tmp_path / "run/search/result.json").stat().st_mtime_ns
+    # a second run redoes nothing: every output keeps its time, no stage says it reruns
+    stamps = _stamps(tmp_path / "run")
     proc = run_cli("pipeline", "--config", cfg, "--no-progress", check=True)
-    assert (tmp_path / "run/search/result.json").stat().st_mtime_ns == stamp
+    assert _stamps(tmp_path / "run") == stamps
+    assert _ran(tmp_path) == [] and "rerun" not in proc.stdout
+    # new search settings: the search and the stages after it rerun, training and evaluation do not
+    _edit(cfg, lambda c: c["search"].update(generations=1))
+    proc = run_cli("pipeline", "--config", cfg, "--no-progress", check=True)
+    assert _ran(tmp_path) == ["search", "quantize", "export", "verify"]
+    assert "rerun search: search settings changed" in proc.stdout
+    assert "rerun quantize: search" in proc.stdout  # and "searched arch" when the search found another
+    after = _stamps(tmp_path / "run")
+    for f in FILES[:3]:
+        assert after[f] == stamps[f], f
+    for f in FILES[3:]:
+        assert after[f] != stamps[f], f
+    # a new supernet checkpoint (same training inputs): everything that reads it reruns
+    from mcuformer.train import load_checkpoint, save_checkpoint
+    state = load_checkpoint(tmp_path / "run/supernet/checkpoint.pt")
+    name = next(k for k, v in state["model"].items() if v.is_floating_point())
+    state["model"][name] = state["model"][name] * 1.5 + 0.01
+    save_checkpoint(tmp_path / "run/supernet/checkpoint.pt", state)
+    proc = run_cli("pipeline", "--config", cfg, "--no-progress", check=True)
+    assert _ran(tmp_path) == ["evaluate", "search", "quantize", "export", "verify"]
+    assert "rerun evaluate: checkpoint changed" in proc.stdout and "rerun train" not in proc.stdout
+    assert "rerun search: checkpoint changed" in proc.stdout
+
+
+# a run's outputs, stage by stage: held-out split, training, evaluation, search, quantize, export, verify
+FILES = ("heldout-split.json", "supernet/log.jsonl", "evaluate.json", "search/result.json", "int8/manifest.json",
+         "engine/export.json", "verify.json")
+
+
+def _stamps(run):
+    return {f: (run / f).stat().st_mtime_ns for f in FILES}
+
+
+def _ran(tmp_path):
+    return json.loads((tmp_path / "run/summary.json").read_text())["stages_run"]
+
+
+def _edit(path, change):
+    cfg = yaml.safe_load(path.read_text())
+    change(cfg)
+    path.write_text(yaml.safe_dump(cfg))
 
 
 def test_pipeline_config_errors(tmp_path):

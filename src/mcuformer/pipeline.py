@@ -4,13 +4,16 @@
     quantise the best subnet to int8 (and measure its top-1) -> export the C engine ->
     verify it bit for bit on the host (ASan/UBSan) and on the emulated Cortex-M7
 
-Every stage is resumable: rerunning the pipeline continues an interrupted training run or search and
-redoes only what is missing (a stage whose output exists is skipped).
+Every stage is resumable and notices change: ``<output>/stages.json`` records a fingerprint of each
+stage's inputs (content hashes of the files it reads, its settings, the board, the data's path, size and
+time, the stages it builds on). A rerun keeps a stage whose inputs are unchanged and whose output is
+there, continues an interrupted training run or search, and reruns (after removing its old outputs in
+the run folder) a stage whose inputs changed, and so every stage after it, saying why in one line.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mcuformer.errors import ConfigError
@@ -20,6 +23,9 @@ KEYS = {"space", "train_config", "data_path", "board", "output", "gpu", "search"
 SEARCH_DEFAULTS = {"population": 20, "generations": 6, "per_class": 50, "test_limit": 0}
 QUANTIZE_DEFAULTS = {"calibration_images": 256, "method": "minmax", "test_limit": 0}
 VERIFY_DEFAULTS = {"images": 5, "emulator": True}
+# training settings that change how a run goes, not the supernet it trains (epochs: a finished run
+# with more epochs asked continues its checkpoint, as before; exclude_split: its content is an input of its own)
+TRAIN_SETTINGS_KEPT_OUT = {"epochs", "workers", "checkpoint_every_s", "eval_batch_size", "exclude_split"}
 
 
 @dataclass
@@ -32,6 +38,7 @@ class PipelineConfig:
     search: dict | None = None
     quantize: dict | None = None
     verify: dict | None = None
+    fingerprints: dict | None = None  # set by run_pipeline: digests of the data, board, checkpoint
 
     def __post_init__(self):
         for name, defaults in (("search", SEARCH_DEFAULTS), ("quantize", QUANTIZE_DEFAULTS),
@@ -100,6 +107,7 @@ def run_pipeline(cfg: PipelineConfig, *, epochs: int | None = None, progress: bo
     from mcuformer.api import evaluate_checkpoint
     from mcuformer.memory import get_board, memory_report
     from mcuformer.space import Arch, SearchSpace
+    from mcuformer.stages import StageLedger, data_identity, digest_files, digest_settings
     from mcuformer.train import TrainConfig, load_checkpoint, train_supernet
 
     from mcuformer.data import resolve_data_path
@@ -107,66 +115,96 @@ def run_pipeline(cfg: PipelineConfig, *, epochs: int | None = None, progress: bo
     space = SearchSpace.load(cfg.space)
     board = get_board(cfg.board)  # a wrong board name fails before an hour of training
     train_cfg = TrainConfig.load(cfg.train_config)
-    if cfg.data_path is not None:
-        resolve_data_path(cfg.data_path)  # a missing data path fails now, not at the first stage that reads it
+    data = resolve_data_path(cfg.data_path)  # a missing data path fails now, not at the first stage that reads it
     if epochs is not None:
         train_cfg.epochs = epochs
+    ledger = StageLedger(cfg.output)  # what each stage was last run on; a changed input reruns it
+    cfg.fingerprints = {"data": data_identity(data), "board": digest_settings(asdict(board))}
     run_dir = cfg.output / "supernet"
     ckpt = run_dir / "checkpoint.pt"
-    heldout_split(cfg, train_cfg)  # the search's held-out images stay out of training
+    heldout_split(cfg, train_cfg, ledger)  # the search's held-out images stay out of training
 
-    # 1. supernet training (continues an interrupted run; a finished one is kept)
+    # 1. supernet training (continues an interrupted run; a finished one is kept unless its inputs changed)
     _stage("1/7 train the supernet", f"{space.name} on {cfg.data_path or 'the default CIFAR-10 archive'}")
-    done = ckpt.exists() and load_checkpoint(ckpt)["epoch"] >= train_cfg.epochs
-    if not done:
+    settings = {k: v for k, v in asdict(train_cfg).items() if k not in TRAIN_SETTINGS_KEPT_OUT}
+    inputs = {"search space": digest_files(*cfg.space), "training settings": digest_settings(settings),
+              "data": cfg.fingerprints["data"], "held-out split": digest_files(train_cfg.exclude_split)}
+    reached = load_checkpoint(ckpt)["epoch"] if ckpt.exists() else 0
+    plan = ledger.plan("train", inputs, done=reached >= train_cfg.epochs, owned=[run_dir], resumable=True,
+                       state=f"checkpoint at epoch {reached} of {train_cfg.epochs}")
+    _say(plan)
+    if plan.run:
         summary = train_supernet(space, run_dir, train_cfg, cfg.data_path, resume=True, progress=progress)
         if summary["interrupted"]:
             return {"interrupted": True, "checkpoint": str(ckpt)}
+        ledger.finish("train")
+    cfg.fingerprints["checkpoint"] = digest_files(ckpt)
 
     # 2. accuracy of both ends of the space on the whole validation split
     _stage("2/7 evaluate", "largest and smallest subnets on the full validation split")
-    rows = evaluate_checkpoint(ckpt, ["largest", "smallest"], data_path=cfg.data_path, workers=train_cfg.workers,
-                               progress=progress)
+    ends = cfg.output / "evaluate.json"
+    plan = ledger.plan("evaluate", {"checkpoint": cfg.fingerprints["checkpoint"], "data": cfg.fingerprints["data"]},
+                       done=ends.exists(), owned=[ends])
+    _say(plan)
+    if plan.run:
+        write_json(ends, evaluate_checkpoint(ckpt, ["largest", "smallest"], data_path=cfg.data_path,
+                                             workers=train_cfg.workers, progress=progress))
+        ledger.finish("evaluate")
+    rows = read_structured(ends)
     for r in rows:
         rep = memory_report(Arch.from_dict(r["arch"]), board)
         r["memory"] = {k: v for k, v in rep.to_dict().items()
                        if k in ("peak_sram_bytes", "lower_bound_bytes", "layerwise_baseline_bytes", "flash_bytes",
                                 "fits", "binding")}
 
-    searched = search_stage(cfg, ckpt, board, train_cfg.workers, progress)
-    model = quantize_stage(cfg, ckpt, searched, progress)
-    engine = engine_stage(cfg, board, progress)
+    searched = search_stage(cfg, ckpt, board, train_cfg.workers, progress, ledger)
+    model = quantize_stage(cfg, ckpt, searched, progress, ledger)
+    engine = engine_stage(cfg, board, progress, ledger)
     result = {"space": space.name, "board": board.name, "checkpoint": str(ckpt),
               "curves": str(run_dir / "curves.png"), "subnets": rows, "searched": searched, "int8": model,
               "engine": engine, "plots": [str(run_dir / "curves.png"), str(cfg.output / "search" / "pareto.png"),
                                           str(cfg.output / "search" / "fitness.png"),
-                                          str(cfg.output / "memory.png")]}
+                                          str(cfg.output / "memory.png")],
+              "stages_run": ledger.ran}
     write_json(cfg.output / "summary.json", result)
     return result
 
 
-def heldout_split(cfg: PipelineConfig, train_cfg) -> None:
+def heldout_split(cfg: PipelineConfig, train_cfg, ledger=None) -> None:
     """The search scores subnets on a held-out split of train; training must not see it. Use the
     training config's ``exclude_split`` when it has one, else write ``<output>/heldout-split.json``
     (``search.per_class`` images per class, seed 0) and exclude that."""
     from mcuformer.data import make_subsplit
     if not train_cfg.exclude_split:
         path = cfg.output / "heldout-split.json"
-        if not path.exists():
+        ledger, f = _shared_inputs(cfg, ledger)
+        plan = ledger.plan("held-out split", {"data": f["data"], "images per class": str(cfg.search["per_class"])},
+                           done=path.exists(), owned=[path])
+        _say(plan)
+        if plan.run:
             make_subsplit(cfg.data_path, cfg.search["per_class"], seed=0, output=path)
+            ledger.finish("held-out split")
         train_cfg.exclude_split = str(path)
     cfg.search["subsplit"] = train_cfg.exclude_split
 
 
-def search_stage(cfg: PipelineConfig, ckpt: Path, board, workers: int, progress: bool) -> dict:
+def search_stage(cfg: PipelineConfig, ckpt: Path, board, workers: int, progress: bool, ledger=None) -> dict:
     """3. the most accurate subnet within the board's arena budget and flash"""
     from mcuformer.search import Budget, EvolutionConfig, run_search
+    from mcuformer.stages import digest_files, digest_settings
 
     out = cfg.output / "search"
     s = cfg.search
     budget = Budget(board)
     _stage("3/7 search", f"{s['population']} x {s['generations']} generations within {budget.label()}")
-    if not (out / "result.json").exists():
+    ledger, f = _shared_inputs(cfg, ledger, board=board, ckpt=ckpt)
+    inputs = {"checkpoint": f["checkpoint"], "board": f["board"], "data": f["data"],
+              "search settings": digest_settings({k: v for k, v in s.items() if k != "subsplit"}),
+              "held-out split": digest_files(s["subsplit"]) if s.get("subsplit") else "none"}
+    plan = ledger.plan("search", inputs, done=(out / "result.json").exists(), owned=[out],
+                       resumable=(out / "state.json").exists(), state="continuing its saved generations")
+    _say(plan)
+    if plan.run:
         evo = EvolutionConfig(population=s["population"], generations=s["generations"],
                               parents=max(2, s["population"] // 5), mutations=s["population"] // 2,
                               crossovers=s["population"] // 2)
@@ -174,6 +212,7 @@ def search_stage(cfg: PipelineConfig, ckpt: Path, board, workers: int, progress:
                    per_class=s["per_class"],
                    test_limit=s["test_limit"], test_top_k=1, baselines=False, workers=workers,
                    resume=(out / "state.json").exists(), progress=progress)
+        ledger.finish("search")
     from mcuformer.utils.io import read_structured
     best = read_structured(out / "result.json")["rows"][0]
     return {"arch": best["arch"], "summary": best["summary"], "heldout_top1": best["heldout_top1"],
@@ -181,50 +220,99 @@ def search_stage(cfg: PipelineConfig, ckpt: Path, board, workers: int, progress:
             best["sram_bytes"], "planned_flash_bytes": best["flash_bytes"], "arch_file": str(out / "best_arch.yaml")}
 
 
-def quantize_stage(cfg: PipelineConfig, ckpt: Path, searched: dict, progress: bool) -> dict:
+def quantize_stage(cfg: PipelineConfig, ckpt: Path, searched: dict, progress: bool, ledger=None) -> dict:
     """4. int8 post-training quantisation of the searched subnet, and its int8 top-1 on the test split"""
     from mcuformer.quantize.workflow import evaluate_quantized, quantize_checkpoint
+    from mcuformer.stages import digest_files, digest_settings
     from mcuformer.utils.io import read_structured
 
     qdir, report = cfg.output / "int8", cfg.output / "int8" / "accuracy.json"
     q = cfg.quantize
     _stage("4/7 quantize", f"int8, {q['calibration_images']} calibration images ({q['method']}), then the test split")
-    if not (qdir / "manifest.json").exists():
+    ledger, f = _shared_inputs(cfg, ledger, ckpt=ckpt)
+    inputs = {"checkpoint": f["checkpoint"], "searched arch": digest_files(searched["arch_file"]),
+              "search": ledger.fingerprint("search"), "quantize settings": digest_settings(q), "data": f["data"]}
+    plan = ledger.plan("quantize", inputs, done=(qdir / "manifest.json").exists() and report.exists(), owned=[qdir])
+    _say(plan)
+    if plan.run:
         quantize_checkpoint(ckpt, searched["arch_file"], qdir, data_path=cfg.data_path,
                             num_images=q["calibration_images"], method=q["method"])
-    if not report.exists():
         acc = evaluate_quantized(qdir, checkpoint=ckpt, data_path=cfg.data_path, limit=q["test_limit"],
                                  progress=progress)
         write_json(report, acc)
+        ledger.finish("quantize")
     return read_structured(report)
 
 
-def engine_stage(cfg: PipelineConfig, board, progress: bool) -> dict:
+def engine_stage(cfg: PipelineConfig, board, progress: bool, ledger=None) -> dict:
     """5-7. the C engine for the board; bit-exact on the host (ASan/UBSan) and on the Cortex-M7 emulator"""
     import shutil
 
     from mcuformer.codegen.export import export_model
     from mcuformer.memory import memory_report
     from mcuformer.memory.plot import plot_profile
-    from mcuformer.quantize.model import QuantModel
-    from mcuformer.verify import verify
+    from mcuformer.quantize.model import SAVED_FILES, QuantModel
+    from mcuformer.stages import digest_files, digest_settings
 
-    qdir, cdir = cfg.output / "int8", cfg.output / "engine"
+    qdir, cdir, report = cfg.output / "int8", cfg.output / "engine", cfg.output / "verify.json"
     _stage("5/7 export", f"C engine for {board.name} -> {cdir}")
-    info = export_model(qdir, cdir, board, force=True)  # the pipeline's own folder, redone on each run
-    rep = memory_report(QuantModel.load(qdir).arch, board)
-    plot_profile(rep, cfg.output / "memory.png")
+    ledger, f = _shared_inputs(cfg, ledger, board=board)
+    inputs = {"int8 model": digest_files(*(qdir / name for name in SAVED_FILES)),
+              "quantize": ledger.fingerprint("quantize"), "board": f["board"]}
+    plan = ledger.plan("export", inputs, done=(cdir / "export.json").exists(), owned=[cdir, cfg.output / "memory.png"])
+    _say(plan)
+    if plan.run:
+        export_model(qdir, cdir, board, force=True)  # the pipeline's own folder
+        rep = memory_report(QuantModel.load(qdir).arch, board)
+        plot_profile(rep, cfg.output / "memory.png")
+        ledger.finish("export")
+    info = read_structured(cdir / "export.json")
     n = cfg.verify["images"]
+    emulate = bool(cfg.verify["emulator"] and shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc"))
+    # the sources export wrote, not what verify adds to build them (engine/build/, engine/verify/)
+    engine_files = sorted(p for p in cdir.rglob("*")
+                          if p.is_file() and not {"build", "verify"} & set(p.relative_to(cdir).parts))
+    inputs = {"export": ledger.fingerprint("export"), "engine": digest_files(*engine_files), "data": f["data"],
+              "verify settings": digest_settings({**cfg.verify, "emulator": emulate})}
     _stage("6/7 verify on the host", f"{n} test images, gcc and gcc + ASan/UBSan, against the integer reference")
-    host = verify(cdir, "host", images=n, data_path=cfg.data_path)
-    out = {"export": info, "host": host.to_dict()}
-    if cfg.verify["emulator"] and shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc"):
-        _stage("7/7 verify on the Cortex-M7", f"{n} test images in qemu-system-arm -M mps2-an500")
-        out["cortex_m7"] = verify(cdir, "cortex-m7", images=n, data_path=cfg.data_path).to_dict()
-    else:
+    plan = ledger.plan("verify", inputs, done=report.exists(), owned=[report])
+    _say(plan)
+    if plan.run:
+        from mcuformer.verify import verify
+        checked = {"host": verify(cdir, "host", images=n, data_path=cfg.data_path).to_dict()}
+        if emulate:
+            _stage("7/7 verify on the Cortex-M7", f"{n} test images in qemu-system-arm -M mps2-an500")
+            checked["cortex_m7"] = verify(cdir, "cortex-m7", images=n, data_path=cfg.data_path).to_dict()
+        write_json(report, checked)
+        ledger.finish("verify")
+    out = {"export": info, **read_structured(report)}
+    if not emulate:
         _stage("7/7 verify on the Cortex-M7", "skipped: qemu-system-arm / arm-none-eabi-gcc not installed "
                "(scripts/setup.sh installs them)" if cfg.verify["emulator"] else "skipped by the config")
     return out
+
+
+def _shared_inputs(cfg: PipelineConfig, ledger, board=None, ckpt=None):
+    """The run's ledger and the digests several stages share (the data, the board, the checkpoint), each
+    computed once; a stage called on its own (benchmarks/model_zoo.py) gets them here too."""
+    from mcuformer.data import resolve_data_path
+    from mcuformer.stages import StageLedger, data_identity, digest_files, digest_settings
+
+    f = cfg.fingerprints = cfg.fingerprints or {}
+    if "data" not in f:
+        f["data"] = data_identity(resolve_data_path(cfg.data_path))
+    if board is not None and "board" not in f:
+        f["board"] = digest_settings(asdict(board))
+    if ckpt is not None and "checkpoint" not in f:
+        f["checkpoint"] = digest_files(ckpt)
+    return ledger or StageLedger(cfg.output), f
+
+
+def _say(plan) -> None:
+    """One line per stage that reruns, saying why (a first run and a kept stage say nothing)."""
+    if plan.line:
+        from tqdm import tqdm
+        tqdm.write(plan.line)
 
 
 def _stage(title: str, detail: str) -> None:

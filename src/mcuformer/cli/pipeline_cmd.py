@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 NAME = "pipeline"
-HELP = "run the whole pipeline (train, evaluate, memory report) from a pipeline YAML; rerun to resume"
+HELP = (
+    "run the whole pipeline (train, evaluate, search, quantize, export, verify) from a pipeline YAML; a rerun "
+    "resumes and redoes only the stages whose inputs changed")
 
 
 def add_arguments(p):
