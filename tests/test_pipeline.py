@@ -94,3 +94,8 @@ def test_pipeline_config_errors(tmp_path):
     assert_one_line_error(run_cli("pipeline", "--config", _config(tmp_path, search={"popsize": 3})),
                           "unknown key", "popsize")
     assert_one_line_error(run_cli("pipeline", "--config", _config(tmp_path, board="esp32")), "unknown board")
+    cfg = _config(tmp_path)  # a tampered stage record is refused before any stage runs
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run/stages.json").write_text('{"format": "mcuformer-stages-v1", "stages": {"train": []}}')
+    assert_one_line_error(run_cli("pipeline", "--config", cfg), "stages.json", "delete it")
+    assert not (tmp_path / "run/supernet").exists()

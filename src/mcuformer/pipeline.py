@@ -285,6 +285,8 @@ def engine_stage(cfg: PipelineConfig, board, progress: bool, ledger=None) -> dic
             checked["cortex_m7"] = verify(cdir, "cortex-m7", images=n, data_path=cfg.data_path).to_dict()
         write_json(report, checked)
         ledger.finish("verify")
+    elif emulate:
+        _stage("7/7 verify on the Cortex-M7", f"{n} test images in qemu-system-arm -M mps2-an500")
     out = {"export": info, **read_structured(report)}
     if not emulate:
         _stage("7/7 verify on the Cortex-M7", "skipped: qemu-system-arm / arm-none-eabi-gcc not installed "
