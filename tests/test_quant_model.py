@@ -25,6 +25,13 @@ ARCHS = {
     # cls token with mean pooling over the patch tokens, dense
     "cls-gap-dense": Arch(img_size=16, patch_size=4, rank_ratio=1.0, embed_dim=16, depth=1, num_heads=(2,),
                           mlp_ratio=(2.0,), num_classes=5, head_dim=8, cls_token=True, pool="gap"),
+    # 2-D relative position (clip 2 on a 4x4 grid: distances clipped), cls token, low rank, 3 heads
+    "relpos-cls-lowrank": Arch(img_size=12, patch_size=3, rank_ratio=0.5, embed_dim=24, depth=2, num_heads=(3, 2),
+                               mlp_ratio=(2.0, 1.5), num_classes=7, head_dim=8, cls_token=True, pool="cls",
+                               rel_pos=2),
+    # relative position without a cls token (every row a patch), mean pooling, dense
+    "relpos-gap-dense": Arch(img_size=16, patch_size=4, rank_ratio=1.0, embed_dim=16, depth=1, num_heads=(2,),
+                             mlp_ratio=(2.0,), num_classes=5, head_dim=8, cls_token=False, pool="gap", rel_pos=1),
 }
 FLAG_SETS = [Techniques.none(), Techniques.all()] + [Techniques.only(*n) for n in [
     ("operator_integration",), ("operator_integration", "token_overwriting"), ("token_overwriting",),
