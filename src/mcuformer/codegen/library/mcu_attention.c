@@ -219,35 +219,42 @@ void mcu_ln_kv(const mcu_block_t *b, const int8_t *x, int8_t *k, int8_t *v, int8
     }
 }
 
-/* heads [h0, h1) of query row xt into o_row (o_row[h*hd ...]); k, v hold those heads only */
+/* heads [h0, h1) of query row t (x_t = xt) into o_row (o_row[h*hd ...]); k, v hold those heads only */
 static void attention_row(const mcu_block_t *b, const int8_t *xt, const int8_t *k, const int8_t *v, int8_t *o_row,
-                          int8_t *ln, int8_t *mid, int8_t *q, int8_t *scores, int32_t h0, int32_t h1)
+                          int8_t *ln, int8_t *mid, int8_t *q, int8_t *scores, int32_t h0, int32_t h1, int32_t t,
+                          int32_t *rel)
 {
     const int32_t hd = b->head_dim, width = (h1 - h0) * hd;
     const int8_t *ctx = qkv_context(b, xt, ln, mid);
     for (int32_t h = h0; h < h1; h++) {
         mcu_factor_rows(&b->qkv.up, ctx, h * hd, hd, q, 0, 0, 0);
-        mcu_scores_row(b, q, k + (h - h0) * hd, width, scores);
+        if (b->rel_key)
+            mcu_scores_row_rel(b, q, k + (h - h0) * hd, width, scores, t, rel);
+        else
+            mcu_scores_row(b, q, k + (h - h0) * hd, width, scores);
         mcu_softmax_row(scores, scores, b->tokens, b->exp_lut);
-        mcu_av_row(b, scores, v + (h - h0) * hd, width, o_row + h * hd);
+        if (b->rel_key)
+            mcu_av_row_rel(b, scores, v + (h - h0) * hd, width, o_row + h * hd, t, rel);
+        else
+            mcu_av_row(b, scores, v + (h - h0) * hd, width, o_row + h * hd);
     }
 }
 
 void mcu_attention(const mcu_block_t *b, const int8_t *x, const int8_t *k, const int8_t *v, int8_t *o,
-                   int8_t *ln, int8_t *mid, int8_t *q, int8_t *scores, int32_t h0, int32_t h1)
+                   int8_t *ln, int8_t *mid, int8_t *q, int8_t *scores, int32_t h0, int32_t h1, int32_t *rel)
 {
     const int32_t inner = b->heads * b->head_dim;
     for (int32_t t = 0; t < b->tokens; t++)
-        attention_row(b, x + t * b->dim, k, v, o + t * inner, ln, mid, q, scores, h0, h1);
+        attention_row(b, x + t * b->dim, k, v, o + t * inner, ln, mid, q, scores, h0, h1, t, rel);
 }
 
 /* Row t's output is written over x_t (y == x): x_t is read only for row t's own q and residual. */
 void mcu_attention_proj_residual(const mcu_block_t *b, const int8_t *x, const int8_t *k, const int8_t *v,
                                  int8_t *y, int8_t *ln, int8_t *mid, int8_t *q, int8_t *scores, int8_t *o,
-                                 int8_t *proj_mid)
+                                 int8_t *proj_mid, int32_t *rel)
 {
     for (int32_t t = 0; t < b->tokens; t++) {
-        attention_row(b, x + t * b->dim, k, v, o, ln, mid, q, scores, 0, b->heads);
+        attention_row(b, x + t * b->dim, k, v, o, ln, mid, q, scores, 0, b->heads, t, rel);
         mcu_linear_row(&b->proj, o, proj_mid, y + t * b->dim, 0, x + t * b->dim, &b->add1);
     }
 }
