@@ -129,3 +129,20 @@ def test_tiny_checkpoint_subnets_all_paths_agree():
         fast = fakequant.forward(q, img)
         assert np.array_equal(reference_logits(q, img), fast)
         assert np.array_equal(TorchInt8(q).forward(img).numpy(), fast)
+
+
+def test_validate_accepts_rel_pos_tables_and_refuses_a_wrong_one():
+    from mcuformer.errors import CheckpointError
+    from mcuformer.quantize.validate import validate_quant_model
+
+    _, q, _ = quantised(ARCHS["relpos-gap-dense"])
+    validate_quant_model(QuantModel(q.arch, dict(q.params), dict(q.act), dict(q.consts)))
+    for name, bad in [("blocks.0.attn.rel_pos.key", None), ("blocks.0.attn.rel_pos.value", np.zeros((9, 8), np.int8)),
+                      ("blocks.0.attn.rel_pos.key", q.params["blocks.0.attn.rel_pos.key"].astype(np.int16))]:
+        params = dict(q.params)
+        if bad is None:
+            del params[name]
+        else:
+            params[name] = bad
+        with pytest.raises(CheckpointError, match=name.replace(".", r"\.")):
+            validate_quant_model(QuantModel(q.arch, params, dict(q.act), dict(q.consts)))
