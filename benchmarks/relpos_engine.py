@@ -6,12 +6,15 @@
    rows; odd: the fastest, mostly layer-wise), int8 logits against the NumPy integer reference
    (mcuformer.verify) on the host (gcc -O2, then ASan + UBSan) and on the emulated Cortex-M7 (DSP build;
    the first M7 arch also with the portable kernels), guard bytes checked;
-2. int8 against float: the cosine of the int8 logits (dequantised) with the float model's, and the
+2. cost on the emulated Cortex-M7: the tiny CIFAR-10 space's largest subnet (random weights) with
+   rel_pos 14 and without, under the smallest-arena and the fastest schedule: instructions per
+   inference (QEMU counts, not cycles), MACs, arena and flash;
+3. int8 against float: the cosine of the int8 logits (dequantised) with the float model's, and the
    top-1 agreement, on random images for random-weight rel-pos models and the same archs without
    relative position.
 
     python benchmarks/relpos_engine.py            # 30 host + 5 M7 archs, ~3 min on 2 cores
-    python benchmarks/relpos_engine.py --host 10 --m7 2
+    python benchmarks/relpos_engine.py --host 10 --m7 2 --no-cost
 """
 
 from __future__ import annotations
@@ -108,11 +111,30 @@ def agreement(count: int, images: int = 64) -> list[dict]:
     return rows
 
 
+def m7_cost(tmp: Path) -> list[dict]:
+    from mcuformer.space import SearchSpace
+
+    base = SearchSpace.load(ROOT / "configs/cifar10-tiny.yaml").largest(10)
+    rows = []
+    for rel in (0, 14):
+        arch = replace(base, rel_pos=rel)
+        q = random_quant_model(arch, seed=0)
+        for schedule in ("smallest", "fastest"):
+            folder = tmp / f"cost-{rel}-{schedule}"
+            info = export_model(q, folder, "stm32f746", schedule=schedule)
+            r = verify(folder, "cortex-m7", images=1)
+            rows.append({"arch": arch.short(), "rel_pos": rel, "schedule": schedule, "bit_exact": r.bit_exact,
+                         "instructions": r.instructions_per_inference, "macs": info["macs"],
+                         "arena_bytes": info["arena_bytes"], "flash_bytes": info["planned_flash_bytes"]})
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--host", type=int, default=30, help="random rel-pos archs on the host (ASan + UBSan)")
     ap.add_argument("--m7", type=int, default=5, help="random rel-pos archs on the emulated Cortex-M7")
     ap.add_argument("--agreement", type=int, default=10, help="archs for int8 vs float (each with and without)")
+    ap.add_argument("--no-cost", action="store_true", help="skip the M7 cost of the tiny space's largest subnet")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--output", default=str(ROOT / "benchmarks/results/relpos_engine.json"))
     args = ap.parse_args()
@@ -121,6 +143,7 @@ def main() -> int:
         jobs = [(i, "host") for i in range(args.host)] + [(10_000 + i, "cortex-m7") for i in range(args.m7)]
         with ThreadPoolExecutor(args.workers) as pool:
             rows = list(pool.map(lambda job: one(Path(tmp), *job), jobs))
+        cost = [] if args.no_cost else m7_cost(Path(tmp))
     summary = {}
     for target in ("host", "cortex-m7"):
         for schedule in ("smallest", "fastest"):
@@ -135,6 +158,13 @@ def main() -> int:
     bad = [r for r in rows if not r["ok"]]
     for r in bad:
         print(f"NOT bit-exact: {r}")
+    if cost:
+        print(f"\n{'M7 cost, ' + cost[0]['arch']:<60} {'instructions':>13} {'MACs':>10} {'arena B':>8} "
+              f"{'flash B':>8} {'exact':>6}")
+        for c in cost:
+            print(f"{'rel_pos ' + str(c['rel_pos']) + ', ' + c['schedule']:<60} {c['instructions']:>13,.0f} "
+                  f"{c['macs']:>10,} {c['arena_bytes']:>8,} {str(c['flash_bytes']):>8} {str(c['bit_exact']):>6}")
+        bad += [c for c in cost if not c["bit_exact"]]
     agree = agreement(args.agreement)
     print(f"\n{'int8 vs float (64 random images)':<34} {'archs':>6} {'mean cosine':>12} {'min cosine':>11} "
           f"{'top-1 agree %':>14}")
@@ -149,7 +179,7 @@ def main() -> int:
                                      "int8 logits vs the NumPy integer reference; host gcc -O2 then ASan+UBSan; "
                                      "Cortex-M7 in QEMU (DSP, the first also portable); int8 vs float on random "
                                      "images with and without rel_pos",
-                             "summary": summary, "kernels": kernels, "archs": rows, "agreement": agree,
+                             "summary": summary, "kernels": kernels, "archs": rows, "m7_cost": cost, "agreement": agree,
                              "seconds": round(elapsed, 1)})
     print(f"wrote {args.output} ({elapsed:.0f} s)")
     return 1 if bad else 0
