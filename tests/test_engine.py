@@ -4,6 +4,7 @@ CIFAR-10 subnet on real test images, and a model over the board's SRAM failing t
 
 import random
 import shutil
+from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -81,6 +82,58 @@ def test_random_archs_bit_exact_on_the_host_under_sanitizers(tmp_path):
                        "matmul_av", "add", "gelu", "ln_kv", "attention", "attention_proj_residual",
                        "proj_residual", "mlp_residual", "ln_fc1_gelu", "fc2_residual", "mean_pool", "take_cls",
                        "ln_pool"}, kernels
+
+
+def _export_rel_pos(tmp: Path, i: int):
+    """A random arch with 2-D relative position (clip 1, 2, 3 or the official 14) and random techniques;
+    even i the smallest-arena schedule (fused attention rows), odd i the fastest (layer-wise)."""
+    rng = random.Random(7000 + i)
+    arch = replace(random_arch(rng), rel_pos=rng.choice([1, 2, 3, 14]))
+    flags = random_techniques(rng)
+    folder = tmp / f"r{i}"
+    export_model(random_quant_model(arch, seed=i), folder, "stm32f746", flags,
+                 schedule="fastest" if i % 2 else "smallest")
+    return folder, arch
+
+
+def _kernels(folder: Path) -> set[str]:
+    return {line.split("mcu_")[1].split("(")[0] for line in (folder / "mcuformer_model.c").read_text().splitlines()
+            if line.strip().startswith("mcu_") and "(" in line}
+
+
+def test_rel_pos_archs_bit_exact_on_the_host_under_sanitizers(tmp_path):
+    """Relative position in the C engine: a handful of random archs (benchmarks/relpos_engine.py runs
+    30), fused and layer-wise attention, ASan + UBSan; a corrupted value table is caught."""
+    def one(i):
+        folder, arch = _export_rel_pos(tmp_path, i)
+        return folder, arch, verify(folder, "host", images=2, seed=i, sanitize=True)
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(one, range(6)))
+    bad = [(a.short(), r.mismatched_images) for _, a, r in results
+           if not (r.bit_exact and r.sanitizers and r.guard_damage == 0)]
+    assert not bad, bad
+    kernels = set().union(*(_kernels(f) for f, _, _ in results))
+    assert {"matmul_qk", "matmul_av", "attention"} <= kernels and kernels & {"attention_proj_residual"}, kernels
+    folder = results[0][0]
+    src = folder / "mcuformer_weights.c"
+    text = src.read_text()
+    start = text.index("{", text.index("blocks_0_attn_rel_pos_value[")) + 1
+    end = text.index("}", start)
+    src.write_text(text[:start] + ", ".join("0" for _ in text[start:end].split(",")) + text[end:])
+    assert not verify(folder, "host", images=2, sanitize=False).bit_exact
+
+
+@needs_arm
+def test_rel_pos_archs_bit_exact_on_cortex_m7(tmp_path):
+    """5 random relative-position archs in QEMU (DSP path); one also with the portable kernels."""
+    for i in range(5):
+        folder, arch = _export_rel_pos(tmp_path, 100 + i)
+        r = verify(folder, "cortex-m7", images=2, seed=i)
+        assert r.bit_exact and r.guard_damage == 0, (arch.short(), r.mismatched_images)
+        if i == 0:
+            p = verify(folder, "cortex-m7", images=2, seed=i, portable=True)
+            assert p.bit_exact and p.predictions == r.predictions
 
 
 def test_a_corrupted_weight_is_caught(tmp_path):

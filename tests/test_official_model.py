@@ -286,16 +286,30 @@ def test_memory_model_counts_relative_position_tables():
         assert macs == 2 * n * heads * 60 * 64  # q . key tables and weights . value tables, per row and head
 
 
-def test_quantize_refuses_relative_position_in_one_line(tmp_path, image_folder):
+def test_quantize_takes_relative_position_and_tracks_the_float_model(tmp_path, image_folder):
+    """A rel-pos supernet trained one step: quantize runs, the int8 model holds the tables, and its logits
+    track the float subnet's on the folder's images (the C engine: tests/test_engine.py)."""
     import yaml
-    from conftest import CONFIGS, assert_one_line_error, run_cli
+    from conftest import CONFIGS, run_cli
+    import numpy as np
+    from mcuformer.quantize import fakequant
+    from mcuformer.quantize.model import QuantModel
+    from mcuformer.quantize.workflow import _dataset, load_subnet
     space = yaml.safe_load((CONFIGS / "cifar10-tiny.yaml").read_text())
     space.update(num_classes=2, rel_pos=3, patch_size=[8])
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
     run_cli("train", "--space", tmp_path / "space.yaml", "--data-path", image_folder, "--output", tmp_path / "run",
             "--epochs", "1", "--batch-size", "4", "--steps-per-epoch", "1", "--workers", "0", "--no-progress",
             check=True)
-    proc = run_cli("quantize", "--checkpoint", tmp_path / "run", "--arch", "largest", "--data-path", image_folder,
-                   "--output", tmp_path / "q", "--calibration-images", "4")
-    assert_one_line_error(proc, "relative position", "rel_pos 3")
-    assert not (tmp_path / "q").exists()
+    run_cli("quantize", "--checkpoint", tmp_path / "run", "--arch", "largest", "--data-path", image_folder,
+            "--output", tmp_path / "q", "--calibration-images", "8", check=True)
+    q = QuantModel.load(tmp_path / "q")
+    assert q.arch.rel_pos == 3 and q.params["blocks.0.attn.rel_pos.key"].shape == (16, q.arch.head_dim)
+    model, state = load_subnet(tmp_path / "run", q.arch)
+    ds = _dataset(state, q.arch, image_folder, "val")
+    images = torch.stack([ds[i][0] for i in range(len(ds))])
+    with torch.no_grad():
+        f = model(images).numpy().ravel()
+    s, z = q.act["logits"]
+    d = (fakequant.forward(q, q.quantize_image(images)).astype(np.float64) - z).ravel() * s
+    assert f @ d / (np.linalg.norm(f) * np.linalg.norm(d)) > 0.95

@@ -74,3 +74,32 @@ def test_not_a_quantised_folder(tmp_path):
 
 def test_evaluate_needs_a_checkpoint_or_a_quantised_model():
     assert_one_line_error(run_cli("evaluate"), "--checkpoint")
+
+
+def test_rel_pos_subnet_quantises_exports_and_runs_bit_exact(cifar_like, tmp_path):
+    """The tiny checkpoint given relative position tables (rel_pos 2, random tables): quantize, export
+    and verify on the host run end to end, and the engine's logits equal the integer reference."""
+    import torch
+
+    from mcuformer.supernet import SuperViT
+    from mcuformer.train import space_of
+
+    state = torch.load(CHECKPOINT, weights_only=True)
+    state["space"]["rel_pos"] = 2
+    net = SuperViT(space_of(state), int(state["num_classes"]))
+    missing, _ = net.load_state_dict(state["model"], strict=False)
+    assert missing and all(".rel_pos." in m for m in missing)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if ".rel_pos." in name:
+                p.normal_(0, 0.5)
+    state["model"] = net.state_dict()
+    torch.save(state, tmp_path / "rel.pt")
+    q, c = tmp_path / "q", tmp_path / "c"
+    run_cli("quantize", "--checkpoint", tmp_path / "rel.pt", "--arch", "smallest", "--data-path", cifar_like,
+            "--output", q, "--calibration-images", 20, check=True)
+    assert json.loads((q / "manifest.json").read_text())["arch"]["rel_pos"] == 2
+    run_cli("export", "--quantized", q, "--output", c, check=True)
+    proc = run_cli("verify", c, "--images", "2", check=True)
+    assert "bit-exact" in proc.stdout

@@ -130,3 +130,30 @@ def test_add_exhaustive_within_half_a_step():
         inside = (exact > -128.5) & (exact < 127.5)
         assert np.all(np.abs(out - exact)[inside] <= 0.5 + 2 ** -12)
         assert np.all(out[exact <= -128.5] == -128) and np.all(out[exact >= 127.5] == 127)
+
+
+def test_rel_pos_rows_are_the_float_models_index():
+    """The integer path's table rows equal the float model's ``rel_pos_index`` (horizontal offset by 2k+2)."""
+    from mcuformer.supernet.vit import rel_pos_index
+    for tokens, cls, clip in [(17, True, 2), (16, False, 1), (26, True, 14), (9, False, 3)]:
+        dv, dh = intops.rel_pos_rows(tokens, cls, clip)
+        fv, fh = rel_pos_index(tokens, cls, clip)
+        assert np.array_equal(dv, fv.numpy()) and np.array_equal(dh, fh.numpy() + 2 * clip + 2)
+
+
+def test_rel_pos_accumulators_by_their_definition():
+    """q . R[dv] + q . R[dh] and sum_r P_r R[r], loop by loop, against the vectorised forms."""
+    rng = np.random.default_rng(3)
+    tokens, clip, hd = 10, 1, 5  # 3x3 grid and a cls token
+    dv, dh = intops.rel_pos_rows(tokens, True, clip)
+    table = rng.integers(-127, 128, (2 * (2 * clip + 2), hd)).astype(np.int8)
+    q = rng.integers(-128, 128, (tokens, hd)).astype(np.int8)
+    p = rng.integers(-128, 128, (tokens, tokens)).astype(np.int8)
+    s = intops.rel_pos_scores(q, table, (dv, dh))
+    o = intops.rel_pos_values(p, table, (dv, dh))
+    for i in range(tokens):
+        for j in range(tokens):
+            qi = q[i].astype(np.int64)
+            assert s[i, j] == qi @ table[dv[i, j]] + qi @ table[dh[i, j]]
+        expect = sum((int(p[i, j]) + 128) * (table[dv[i, j]].astype(np.int64) + table[dh[i, j]]) for j in range(tokens))
+        assert np.array_equal(o[i], expect)

@@ -25,6 +25,13 @@ ARCHS = {
     # cls token with mean pooling over the patch tokens, dense
     "cls-gap-dense": Arch(img_size=16, patch_size=4, rank_ratio=1.0, embed_dim=16, depth=1, num_heads=(2,),
                           mlp_ratio=(2.0,), num_classes=5, head_dim=8, cls_token=True, pool="gap"),
+    # 2-D relative position (clip 2 on a 4x4 grid: distances clipped), cls token, low rank, 3 heads
+    "relpos-cls-lowrank": Arch(img_size=12, patch_size=3, rank_ratio=0.5, embed_dim=24, depth=2, num_heads=(3, 2),
+                               mlp_ratio=(2.0, 1.5), num_classes=7, head_dim=8, cls_token=True, pool="cls",
+                               rel_pos=2),
+    # relative position without a cls token (every row a patch), mean pooling, dense
+    "relpos-gap-dense": Arch(img_size=16, patch_size=4, rank_ratio=1.0, embed_dim=16, depth=1, num_heads=(2,),
+                             mlp_ratio=(2.0,), num_classes=5, head_dim=8, cls_token=False, pool="gap", rel_pos=1),
 }
 FLAG_SETS = [Techniques.none(), Techniques.all()] + [Techniques.only(*n) for n in [
     ("operator_integration",), ("operator_integration", "token_overwriting"), ("token_overwriting",),
@@ -122,3 +129,20 @@ def test_tiny_checkpoint_subnets_all_paths_agree():
         fast = fakequant.forward(q, img)
         assert np.array_equal(reference_logits(q, img), fast)
         assert np.array_equal(TorchInt8(q).forward(img).numpy(), fast)
+
+
+def test_validate_accepts_rel_pos_tables_and_refuses_a_wrong_one():
+    from mcuformer.errors import CheckpointError
+    from mcuformer.quantize.validate import validate_quant_model
+
+    _, q, _ = quantised(ARCHS["relpos-gap-dense"])
+    validate_quant_model(QuantModel(q.arch, dict(q.params), dict(q.act), dict(q.consts)))
+    for name, bad in [("blocks.0.attn.rel_pos.key", None), ("blocks.0.attn.rel_pos.value", np.zeros((9, 8), np.int8)),
+                      ("blocks.0.attn.rel_pos.key", q.params["blocks.0.attn.rel_pos.key"].astype(np.int16))]:
+        params = dict(q.params)
+        if bad is None:
+            del params[name]
+        else:
+            params[name] = bad
+        with pytest.raises(CheckpointError, match=name.replace(".", r"\.")):
+            validate_quant_model(QuantModel(q.arch, params, dict(q.act), dict(q.consts)))

@@ -129,7 +129,17 @@ class _Writer:
                 f"    .gelu_lut = {n}_mlp_gelu_lut,\n"
                 f"    .fc2 = {self.linear(f'{p}.mlp.fc2')},\n"
                 f"    .add2 = {self.add(f'{p}.add2', f'{p}.x1', f'{p}.mlp.fc2.out', f'{p}.out')},\n"
-                f"    .hidden = {fc1.shape[0]}}};\n")
+                f"    .hidden = {fc1.shape[0]}{self.rel_pos(p)}}};\n")
+
+    def rel_pos(self, p: str) -> str:
+        """The relative position members of block p's struct: its tables and the index rule."""
+        a = self.arch
+        if not a.rel_pos:
+            return ""
+        n = c_name(f"{p}.attn.rel_pos")
+        side = math.isqrt(a.num_tokens - int(a.cls_token))
+        return (f",\n    .rel_key = {n}_key, .rel_value = {n}_value, .rel_clip = {a.rel_pos}, .grid_side = {side}, "
+                f".cls = {int(a.cls_token)}")
 
     def head(self) -> str:
         a = self.arch
@@ -193,12 +203,13 @@ class _Writer:
             tokens = op.inputs[0].shape[0] if len(op.inputs[0].shape) == 2 else 1
             return f"mcu_linear({self.factor_ref(name)}, {ins[0]}, {outs[0]}, {tokens});"
         if k == "matmul_qk":
-            return f"mcu_matmul_qk({b}, {ins[0]}, {outs[0]}, {h1 - h0});"
+            return f"mcu_matmul_qk({b}, {ins[0]}, {outs[0]}, {h1 - h0}, {self.scratch(op, 'rel_pos', True)});"
         if k == "softmax":
             rows = math.prod(op.inputs[0].shape[:-1])
             return f"mcu_softmax({b}, {ins[0]}, {outs[0]}, {rows});"
         if k == "matmul_av":
-            return f"mcu_matmul_av({b}, {ins[0]}, {ins[1]}, {outs[0]}, {h0}, {h1});"
+            return (f"mcu_matmul_av({b}, {ins[0]}, {ins[1]}, {outs[0]}, {h0}, {h1}, "
+                    f"{self.scratch(op, 'rel_pos', True)});")
         if k == "add":
             which = "add1" if op.name.endswith("add1") else "add2"
             return f"mcu_add(&{b[1:]}.{which}, {ins[0]}, {ins[1]}, {outs[0]}, {math.prod(op.inputs[0].shape)});"
@@ -209,10 +220,10 @@ class _Writer:
             return f"mcu_ln_kv({b}, {ins[0]}, {outs[0]}, {outs[1]}, {s('ln')}, {s('mid')}, {h0}, {h1});"
         if k == "attention":
             return (f"mcu_attention({b}, {ins[0]}, {ins[1]}, {ins[2]}, {outs[0]}, {s('ln')}, {s('mid')}, {s('q')}, "
-                    f"{s('scores')}, {h0}, {h1});")
+                    f"{s('scores')}, {h0}, {h1}, {s('rel_pos', True)});")
         if k == "attention_proj_residual":
             return (f"mcu_attention_proj_residual({b}, {ins[0]}, {ins[1]}, {ins[2]}, {outs[0]}, {s('ln')}, "
-                    f"{s('mid')}, {s('q')}, {s('scores')}, {s('o')}, {s('proj_mid')});")
+                    f"{s('mid')}, {s('q')}, {s('scores')}, {s('o')}, {s('proj_mid')}, {s('rel_pos', True)});")
         if k == "proj_residual":
             return f"mcu_proj_residual({b}, {ins[0]}, {ins[1]}, {outs[0]}, {s('proj_mid')});"
         if k == "mlp_residual":

@@ -143,8 +143,8 @@ def section_ops(kind: str, dims, flags: Techniques, prefix: str = "blocks.0", x=
 
 
 def with_rel_pos(ops: list[Op], d: BlockDims, prefix: str) -> list[Op]:
-    """Relative position attention, costed beside the kernels that would read it (the int8 engine
-    does not run it yet): the int8 key and value tables (vertical and horizontal, 2k+2 rows by
+    """Relative position attention, costed in the kernels that read it (codegen's
+    mcu_attention_rel.c): the int8 key and value tables (vertical and horizontal, 2k+2 rows by
     head_dim each) in flash; per query row an int32 scratch of the 2(2k+2) dot products of q with
     the key tables, or of the attention weights summed into the 2(2k+2) value-table rows; and
     those multiply-accumulates."""

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from mcuformer.errors import ConfigError
-from mcuformer.supernet.vit import LowRankLinear, ViT
+from mcuformer.supernet.vit import LowRankLinear, ViT, rel_pos_index
 
 Record = Callable[[str, torch.Tensor], torch.Tensor]
 
@@ -53,9 +53,21 @@ def traced_forward(model: ViT, images: torch.Tensor, record: Record) -> torch.Te
         q = record(f"{p}.attn.q", qkv[:, :, 0].transpose(1, 2))
         k = record(f"{p}.attn.k", qkv[:, :, 1].transpose(1, 2))
         v = record(f"{p}.attn.v", qkv[:, :, 2].transpose(1, 2))
-        scores = record(f"{p}.attn.scores", (q @ k.transpose(-1, -2)) * a.head_dim ** -0.5)
+        rp = getattr(a, "rel_pos", None)
+        if rp is not None:  # the float model's relative position, step by step (RelPos2D.attention)
+            dv, dh = rel_pos_index(n, arch.cls_token, rp.clip, q.device)
+            dv, dh = dv.expand(*q.shape[:2], n, n), dh.expand(*q.shape[:2], n, n)
+            raw = q @ k.transpose(-1, -2) + (q @ rp.key_v.t()).gather(-1, dv) + (q @ rp.key_h.t()).gather(-1, dh)
+        else:
+            raw = q @ k.transpose(-1, -2)
+        scores = record(f"{p}.attn.scores", raw * a.head_dim ** -0.5)
         probs = record(f"{p}.attn.probs", scores.softmax(-1))
-        o = record(f"{p}.attn.o", (probs @ v).transpose(1, 2).reshape(b, n, -1))
+        o = probs @ v
+        if rp is not None:
+            rows = rp.key_v.shape[0]
+            o = (o + probs.new_zeros(*probs.shape[:-1], rows).scatter_add_(-1, dv, probs) @ rp.value_v
+                 + probs.new_zeros(*probs.shape[:-1], rows).scatter_add_(-1, dh, probs) @ rp.value_h)
+        o = record(f"{p}.attn.o", o.transpose(1, 2).reshape(b, n, -1))
         y = record(f"{p}.attn.proj.out", _linear(a.proj, o, f"{p}.attn.proj", record))
         x = record(f"{p}.x1", x + y)
         h = record(f"{p}.norm2.out", blk.norm2(x))

@@ -37,6 +37,17 @@ def add(q: QuantModel, name: str, a: np.ndarray, an: str, b: np.ndarray, bn: str
     return intops.add(a, q.act[an][1], b, q.act[bn][1], q.consts[name], q.act[out][1])
 
 
+def rel_pos(q: QuantModel, p: str, rows=slice(None)):
+    """((key table, rows), (value table, rows)) of block p's relative position for query rows ``rows``
+    (the ``rel`` arguments of ``intops.matmul_qk``/``matmul_av``), or (None, None) without it."""
+    arch = q.arch
+    if not arch.rel_pos:
+        return None, None
+    dv, dh = intops.rel_pos_rows(arch.num_tokens, arch.cls_token, arch.rel_pos)
+    idx = (dv[rows], dh[rows])
+    return (q.params[f"{p}.attn.rel_pos.key"], idx), (q.params[f"{p}.attn.rel_pos.value"], idx)
+
+
 def patches(image: np.ndarray, p: int, pad: tuple[int, int]) -> np.ndarray:
     """int8 (..., H, W, C) -> (..., g*g, p*p*C): each patch's pixels in HWC order, zero padding."""
     *lead, h, _, c = image.shape
@@ -109,10 +120,12 @@ def block(q: QuantModel, p: str, x: np.ndarray, xn: str, rec: dict) -> tuple[np.
     qh, kh, vh = (np.moveaxis(qkv[:, :, j], 1, 2) for j in range(3))  # (B, H, N, hd)
     rec[f"{p}.attn.q"], rec[f"{p}.attn.k"], rec[f"{p}.attn.v"] = qh, kh, vh
     c = q.consts[f"{p}.attn.qk"]
-    s = rec[f"{p}.attn.scores"] = intops.matmul_qk(qh, kh, c["multiplier"], c["shift"], q.act[f"{p}.attn.scores"][1])
+    rel_k, rel_v = rel_pos(q, p)
+    s = rec[f"{p}.attn.scores"] = intops.matmul_qk(qh, kh, c["multiplier"], c["shift"], q.act[f"{p}.attn.scores"][1],
+                                                   rel_k)
     pr = rec[f"{p}.attn.probs"] = intops.softmax(s, q.params[f"{p}.attn.exp_lut"])
     c = q.consts[f"{p}.attn.av"]
-    o = intops.matmul_av(pr, vh, c["multiplier"], c["shift"], q.act[f"{p}.attn.o"][1])
+    o = intops.matmul_av(pr, vh, c["multiplier"], c["shift"], q.act[f"{p}.attn.o"][1], rel_v)
     o = rec[f"{p}.attn.o"] = np.moveaxis(o, 1, 2).reshape(b, n, heads * hd)
     y = rec[f"{p}.attn.proj.out"] = linear_chain(q, f"{p}.attn.proj", o, rec)
     x1 = rec[f"{p}.x1"] = add(q, f"{p}.add1", x, xn, y, f"{p}.attn.proj.out", f"{p}.x1")

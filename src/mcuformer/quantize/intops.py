@@ -137,15 +137,60 @@ def add(a, za: int, b, zb: int, p: dict, z_out: int) -> np.ndarray:
     return requantize_to_int8(ra + rb, p["mo"], p["so"], z_out)
 
 
-def matmul_qk(q, k, multiplier, shift, zero_point) -> np.ndarray:
-    """Scores of symmetric int8 q (..., Nq, hd) and k (..., Nk, hd): requant(q . k) + zero point."""
-    return requantize_to_int8(np.rint(q.astype(np.float64) @ np.swapaxes(k, -1, -2).astype(np.float64))
-                              .astype(np.int64), multiplier, shift, zero_point)
+def rel_pos_rows(num_tokens: int, cls_token: bool, clip: int) -> tuple[np.ndarray, np.ndarray]:
+    """(N, N) rows of the stacked relative position table [vertical; horizontal] (2 clip + 2 rows each)
+    for query i and key j: the float model's ``rel_pos_index``, the horizontal rows offset by 2 clip + 2.
+    Patch tokens a = i - cls, b = j - cls on a side x side grid: vertical row
+    clamp(b / side - a / side, -clip, clip) + clip + 1, horizontal the same with b % side, a % side;
+    the cls token's row and column use row 0 of each part."""
+    n = num_tokens - int(cls_token)
+    side = math.isqrt(n)
+    idx = np.arange(n)
+    dv = np.clip(idx[None, :] // side - idx[:, None] // side, -clip, clip) + clip + 1
+    dh = np.clip(idx[None, :] % side - idx[:, None] % side, -clip, clip) + clip + 1
+    if cls_token:
+        dv, dh = (np.pad(d, ((1, 0), (1, 0))) for d in (dv, dh))
+    return dv.astype(np.int64), (dh + 2 * clip + 2).astype(np.int64)
 
 
-def matmul_av(p, v, multiplier, shift, zero_point) -> np.ndarray:
-    """o = requant(sum_j (p_j + 128) v_j) + zero point, probabilities p (..., Nq, Nk), symmetric v."""
+def rel_pos_scores(q, table, rows) -> np.ndarray:
+    """The relative position part of the score accumulator: q_i . R[dv_ij] + q_i . R[dh_ij], exact int64.
+
+    q (..., Nq, hd) symmetric int8, ``table`` the int8 key table (2(2 clip + 2), hd) at k's scale,
+    ``rows`` the (dv, dh) pair of ``rel_pos_rows`` restricted to these Nq query rows."""
+    qr = dot(np.asarray(q), table)  # (..., Nq, rows): the per-row int32 scratch of the engine
+    dv, dh = (np.broadcast_to(r, qr.shape[:-1] + r.shape[-1:]) for r in rows)
+    return np.take_along_axis(qr, dv, -1) + np.take_along_axis(qr, dh, -1)
+
+
+def rel_pos_values(p, table, rows) -> np.ndarray:
+    """The relative position part of the AV accumulator: sum_r P_ir R[r] with P_ir the sum of
+    (p_ij + 128) over the keys j whose vertical or horizontal row is r (int32 sums per row).
+
+    p (..., Nq, Nk) int8 probabilities, ``table`` the int8 value table at v's scale."""
+    w = np.asarray(p, np.int64) - PROB_ZERO_POINT
+    sums = np.zeros(w.shape[:-1] + (table.shape[0],), np.int64)
+    for r in rows:  # one-hot (Nq, Nk, rows): for each query row, which table row each key adds to
+        onehot = (r[..., None] == np.arange(table.shape[0])).astype(np.float64)
+        sums += np.rint(np.einsum("...ij,ijr->...ir", w.astype(np.float64), onehot)).astype(np.int64)
+    return np.rint(sums.astype(np.float64) @ table.astype(np.float64)).astype(np.int64)
+
+
+def matmul_qk(q, k, multiplier, shift, zero_point, rel=None) -> np.ndarray:
+    """Scores of symmetric int8 q (..., Nq, hd) and k (..., Nk, hd): requant(q . k [+ rel]) + zero point;
+    ``rel``: (key table, rows) of relative position, added at the accumulator (``rel_pos_scores``)."""
+    acc = np.rint(q.astype(np.float64) @ np.swapaxes(k, -1, -2).astype(np.float64)).astype(np.int64)
+    if rel is not None:
+        acc = acc + rel_pos_scores(q, *rel)
+    return requantize_to_int8(acc, multiplier, shift, zero_point)
+
+
+def matmul_av(p, v, multiplier, shift, zero_point, rel=None) -> np.ndarray:
+    """o = requant(sum_j (p_j + 128) v_j [+ rel]) + zero point, probabilities p (..., Nq, Nk), symmetric v;
+    ``rel``: (value table, rows) of relative position, added at the accumulator (``rel_pos_values``)."""
     acc = np.rint((p.astype(np.float64) - PROB_ZERO_POINT) @ v.astype(np.float64)).astype(np.int64)
+    if rel is not None:
+        acc = acc + rel_pos_values(p, *rel)
     return requantize_to_int8(acc, multiplier, shift, zero_point)
 
 

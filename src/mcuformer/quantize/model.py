@@ -202,6 +202,8 @@ class _Builder:
         q, a = self.q, blk.attn
         self.norm(f"{p}.norm1", blk.norm1, f"{p}.norm1.out")
         inner = a.num_heads * a.head_dim
+        if getattr(a, "rel_pos", None) is not None:
+            self.rel_pos_tables(p, a.rel_pos)
         scales = np.repeat([q.act[f"{p}.attn.{t}"][0] for t in "qkv"], inner)
         self.linear(f"{p}.attn.qkv", a.qkv, f"{p}.norm1.out", f"{p}.attn.q", scales)
         s_s = q.act[f"{p}.attn.scores"][0]
@@ -219,6 +221,18 @@ class _Builder:
         self.linear(f"{p}.mlp.fc2", blk.mlp.fc2, f"{p}.mlp.act", f"{p}.mlp.fc2.out")
         self.add(f"{p}.add2", f"{p}.x1", f"{p}.mlp.fc2.out", f"{p}.out")
         return f"{p}.out"
+
+
+    def rel_pos_tables(self, p: str, rp) -> None:
+        """The key tables [vertical; horizontal] int8 at k's scale and the value tables at v's, so that
+        their dot products add to the q . k and AV accumulators with no requant of their own; k's and
+        v's ranges are widened to cover the tables (no table entry saturates)."""
+        for part, tables in (("key", (rp.key_v, rp.key_h)), ("value", (rp.value_v, rp.value_h))):
+            t = torch.cat([x.detach() for x in tables]).double().numpy()
+            act = f"{p}.attn.{part[0]}"
+            scale = max(self.q.act[act][0], np.abs(t).max() / 127.0, MIN_SCALE)
+            self.q.act[act] = (scale, 0)
+            self.q.params[f"{p}.attn.rel_pos.{part}"] = np.clip(np.rint(t / scale), -127, 127).astype(np.int8)
 
 
 class _Dense:

@@ -14,7 +14,7 @@ import numpy as np
 from mcuformer.memory import Techniques, build_ops
 from mcuformer.memory.ops import Op
 from mcuformer.quantize import intops
-from mcuformer.quantize.fakequant import conv_layer, conv_stem, factor, patches
+from mcuformer.quantize.fakequant import conv_layer, conv_stem, factor, patches, rel_pos
 from mcuformer.quantize.model import QuantModel
 from mcuformer.space import patch_padding
 
@@ -74,9 +74,10 @@ class Reference:
         inner, hd = self.arch.num_heads[layer] * self.arch.head_dim, self.arch.head_dim
         return slice(part * inner + h0 * hd, part * inner + h1 * hd)
 
-    def attention_row(self, p: str, layer: int, xt, K, V, h0: int, h1: int, o_row) -> None:
-        """One query row, heads [h0, h1): LayerNorm, [down], per head q, scores, softmax, AV -> o_row."""
+    def attention_row(self, p: str, layer: int, xt, K, V, h0: int, h1: int, o_row, t: int) -> None:
+        """One query row t, heads [h0, h1): LayerNorm, [down], per head q, scores, softmax, AV -> o_row."""
         hd = self.arch.head_dim
+        rel_k, rel_v = rel_pos(self.q, p, slice(t, t + 1))
         ctx = self.ln(f"{p}.norm1", xt)
         if f"{p}.attn.qkv.down.weight" in self.q.params:
             ctx = factor(self.q, f"{p}.attn.qkv.down", ctx)
@@ -85,10 +86,11 @@ class Reference:
         for h in range(h0, h1):
             qv = factor(self.q, up, ctx, self.qkv_rows(layer, 0, h, h + 1))
             cols = slice((h - h0) * hd, (h - h0 + 1) * hd)
-            s = intops.matmul_qk(qv[None], K[:, cols], qk["multiplier"], qk["shift"], self.zp(f"{p}.attn.scores"))[0]
+            s = intops.matmul_qk(qv[None], K[:, cols], qk["multiplier"], qk["shift"], self.zp(f"{p}.attn.scores"),
+                                 rel_k)[0]
             pr = intops.softmax(s, self.q.params[f"{p}.attn.exp_lut"])
             o_row[h * hd:(h + 1) * hd] = intops.matmul_av(pr[None], V[:, cols], av["multiplier"], av["shift"],
-                                                          self.zp(f"{p}.attn.o"))[0]
+                                                          self.zp(f"{p}.attn.o"), rel_v)[0]
 
     # ------------------------------------------------------------ the stem
 
@@ -199,7 +201,7 @@ class Reference:
             cols = slice(h * hd, (h + 1) * hd)
             for t in range(n):
                 scores[h, t] = intops.matmul_qk(qm[t, cols][None], km[:, cols], c["multiplier"], c["shift"],
-                                                self.zp(f"{p}.attn.scores"))[0]
+                                                self.zp(f"{p}.attn.scores"), rel_pos(self.q, p, slice(t, t + 1))[0])[0]
 
     def k_softmax(self, op: Op) -> None:
         p = self.block_of(op)
@@ -221,7 +223,7 @@ class Reference:
             for t in range(n):
                 o[t, (h0 + h) * hd:(h0 + h + 1) * hd] = intops.matmul_av(
                     probs[h, t][None], vm[:, h * hd:(h + 1) * hd], c["multiplier"], c["shift"],
-                    self.zp(f"{p}.attn.o"))[0]
+                    self.zp(f"{p}.attn.o"), rel_pos(self.q, p, slice(t, t + 1))[1])[0]
 
     def k_add(self, op: Op) -> None:
         p = self.block_of(op)
@@ -280,7 +282,7 @@ class Reference:
         x, K, V = (self.t[i.name] for i in op.inputs)
         o = self.out(op)
         for t in range(x.shape[0]):
-            self.attention_row(p, layer, x[t], K, V, h0, h1, o[t])
+            self.attention_row(p, layer, x[t], K, V, h0, h1, o[t], t)
 
     def k_attention_proj_residual(self, op: Op) -> None:
         p, layer = self.block_of(op), self.layer(op)
@@ -288,7 +290,7 @@ class Reference:
         out = self.out(op)  # x itself: row t is written over x_t after its last read
         o_row = np.zeros(self.arch.num_heads[layer] * self.arch.head_dim, np.int8)
         for t in range(x.shape[0]):
-            self.attention_row(p, layer, x[t], K, V, *op.attrs["heads"], o_row)
+            self.attention_row(p, layer, x[t], K, V, *op.attrs["heads"], o_row, t)
             y = self.chain(f"{p}.attn.proj", o_row)
             out[t] = self.add(f"{p}.add1", x[t], self.arch_prev(p), y, f"{p}.attn.proj.out", f"{p}.x1")
 

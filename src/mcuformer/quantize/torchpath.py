@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from mcuformer.quantize.intops import ADD_LEFT_SHIFT, PROB_ZERO_POINT
+from mcuformer.quantize.intops import ADD_LEFT_SHIFT, PROB_ZERO_POINT, rel_pos_rows
 from mcuformer.quantize.model import QuantModel, conv_stem_tensor
 from mcuformer.space import patch_padding
 
@@ -122,13 +122,24 @@ class TorchInt8:
         h = self.layernorm(f"{p}.norm1", x, f"{p}.norm1.out")
         qkv = self.chain(f"{p}.attn.qkv", h).reshape(b, n, 3, heads, hd).permute(2, 0, 3, 1, 4)
         c = q.consts[f"{p}.attn.qk"]
-        s = requantize_to_int8(_mm(qkv[0], qkv[1].transpose(-1, -2)), c["multiplier"], c["shift"],
-                               q.act[f"{p}.attn.scores"][1])
+        acc = _mm(qkv[0], qkv[1].transpose(-1, -2))
+        if q.arch.rel_pos:  # the q . R gathers (intops.rel_pos_scores)
+            dv, dh = (torch.from_numpy(r).to(self.device).expand(b, heads, n, n)
+                      for r in rel_pos_rows(q.arch.num_tokens, q.arch.cls_token, q.arch.rel_pos))
+            qr = _mm(qkv[0], self.p[f"{p}.attn.rel_pos.key"].T)
+            acc = acc + qr.gather(-1, dv) + qr.gather(-1, dh)
+        s = requantize_to_int8(acc, c["multiplier"], c["shift"], q.act[f"{p}.attn.scores"][1])
         t = self.p[f"{p}.attn.exp_lut"][s.max(-1, keepdim=True).values - s]
         total = t.sum(-1, keepdim=True)
         pr = torch.clamp(torch.div(t * 256 + total // 2, total, rounding_mode="floor"), max=255) - 128
         c = q.consts[f"{p}.attn.av"]
-        o = requantize_to_int8(_mm(pr - PROB_ZERO_POINT, qkv[2]), c["multiplier"], c["shift"], q.act[f"{p}.attn.o"][1])
+        acc = _mm(pr - PROB_ZERO_POINT, qkv[2])
+        if q.arch.rel_pos:  # per query row, the weights summed per table row, times the table
+            table = self.p[f"{p}.attn.rel_pos.value"]
+            sums = torch.zeros(b, heads, n, table.shape[0], dtype=I64, device=self.device)
+            sums.scatter_add_(-1, dv, pr - PROB_ZERO_POINT).scatter_add_(-1, dh, pr - PROB_ZERO_POINT)
+            acc = acc + _mm(sums, table)
+        o = requantize_to_int8(acc, c["multiplier"], c["shift"], q.act[f"{p}.attn.o"][1])
         o = o.transpose(1, 2).reshape(b, n, heads * hd)
         x1 = self.add(f"{p}.add1", x, xn, self.chain(f"{p}.attn.proj", o), f"{p}.attn.proj.out", f"{p}.x1")
         h = self.chain(f"{p}.mlp.fc1", self.layernorm(f"{p}.norm2", x1, f"{p}.norm2.out"))

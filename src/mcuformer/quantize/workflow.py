@@ -54,10 +54,6 @@ def quantize_checkpoint(checkpoint, arch, output, *, data_path=None, num_images:
     from mcuformer.quantize.calibrate import calibrate
 
     model, state = load_subnet(checkpoint, arch)
-    if model.arch.rel_pos:
-        raise ConfigError(f"the subnet uses relative position encoding (rel_pos {model.arch.rel_pos}); the int8 "
-                          "engine does not implement it yet (docs/official-differences.md): quantise a supernet "
-                          "trained with rel_pos 0")
     ds = _dataset(state, model.arch, data_path, "train")
     if not 1 <= num_images <= len(ds):
         raise ConfigError(f"--calibration-images {num_images}: the training split has {len(ds)} images")

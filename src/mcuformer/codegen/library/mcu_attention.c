@@ -114,6 +114,24 @@ void mcu_scores_row(const mcu_block_t *b, const int8_t *q, const int8_t *k, int3
 }
 #endif
 
+/* acc[c] += sum_r sums[r] * R_v[r][c0 + c]: relative position's value tables, by the probabilities summed
+ * per table row (mcu_av_row_sums; rows whose sum is 0 add nothing) */
+static void add_rel_values(const mcu_block_t *b, const int32_t *sums, int32_t c0, int32_t width, int32_t *acc)
+{
+    const int32_t rows = 2 * (2 * b->rel_clip + 2), hd = b->head_dim;
+    for (int32_t r = 0; r < rows; r++) {
+        const int32_t w = sums[r];
+        if (!w) continue;
+        const int8_t *tr = b->rel_value + r * hd + c0;
+        for (int32_t c = 0; c < width; c++) acc[c] += w * tr[c];
+    }
+}
+
+void mcu_av_row(const mcu_block_t *b, const int8_t *probs, const int8_t *v, int32_t stride, int8_t *o)
+{
+    mcu_av_row_sums(b, probs, v, stride, o, 0);
+}
+
 #ifdef MCU_DSP
 #define MCU_AV_PAIRS 64 /* key pairs whose packed probabilities wait on the stack (256 bytes) */
 
@@ -138,7 +156,8 @@ static inline int32_t pack_high_halves(int32_t lo, int32_t hi)
  * columns. The probabilities of up to MCU_AV_PAIRS key pairs are packed once as int16 pairs
  * (p_j + 128) | (p_j+1 + 128) << 16 for all the columns of a chunk. The sums are exact int32 sums
  * (|sum| <= 255 * 128 * N), as in the portable path. */
-void mcu_av_row(const mcu_block_t *b, const int8_t *probs, const int8_t *v, int32_t stride, int8_t *o)
+void mcu_av_row_sums(const mcu_block_t *b, const int8_t *probs, const int8_t *v, int32_t stride, int8_t *o,
+                     const int32_t *rel_sums)
 {
     const int32_t hd = b->head_dim, n = b->tokens, multiplier = b->av_multiplier, shift = b->av_shift;
     const int32_t zp = b->o_zp, pairs = n >> 1;
@@ -179,11 +198,13 @@ void mcu_av_row(const mcu_block_t *b, const int8_t *probs, const int8_t *v, int3
             const int32_t p = probs[n - 1] + 128;
             for (int32_t c = 0; c < width; c++) acc[c] += p * v[(n - 1) * stride + c0 + c];
         }
+        if (rel_sums) add_rel_values(b, rel_sums, c0, width, acc);
         for (int32_t c = 0; c < width; c++) o[c0 + c] = mcu_ssat8(mcu_requant32(acc[c], multiplier, shift) + zp);
     }
 }
 #else
-void mcu_av_row(const mcu_block_t *b, const int8_t *probs, const int8_t *v, int32_t stride, int8_t *o)
+void mcu_av_row_sums(const mcu_block_t *b, const int8_t *probs, const int8_t *v, int32_t stride, int8_t *o,
+                     const int32_t *rel_sums)
 {
     for (int32_t c0 = 0; c0 < b->head_dim; c0 += MCU_AV_CHUNK) {
         const int32_t width = b->head_dim - c0 < MCU_AV_CHUNK ? b->head_dim - c0 : MCU_AV_CHUNK;
@@ -193,6 +214,7 @@ void mcu_av_row(const mcu_block_t *b, const int8_t *probs, const int8_t *v, int3
             const int8_t *vj = v + j * stride + c0;
             for (int32_t c = 0; c < width; c++) acc[c] += p * vj[c];
         }
+        if (rel_sums) add_rel_values(b, rel_sums, c0, width, acc);
         for (int32_t c = 0; c < width; c++)
             o[c0 + c] = mcu_ssat8(mcu_requant32(acc[c], b->av_multiplier, b->av_shift) + b->o_zp);
     }
@@ -219,35 +241,42 @@ void mcu_ln_kv(const mcu_block_t *b, const int8_t *x, int8_t *k, int8_t *v, int8
     }
 }
 
-/* heads [h0, h1) of query row xt into o_row (o_row[h*hd ...]); k, v hold those heads only */
+/* heads [h0, h1) of query row t (x_t = xt) into o_row (o_row[h*hd ...]); k, v hold those heads only */
 static void attention_row(const mcu_block_t *b, const int8_t *xt, const int8_t *k, const int8_t *v, int8_t *o_row,
-                          int8_t *ln, int8_t *mid, int8_t *q, int8_t *scores, int32_t h0, int32_t h1)
+                          int8_t *ln, int8_t *mid, int8_t *q, int8_t *scores, int32_t h0, int32_t h1, int32_t t,
+                          int32_t *rel)
 {
     const int32_t hd = b->head_dim, width = (h1 - h0) * hd;
     const int8_t *ctx = qkv_context(b, xt, ln, mid);
     for (int32_t h = h0; h < h1; h++) {
         mcu_factor_rows(&b->qkv.up, ctx, h * hd, hd, q, 0, 0, 0);
-        mcu_scores_row(b, q, k + (h - h0) * hd, width, scores);
+        if (b->rel_key)
+            mcu_scores_row_rel(b, q, k + (h - h0) * hd, width, scores, t, rel);
+        else
+            mcu_scores_row(b, q, k + (h - h0) * hd, width, scores);
         mcu_softmax_row(scores, scores, b->tokens, b->exp_lut);
-        mcu_av_row(b, scores, v + (h - h0) * hd, width, o_row + h * hd);
+        if (b->rel_key)
+            mcu_av_row_rel(b, scores, v + (h - h0) * hd, width, o_row + h * hd, t, rel);
+        else
+            mcu_av_row_sums(b, scores, v + (h - h0) * hd, width, o_row + h * hd, 0);
     }
 }
 
 void mcu_attention(const mcu_block_t *b, const int8_t *x, const int8_t *k, const int8_t *v, int8_t *o,
-                   int8_t *ln, int8_t *mid, int8_t *q, int8_t *scores, int32_t h0, int32_t h1)
+                   int8_t *ln, int8_t *mid, int8_t *q, int8_t *scores, int32_t h0, int32_t h1, int32_t *rel)
 {
     const int32_t inner = b->heads * b->head_dim;
     for (int32_t t = 0; t < b->tokens; t++)
-        attention_row(b, x + t * b->dim, k, v, o + t * inner, ln, mid, q, scores, h0, h1);
+        attention_row(b, x + t * b->dim, k, v, o + t * inner, ln, mid, q, scores, h0, h1, t, rel);
 }
 
 /* Row t's output is written over x_t (y == x): x_t is read only for row t's own q and residual. */
 void mcu_attention_proj_residual(const mcu_block_t *b, const int8_t *x, const int8_t *k, const int8_t *v,
                                  int8_t *y, int8_t *ln, int8_t *mid, int8_t *q, int8_t *scores, int8_t *o,
-                                 int8_t *proj_mid)
+                                 int8_t *proj_mid, int32_t *rel)
 {
     for (int32_t t = 0; t < b->tokens; t++) {
-        attention_row(b, x + t * b->dim, k, v, o, ln, mid, q, scores, 0, b->heads);
+        attention_row(b, x + t * b->dim, k, v, o, ln, mid, q, scores, 0, b->heads, t, rel);
         mcu_linear_row(&b->proj, o, proj_mid, y + t * b->dim, 0, x + t * b->dim, &b->add1);
     }
 }

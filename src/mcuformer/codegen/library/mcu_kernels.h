@@ -88,6 +88,12 @@ typedef struct {
     mcu_linear_t fc2;
     mcu_add_t add2;
     int32_t hidden;
+    /* 2-D relative position (0 when off): int8 tables [2(2 clip + 2)][head_dim], the vertical rows then
+     * the horizontal ones, keys at k's scale and values at v's (added at the q.k and AV accumulators);
+     * the index rule: tokens on a grid_side x grid_side grid after the cls token (if cls), distances
+     * clipped to [-clip, clip] (mcu_attention_rel.c) */
+    const int8_t *rel_key, *rel_value;
+    int32_t rel_clip, grid_side, cls;
 } mcu_block_t;
 
 /* The head: final LayerNorm, pooling, classifier. */
@@ -141,10 +147,11 @@ void mcu_layernorm(const mcu_layernorm_t *p, const int8_t *x, int8_t *y, int32_t
 void mcu_linear(const mcu_factor_t *f, const int8_t *x, int8_t *y, int32_t tokens);
 void mcu_linear_qkv_heads(const mcu_block_t *b, const mcu_factor_t *f, const int8_t *x, int8_t *y,
                           int32_t h0, int32_t h1);
-void mcu_matmul_qk(const mcu_block_t *b, const int8_t *qkv, int8_t *scores, int32_t nheads);
+/* rel: the int32 [2(2 clip + 2)] scratch of relative position (0 without it), here and below */
+void mcu_matmul_qk(const mcu_block_t *b, const int8_t *qkv, int8_t *scores, int32_t nheads, int32_t *rel);
 void mcu_softmax(const mcu_block_t *b, const int8_t *scores, int8_t *probs, int32_t rows);
 void mcu_matmul_av(const mcu_block_t *b, const int8_t *probs, const int8_t *qkv, int8_t *o, int32_t h0,
-                   int32_t h1);
+                   int32_t h1, int32_t *rel);
 void mcu_add(const mcu_add_t *p, const int8_t *a, const int8_t *b, int8_t *y, int32_t n);
 void mcu_gelu(const int8_t *lut, const int8_t *x, int8_t *y, int32_t n);
 
@@ -152,10 +159,10 @@ void mcu_gelu(const int8_t *lut, const int8_t *x, int8_t *y, int32_t n);
 void mcu_ln_kv(const mcu_block_t *b, const int8_t *x, int8_t *k, int8_t *v, int8_t *ln, int8_t *mid,
                int32_t h0, int32_t h1);
 void mcu_attention(const mcu_block_t *b, const int8_t *x, const int8_t *k, const int8_t *v, int8_t *o,
-                   int8_t *ln, int8_t *mid, int8_t *q, int8_t *scores, int32_t h0, int32_t h1);
+                   int8_t *ln, int8_t *mid, int8_t *q, int8_t *scores, int32_t h0, int32_t h1, int32_t *rel);
 void mcu_attention_proj_residual(const mcu_block_t *b, const int8_t *x, const int8_t *k, const int8_t *v,
                                  int8_t *y, int8_t *ln, int8_t *mid, int8_t *q, int8_t *scores, int8_t *o,
-                                 int8_t *proj_mid);
+                                 int8_t *proj_mid, int32_t *rel);
 void mcu_proj_residual(const mcu_block_t *b, const int8_t *o, const int8_t *x, int8_t *y, int8_t *proj_mid);
 
 /* mcu_mlp.c: fused MLP */

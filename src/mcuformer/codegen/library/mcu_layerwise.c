@@ -28,12 +28,16 @@ void mcu_linear_qkv_heads(const mcu_block_t *b, const mcu_factor_t *f, const int
 }
 
 /* scores[h][t][j] for the nheads heads stored in qkv (rows [q | k | v], each nheads*hd wide) */
-void mcu_matmul_qk(const mcu_block_t *b, const int8_t *qkv, int8_t *scores, int32_t nheads)
+void mcu_matmul_qk(const mcu_block_t *b, const int8_t *qkv, int8_t *scores, int32_t nheads, int32_t *rel)
 {
     const int32_t n = b->tokens, hd = b->head_dim, width = nheads * hd;
     for (int32_t h = 0; h < nheads; h++)
         for (int32_t t = 0; t < n; t++)
-            mcu_scores_row(b, qkv + 3 * t * width + h * hd, qkv + width + h * hd, 3 * width,
+            if (b->rel_key)
+                mcu_scores_row_rel(b, qkv + 3 * t * width + h * hd, qkv + width + h * hd, 3 * width,
+                                   scores + (h * n + t) * n, t, rel);
+            else
+                mcu_scores_row(b, qkv + 3 * t * width + h * hd, qkv + width + h * hd, 3 * width,
                            scores + (h * n + t) * n);
 }
 
@@ -113,10 +117,17 @@ static void av_head_transposed(const mcu_block_t *b, const int8_t *probs, const 
 #endif
 
 /* O[t, h*hd ...] for heads [h0, h1), whose probabilities and q/k/v slice are given */
-void mcu_matmul_av(const mcu_block_t *b, const int8_t *probs, const int8_t *qkv, int8_t *o, int32_t h0, int32_t h1)
+void mcu_matmul_av(const mcu_block_t *b, const int8_t *probs, const int8_t *qkv, int8_t *o, int32_t h0, int32_t h1,
+                   int32_t *rel)
 {
     const int32_t n = b->tokens, hd = b->head_dim, width = (h1 - h0) * hd, inner = b->heads * hd;
     for (int32_t h = 0; h < h1 - h0; h++) {
+        if (b->rel_key) { /* row by row: each row's per-table-row sums differ */
+            for (int32_t t = 0; t < n; t++)
+                mcu_av_row_rel(b, probs + (h * n + t) * n, qkv + 2 * width + h * hd, 3 * width,
+                               o + t * inner + (h0 + h) * hd, t, rel);
+            continue;
+        }
 #ifdef MCU_DSP
         if (n <= MCU_AVT_TOKENS) {
             av_head_transposed(b, probs + h * n * n, qkv + 2 * width + h * hd, 3 * width, o + (h0 + h) * hd, inner);
