@@ -34,7 +34,8 @@ from mcuformer.utils.io import write_json  # noqa: E402
 from mcuformer.verify import verify  # noqa: E402
 
 
-def random_arch(rng: random.Random) -> Arch:
+def random_arch(rng: random.Random, rel_pos_choices: tuple[int, ...] = ()) -> Arch:
+    """A small random arch the engine can build; ``rel_pos_choices`` draws a relative-position clip too."""
     while True:
         img = rng.choice([8, 9, 12, 16, 20])
         cls = rng.random() < 0.5
@@ -44,7 +45,8 @@ def random_arch(rng: random.Random) -> Arch:
                     num_heads=tuple(rng.randint(1, 3) for _ in range(depth)),
                     mlp_ratio=tuple(rng.choice([1.0, 1.5, 2.0, 2.5]) for _ in range(depth)),
                     num_classes=rng.randint(2, 12), head_dim=rng.choice([4, 6, 8, 16]), in_chans=rng.choice([1, 3]),
-                    cls_token=cls, pool=rng.choice(["cls", "gap"]) if cls else "gap")
+                    cls_token=cls, pool=rng.choice(["cls", "gap"]) if cls else "gap",
+                    rel_pos=rng.choice(rel_pos_choices) if rel_pos_choices else 0)
         try:
             check_arch(arch)
         except Exception:

@@ -34,31 +34,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from mcuformer.codegen.export import export_model  # noqa: E402
-from mcuformer.memory import TECHNIQUES, Techniques, check_arch  # noqa: E402
+from mcuformer.memory import TECHNIQUES, Techniques  # noqa: E402
 from mcuformer.quantize.synthetic import random_quant_model  # noqa: E402
 from mcuformer.space import Arch  # noqa: E402
 from mcuformer.utils.io import write_json  # noqa: E402
 from mcuformer.verify import verify  # noqa: E402
 
+import engine_bitexact  # noqa: E402  (the sibling benchmark's random archs)
+
 
 def random_arch(rng: random.Random) -> Arch:
-    while True:
-        img = rng.choice([8, 9, 12, 16, 20])
-        cls = rng.random() < 0.5
-        depth = rng.randint(1, 3)
-        arch = Arch(img_size=img, patch_size=rng.choice([2, 3, 4, 5]), rank_ratio=rng.choice([0.25, 0.5, 0.75, 1.0]),
-                    embed_dim=rng.choice([8, 12, 16, 20, 24, 30, 32]), depth=depth,
-                    num_heads=tuple(rng.randint(1, 3) for _ in range(depth)),
-                    mlp_ratio=tuple(rng.choice([1.0, 1.5, 2.0, 2.5]) for _ in range(depth)),
-                    num_classes=rng.randint(2, 12), head_dim=rng.choice([4, 6, 8, 16]), in_chans=rng.choice([1, 3]),
-                    cls_token=cls, pool=rng.choice(["cls", "gap"]) if cls else "gap",
-                    rel_pos=rng.choice([1, 2, 3, 14]))
-        try:
-            check_arch(arch)
-        except Exception:
-            continue
-        if arch.num_tokens <= 101:
-            return arch
+    return engine_bitexact.random_arch(rng, rel_pos_choices=(1, 2, 3, 14))
 
 
 def one(tmp: Path, i: int, target: str) -> dict:

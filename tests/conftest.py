@@ -24,6 +24,15 @@ def cifar_archive() -> Path:
     return default_data_path()
 
 
+def cpu_train_config(**settings):
+    """The CPU training recipe (configs/train-cifar10-cpu.yaml) with ``settings`` over it: the tests' quick runs."""
+    from mcuformer.train import TrainConfig
+    cfg = TrainConfig.load(CONFIGS / "train-cifar10-cpu.yaml")
+    for k, v in settings.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
 def make_image_folder(root: Path, classes=("cat", "dog"), per_class=6, size=16, splits=("train", "val"),
                       fmt="JPEG") -> Path:
     rng = np.random.default_rng(0)

@@ -8,9 +8,9 @@ import time
 import pytest
 import torch
 
-from conftest import CONFIGS, ROOT, run_cli
+from conftest import CONFIGS, ROOT, cpu_train_config, run_cli
 from mcuformer.space import SearchSpace
-from mcuformer.train import TrainConfig, load_checkpoint, train_supernet
+from mcuformer.train import load_checkpoint, train_supernet
 from mcuformer.train import trainer as trainer_module
 
 TINY = CONFIGS / "cifar10-tiny.yaml"
@@ -19,10 +19,7 @@ QUICK = dict(epochs=2, batch_size=32, steps_per_epoch=6, limit_train=1024, limit
 
 
 def _cfg(**kw):
-    cfg = TrainConfig.load(CONFIGS / "train-cifar10-cpu.yaml")
-    for k, v in {**QUICK, **kw}.items():
-        setattr(cfg, k, v)
-    return cfg
+    return cpu_train_config(**{**QUICK, **kw})
 
 
 def _weights(path):

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 import torch
 
-from conftest import CONFIGS, ROOT, assert_one_line_error, run_cli
+from conftest import CONFIGS, ROOT, assert_one_line_error, cpu_train_config, run_cli
 from mcuformer.data import build_eval_transform, open_split
 from mcuformer.data.device_batches import DeviceBatches
 from mcuformer.data.transforms import CIFAR_MEAN, CIFAR_STD, AugmentConfig
@@ -29,10 +29,7 @@ QUICK = dict(epochs=2, batch_size=32, steps_per_epoch=4, limit_train=512, limit_
 
 
 def _cfg(**kw):
-    cfg = TrainConfig.load(CONFIGS / "train-cifar10-cpu.yaml")
-    for k, v in {**QUICK, **kw}.items():
-        setattr(cfg, k, v)
-    return cfg
+    return cpu_train_config(**{**QUICK, **kw})
 
 
 def _same(a, b):
