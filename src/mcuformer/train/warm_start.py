@@ -14,26 +14,18 @@ from mcuformer.supernet import SuperViT
 from mcuformer.train.checkpoint import FORMAT, check_same_space, load_checkpoint
 
 
-def is_supernet_file(path) -> bool:
-    """True when ``path`` holds an mcuformer supernet (full checkpoint or weights-only)."""
-    try:
-        load_checkpoint(path)
-    except CheckpointError:
-        return False
-    return True
-
-
 @torch.no_grad()
 def init_weights_from(model: SuperViT, path, space: SearchSpace) -> dict:
     """Load ``path`` into ``model``; returns a report (what it was, what was loaded, what skipped)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"--init-from: no such file: {path}")
-    if not is_supernet_file(path):
+    try:
+        state = load_checkpoint(path)
+    except CheckpointError:  # not an mcuformer supernet: a dense pretrained ViT, or the loader says why not
         from mcuformer.supernet.pretrained import load_dense_pretrained
         report = load_dense_pretrained(model, path)
         return {"kind": f"dense pretrained ViT ({report['layout']} layout)", **report}
-    state = load_checkpoint(path)
     check_same_space(state, space, path)
     if int(state["num_classes"]) != model.num_classes:
         raise CheckpointError(f"--init-from {path} has {state['num_classes']} classes, this run {model.num_classes}")
