@@ -21,10 +21,11 @@ def uniform_archs(space: SearchSpace, num_classes: int) -> list[Arch]:
     """Every uniform subnet (one embed dim, depth, heads, MLP ratio, rank and patch for all layers),
     largest first: by embed dim, then depth, heads, MLP ratio, rank ratio, and tokens (smaller patch)."""
     base = space.smallest(num_classes).to_dict()
+    patches = space.patch_size if base.get("stem", "patch") == "patch" else [base["patch_size"]]  # conv: no patch
     archs = [Arch.from_dict({**base, "embed_dim": e, "depth": d, "num_heads": h, "mlp_ratio": m, "rank_ratio": r,
                              "patch_size": p})
              for e, d, h, m, r, p in itertools.product(space.embed_dim, space.depth, space.num_heads,
-                                                       space.mlp_ratio, space.rank_ratio, space.patch_size)]
+                                                       space.mlp_ratio, space.rank_ratio, patches)]
     return sorted(archs, key=lambda a: (-a.embed_dim, -a.depth, -a.num_heads[0], -a.mlp_ratio[0], -a.rank_ratio,
                                         a.patch_size))
 

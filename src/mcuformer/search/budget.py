@@ -75,8 +75,9 @@ def smallest_corners(space: SearchSpace, num_classes: int) -> list[Arch]:
     heads and MLP ratio, but not monotonically with rank or patch (a larger patch has fewer tokens
     and a larger patch-embedding weight), so the smallest possible figures are minima over these."""
     base = space.smallest(num_classes)
+    patches = space.patch_size if base.stem == "patch" else [base.patch_size]  # a conv stem has no patch size
     return [Arch(**{**base.to_dict(), "rank_ratio": r, "patch_size": p})
-            for r, p in itertools.product(space.rank_ratio, space.patch_size)]
+            for r, p in itertools.product(space.rank_ratio, patches)]
 
 
 def check_feasible(space: SearchSpace, budget: Budget, num_classes: int) -> None:
