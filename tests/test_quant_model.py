@@ -146,3 +146,20 @@ def test_validate_accepts_rel_pos_tables_and_refuses_a_wrong_one():
             params[name] = bad
         with pytest.raises(CheckpointError, match=name.replace(".", r"\.")):
             validate_quant_model(QuantModel(q.arch, params, dict(q.act), dict(q.consts)))
+
+
+def test_torch_path_equals_the_numpy_path_on_random_archs():
+    """int8 top-1 is measured by the torch path on every device: it must give the reference's integers for
+    every kind of arch (patch and conv stems, relative position, class token, odd widths)."""
+    import random
+    import sys
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from engine_bitexact import random_arch
+    from mcuformer.quantize.synthetic import random_conv_arch, random_quant_model
+    rng = random.Random(7)
+    archs = [random_arch(rng, rel_pos_choices=(0, 2, 3)) for _ in range(4)] + [random_conv_arch(rng) for _ in range(2)]
+    assert any(a.rel_pos for a in archs) and any(a.stem == "conv" for a in archs)
+    for i, arch in enumerate(archs):
+        q = random_quant_model(arch, seed=i)
+        img = q.quantize_image(torch.rand(3, arch.in_chans, arch.img_size, arch.img_size))
+        assert np.array_equal(TorchInt8(q).forward(img).numpy(), fakequant.forward(q, img)), arch.short()
