@@ -8,11 +8,6 @@ HELP = ("fine-tune one subnet of a supernet checkpoint (official --mode retrain)
         "supernet's largest subnet; CPU or GPU, resumable")
 
 
-# over the supernet's own settings (its augmentation and normalisation stay): a short, gentler schedule
-FINETUNE_DEFAULTS = {"epochs": 10, "warmup_epochs": 1, "sampling": "uniform", "distill": "none",
-                     "distill_alpha": 0.5, "time_budget_s": 0, "steps_per_epoch": 0, "limit_train": 0}
-
-
 def add_arguments(p):
     from mcuformer.cli.train_cmd import AUG_FLAGS, FLAGS
     p.add_argument("--checkpoint", required=True, help="the supernet checkpoint (full or weights-only)")
@@ -21,7 +16,8 @@ def add_arguments(p):
     p.add_argument("--output", required=True, help="run folder: checkpoint.pt (quantize it with the same --arch)")
     p.add_argument("--data-path", default=None, help="default: the data the checkpoint was trained on")
     p.add_argument("--config", default=None,
-                   help="training settings YAML; default: the supernet's own settings with FINETUNE_DEFAULTS")
+                   help="training settings YAML; default: the supernet's own settings with "
+                        "train.config.FINETUNE_DEFAULTS")
     p.add_argument("--teacher", choices=["largest", "none"], default="largest",
                    help="largest: the supernet's largest subnet teaches (soft targets mixed by --distill-alpha)")
     p.add_argument("--resume", action="store_true", help="continue the fine-tuning checkpoint in --output")
@@ -41,6 +37,7 @@ def run(args) -> int:
     from mcuformer.api import finetune_subnet
     from mcuformer.cli.train_cmd import build_config
     from mcuformer.train import load_checkpoint
+    from mcuformer.train.config import finetune_settings
     from mcuformer.utils.checks import output_dir
 
     output_dir(args.output, force=True)  # a file or an impossible name fails now; --resume decides the rest
@@ -48,8 +45,7 @@ def run(args) -> int:
     if args.resume and ckpt.exists():
         saved = load_checkpoint(ckpt)["config"]
     else:
-        supernet_cfg = load_checkpoint(args.checkpoint).get("config") or {}
-        saved = {**supernet_cfg, **FINETUNE_DEFAULTS, "lr": 0.5 * float(supernet_cfg.get("lr", 1e-3))}
+        saved = finetune_settings(load_checkpoint(args.checkpoint).get("config"))
     for k in ("sampling", "distill", "compile", "channels_last"):
         setattr(args, k, None)
     cfg = build_config(args, saved)

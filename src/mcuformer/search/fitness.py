@@ -13,7 +13,7 @@ from mcuformer.data.transforms import AugmentConfig
 from mcuformer.space import Arch, SearchSpace
 from mcuformer.supernet import SuperViT
 from mcuformer.train import evaluate_archs, load_checkpoint, space_of
-from mcuformer.train.checkpoint import augment_of, check_classes, data_path_of
+from mcuformer.train.checkpoint import augment_of, check_classes, data_path_of, trained_on
 from mcuformer.train.distributed import DistInfo
 from mcuformer.train.evaluate import make_eval_loader
 
@@ -37,8 +37,7 @@ def load_supernet(checkpoint, info: DistInfo) -> Supernet:
     model = SuperViT(space, num_classes)
     model.load_state_dict(state["model"])
     model.to(info.device).eval()
-    trained_on = Path(state["data_path"]) if state.get("data_path") else None
-    return Supernet(model, space, num_classes, state.get("classes"), augment_of(state), trained_on,
+    return Supernet(model, space, num_classes, state.get("classes"), augment_of(state), trained_on(state),
                     state.get("config"))
 
 

@@ -9,13 +9,14 @@ from pathlib import Path
 import torch
 
 from mcuformer.data import AugmentConfig, resolve_data_path
-from mcuformer.errors import CheckpointError, ConfigError, DataError
+from mcuformer.errors import CheckpointError, ConfigError, DataError, McuformerError
 from mcuformer.space import SearchSpace
 from mcuformer.train.config import TrainConfig
 from mcuformer.utils.checks import input_file, torch_load_problem
 from mcuformer.utils.io import atomic_write
 
 FORMAT = "mcuformer-supernet-v1"
+DEFAULT_DATA = "default CIFAR-10 archive"  # a relocatable checkpoint's "data" when it trained on the default data
 
 
 def save_checkpoint(path, state: dict) -> Path:
@@ -58,7 +59,31 @@ def load_checkpoint(path, map_location="cpu") -> dict:
             raise CheckpointError(f"checkpoint {path}: model entry {name!r} is not a tensor")
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise CheckpointError(f"checkpoint {path}: weights {name} hold NaN or infinite values")
+    _locate_split(state, path)
     return state
+
+
+def _locate_split(state: dict, path: Path) -> None:
+    """A relocatable checkpoint (models/) names the held-out split it was trained without relative to its
+    own folder: point the in-memory settings at that file."""
+    cfg = state.get("config")
+    name = cfg.get("exclude_split") if isinstance(cfg, dict) else None
+    if isinstance(name, str) and name and not Path(name).is_absolute() and (path.parent / name).is_file():
+        cfg["exclude_split"] = str(path.parent / name)
+
+
+def trained_on(state: dict) -> Path | None:
+    """The data a checkpoint was trained on: its recorded path, the default CIFAR-10 archive for a
+    relocatable checkpoint that says so, else None (unknown)."""
+    if state.get("data_path"):
+        return Path(state["data_path"])
+    if state.get("data") == DEFAULT_DATA:
+        from mcuformer.data.paths import default_data_path
+        try:
+            return default_data_path()
+        except McuformerError:
+            return None
+    return None
 
 
 

@@ -137,3 +137,15 @@ def _check_augment(a: AugmentConfig) -> None:
             raise ConfigError(f"augment.{k} must hold 3 numbers (R, G, B), got {list(v)}")
         for x in v:
             check_number(x, f"augment.{k}", positive=(k == "std"))
+
+
+# Fine-tuning one subnet (`mcuformer finetune`, the pipeline's fine-tune stage), over the supernet's own
+# settings (its augmentation and normalisation stay): a short, gentler schedule at half its learning rate.
+FINETUNE_DEFAULTS = {"epochs": 10, "warmup_epochs": 1, "sampling": "uniform", "distill": "none",
+                     "distill_alpha": 0.5, "time_budget_s": 0, "steps_per_epoch": 0, "limit_train": 0}
+
+
+def finetune_settings(supernet_config: dict | None, **overrides) -> dict:
+    """The settings a fine-tuning run starts from: the supernet's, then FINETUNE_DEFAULTS, lr halved."""
+    base = dict(supernet_config or {})
+    return {**base, **FINETUNE_DEFAULTS, "lr": 0.5 * float(base.get("lr", 1e-3)), **overrides}

@@ -24,7 +24,8 @@ def plot_training_curves(history: list[dict], path: Path) -> None:
         ax2.plot(*zip(*pts), marker="o", ms=3, color=colors.get(key), label=f"{key} subnet")
     ax2.set(xlabel="epoch", ylabel="top-1 (%)", title="validation top-1")
     ax2.grid(alpha=0.3)
-    ax2.legend()
+    if names:  # no evaluation yet: nothing to label
+        ax2.legend()
     fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110), mode="wb")
     plt.close(fig)

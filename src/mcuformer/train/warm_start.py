@@ -70,3 +70,39 @@ def write_weights_only(checkpoint, output, *, half: bool = True) -> Path:
     if half:
         keep["model"] = {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}
     return save_checkpoint(output, keep)
+
+
+def write_relocatable(checkpoint, folder, *, half: bool = True) -> Path:
+    """A supernet in the form ``models/`` holds: ``<folder>/supernet.pt`` (weights only, fp16) and, when it
+    was trained without a held-out split, that split beside it as ``heldout-split.json``, named relative to
+    the checkpoint so that searches find it wherever the folder goes. Training on the default CIFAR-10
+    archive is recorded as such, without a path (so no absolute path is left); other data keeps its path."""
+    import json
+
+    from mcuformer.data.paths import DEFAULT_ARCHIVE, default_data_path
+    from mcuformer.errors import McuformerError
+    from mcuformer.train.checkpoint import DEFAULT_DATA, save_checkpoint
+    from mcuformer.utils.io import read_structured, write_json
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = load_checkpoint(checkpoint)
+    keep = {k: v for k, v in state.items() if k not in ("optimizer", "scaler", "epoch_stats", "format")}
+    if half:
+        keep["model"] = {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}
+    cfg = json.loads(json.dumps(keep.get("config") or {}))
+    if cfg.get("exclude_split"):
+        split = read_structured(cfg["exclude_split"])
+        split["source"] = "the training split of the data named in the supernet's manifest"
+        write_json(folder / "heldout-split.json", split)
+        cfg["exclude_split"] = "heldout-split.json"
+    keep["config"] = cfg
+    data = state.get("data_path")
+    try:
+        default = data is not None and Path(data).resolve() == default_data_path().resolve()
+    except McuformerError:
+        default = False
+    default = default or (data is not None and Path(data).name == DEFAULT_ARCHIVE)  # the same archive elsewhere
+    if default:  # the default archive is found wherever the checkpoint goes; other data keeps its path
+        keep["data_path"], keep["data"] = None, DEFAULT_DATA
+    return save_checkpoint(folder / "supernet.pt", keep)
