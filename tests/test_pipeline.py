@@ -32,9 +32,10 @@ def test_pipeline_end_to_end_and_resume(tmp_path):
     summary = json.loads((tmp_path / "run/summary.json").read_text())
     assert summary["board"] == "stm32f427"
     assert summary["engine"]["host"]["bit_exact"] and summary["engine"]["host"]["sanitizers"]
-    if "cortex_m7" in summary["engine"]:
-        m7 = summary["engine"]["cortex_m7"]
-        assert m7["bit_exact"] and m7["ram_bytes"] <= 192 * 1024 and m7["instructions_per_inference"] > 0
+    if "emulator" in summary["engine"]:  # the STM32F427 is a Cortex-M4: emulated on mps2-an386
+        m4 = summary["engine"]["emulator"]
+        assert m4["target"] == "cortex-m4"
+        assert m4["bit_exact"] and m4["ram_bytes"] <= 192 * 1024 and m4["instructions_per_inference"] > 0
     assert "int8 top-1" in proc.stdout and "bit-exact" in proc.stdout
     # the search's held-out split (3 per class) was kept out of training: no overlap warning
     search = json.loads((tmp_path / "run/search/result.json").read_text())
@@ -69,6 +70,47 @@ def test_pipeline_end_to_end_and_resume(tmp_path):
     assert _ran(tmp_path) == ["evaluate", "search", "quantize", "export", "verify"]
     assert "rerun evaluate: checkpoint changed" in proc.stdout and "rerun train" not in proc.stdout
     assert "rerun search: checkpoint changed" in proc.stdout
+    _zoo_supernet_run(tmp_path)
+
+
+def _zoo_supernet_run(tmp_path):
+    """The default mode: start from a trained supernet in the models/ form (no training), search it for
+    another board on the split it was trained without; a changed supernet reruns what reads it."""
+    from mcuformer.train.warm_start import write_relocatable
+    write_relocatable(tmp_path / "run/supernet/checkpoint.pt", tmp_path / "zoo")
+    assert (tmp_path / "zoo/heldout-split.json").exists()
+    cfg = tmp_path / "zoo.yaml"
+    base = yaml.safe_load((tmp_path / "pipeline.yaml").read_text())
+    cfg.write_text(yaml.safe_dump({**base, "supernet": "zoo/supernet.pt", "output": "zoo-run", "board": "stm32l432kc"}))
+    proc = run_cli("pipeline", "--config", cfg, "--no-progress", check=True)
+    summary = json.loads((tmp_path / "zoo-run/summary.json").read_text())
+    assert summary["stages_run"] == ["evaluate", "search", "quantize", "export", "verify"]  # no training
+    assert "1/8 supernet" in proc.stdout and "4/8 fine-tune: skipped" in proc.stdout
+    assert not (tmp_path / "zoo-run/supernet").exists() and not (tmp_path / "zoo-run/heldout-split.json").exists()
+    search = json.loads((tmp_path / "zoo-run/search/result.json").read_text())
+    assert search["heldout"].endswith("zoo/heldout-split.json") and search["heldout_seen_in_training"] == 0
+    assert summary["budget"]["name"] == "stm32l432kc" and summary["engine"]["host"]["bit_exact"]
+    if "emulator" in summary["engine"]:
+        assert summary["engine"]["emulator"]["target"] == "cortex-m4" and summary["engine"]["emulator"]["bit_exact"]
+    # --epochs belongs to --train
+    assert_one_line_error(run_cli("pipeline", "--config", cfg, "--epochs", "2"), "--epochs", "--train")
+    # a new zoo supernet: evaluation, search and everything after rerun, each saying why
+    from mcuformer.train import load_checkpoint, save_checkpoint
+    state = load_checkpoint(tmp_path / "zoo/supernet.pt")
+    name = next(k for k, v in state["model"].items() if v.is_floating_point())
+    state["model"][name] = state["model"][name] * 1.5 + 0.01
+    save_checkpoint(tmp_path / "zoo/supernet.pt", state)
+    proc = run_cli("pipeline", "--config", cfg, "--no-progress", check=True)
+    assert json.loads((tmp_path / "zoo-run/summary.json").read_text())["stages_run"] == [
+        "evaluate", "search", "quantize", "export", "verify"]
+    assert "rerun evaluate: checkpoint changed" in proc.stdout and "rerun search: checkpoint changed" in proc.stdout
+    # fine-tuning switched on: the searched subnet trains on its own; the search is kept, what follows reruns
+    _edit(cfg, lambda c: c.update(finetune={"epochs": 1}))
+    proc = run_cli("pipeline", "--config", cfg, "--no-progress", check=True)
+    summary = json.loads((tmp_path / "zoo-run/summary.json").read_text())
+    assert summary["stages_run"] == ["finetune", "quantize", "export", "verify"]
+    assert summary["deployed_checkpoint"].endswith("finetune/checkpoint.pt") and "(fine-tuned)" in proc.stdout
+    assert "rerun quantize: checkpoint, fine-tune changed" in proc.stdout
 
 
 # a run's outputs, stage by stage: held-out split, training, evaluation, search, quantize, export, verify
@@ -94,6 +136,10 @@ def test_pipeline_config_errors(tmp_path):
     assert_one_line_error(run_cli("pipeline", "--config", _config(tmp_path, search={"popsize": 3})),
                           "unknown key", "popsize")
     assert_one_line_error(run_cli("pipeline", "--config", _config(tmp_path, board="esp32")), "unknown board")
+    assert_one_line_error(run_cli("pipeline", "--config", _config(tmp_path, supernet="gone.pt")), "gone.pt", "--train")
+    assert_one_line_error(run_cli("pipeline", "--config", _config(tmp_path, flash_kb=-5)), "flash", "positive")
+    assert_one_line_error(run_cli("pipeline", "--config", _config(tmp_path, finetune={"epochs": 1.5})),
+                          "finetune.epochs")
     cfg = _config(tmp_path)  # a tampered stage record is refused before any stage runs
     (tmp_path / "run").mkdir()
     (tmp_path / "run/stages.json").write_text('{"format": "mcuformer-stages-v1", "stages": {"train": []}}')

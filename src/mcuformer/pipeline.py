@@ -1,8 +1,9 @@
 """The whole pipeline, one stage after another, each reading the artifact of the one before:
 
-    train a supernet -> evaluate its two ends -> search under the board's SRAM and flash ->
-    quantise the best subnet to int8 (and measure its top-1) -> export the C engine ->
-    verify it bit for bit on the host (ASan/UBSan) and on the emulated Cortex-M7
+    start from the zoo supernet (or train one: --train) -> evaluate its two ends -> search under the
+    board's SRAM and flash -> (fine-tune the best subnet) -> quantise it to int8 (and measure its
+    top-1) -> export the C engine -> verify it bit for bit on the host (ASan/UBSan) and on the
+    emulated Cortex-M of the board
 
 Every stage is resumable and notices change: ``<output>/stages.json`` records a fingerprint of each
 stage's inputs (content hashes of the files it reads, its settings, the board, the data's path, size and
@@ -19,30 +20,39 @@ from pathlib import Path
 from mcuformer.errors import ConfigError
 from mcuformer.utils.io import read_structured, write_json
 
-KEYS = {"space", "train_config", "data_path", "board", "output", "gpu", "search", "quantize", "verify"}
+KEYS = {"space", "train_config", "data_path", "board", "output", "gpu", "search", "quantize", "verify", "supernet",
+        "heldout_split", "sram_kb", "flash_kb", "allow_external_flash", "finetune"}
 SEARCH_DEFAULTS = {"population": 20, "generations": 6, "per_class": 50, "test_limit": 0}
+FINETUNE_DEFAULTS = {"epochs": 0, "teacher": True}  # epochs 0: no fine-tuning stage
 QUANTIZE_DEFAULTS = {"calibration_images": 256, "method": "minmax", "test_limit": 0}
 VERIFY_DEFAULTS = {"images": 5, "emulator": True}
 # training settings that change how a run goes, not the supernet it trains (epochs: a finished run
 # with more epochs asked continues its checkpoint, as before; exclude_split: its content is an input of its own)
 TRAIN_SETTINGS_KEPT_OUT = {"epochs", "workers", "checkpoint_every_s", "eval_batch_size", "exclude_split"}
+STAGES = 8
 
 
 @dataclass
 class PipelineConfig:
     space: list[Path]
-    train_config: Path
+    train_config: Path | None
     output: Path
     data_path: Path | None = None
     board: str = "stm32f746"
     search: dict | None = None
     quantize: dict | None = None
     verify: dict | None = None
+    supernet: Path | None = None        # a trained supernet to start from (the zoo's): no training stage
+    heldout_split: Path | None = None   # the split that supernet was trained without (default: its record)
+    sram_kb: float | None = None        # custom budgets over the board's (KB = 1024 bytes)
+    flash_kb: float | None = None
+    allow_external_flash: bool = False  # constants past the internal flash go to the board's QSPI flash
+    finetune: dict | None = None
     fingerprints: dict | None = None  # set by run_pipeline: digests of the data, board, checkpoint
 
     def __post_init__(self):
         for name, defaults in (("search", SEARCH_DEFAULTS), ("quantize", QUANTIZE_DEFAULTS),
-                               ("verify", VERIFY_DEFAULTS)):
+                               ("verify", VERIFY_DEFAULTS), ("finetune", FINETUNE_DEFAULTS)):
             given = getattr(self, name) or {}
             if not isinstance(given, dict):
                 raise ConfigError(f"pipeline '{name}:' must be a mapping")
@@ -54,10 +64,9 @@ class PipelineConfig:
 
     def _check_values(self) -> None:
         """Every setting checked before the first stage starts (not after hours of training)."""
-        from mcuformer.memory import get_board
         from mcuformer.utils.checks import check_number
 
-        s, q, v = self.search, self.quantize, self.verify
+        s, q, v, t = self.search, self.quantize, self.verify, self.finetune
         for k in ("population", "generations", "per_class"):
             check_number(s[k], f"pipeline search.{k}", integer=True, positive=True)
         check_number(s["test_limit"], "pipeline search.test_limit", integer=True, minimum=0)
@@ -66,16 +75,29 @@ class PipelineConfig:
         if q["method"] not in ("minmax", "percentile"):
             raise ConfigError(f"pipeline quantize.method must be minmax or percentile, got {q['method']!r}")
         check_number(v["images"], "pipeline verify.images", integer=True, positive=True)
-        if not isinstance(v["emulator"], bool):
-            raise ConfigError(f"pipeline verify.emulator must be true or false, got {v['emulator']!r}")
+        check_number(t["epochs"], "pipeline finetune.epochs", integer=True, minimum=0)
+        for section, key in (("verify", "emulator"), ("finetune", "teacher")):
+            if not isinstance(getattr(self, section)[key], bool):
+                raise ConfigError(f"pipeline {section}.{key} must be true or false, "
+                                  f"got {getattr(self, section)[key]!r}")
+        if not isinstance(self.allow_external_flash, bool):
+            raise ConfigError(f"pipeline allow_external_flash must be true or false, got {self.allow_external_flash!r}")
         if not isinstance(self.board, str):
             raise ConfigError(f"pipeline board must be a board name, got {self.board!r}")
-        get_board(self.board)
+        self.target_board()  # an unknown board or an impossible budget fails now
         if self.output.exists() and not self.output.is_dir():
             raise ConfigError(f"pipeline output {self.output} is a file, not a folder")
 
+    def target_board(self):
+        """The board, with the config's custom SRAM and flash budgets when it sets them."""
+        from mcuformer.memory import get_board
+        return get_board(self.board).with_overrides(sram_kb=self.sram_kb, flash_kb=self.flash_kb)
+
     @classmethod
-    def load(cls, path, gpu: bool = False) -> "PipelineConfig":
+    def load(cls, path, gpu: bool = False, train: bool = False, board: str | None = None,
+             output: str | None = None) -> "PipelineConfig":
+        """``train``: train a supernet (the config's space and train_config) even when it names one to
+        start from; ``board``/``output``: override the config's."""
         path = Path(path)
         d = read_structured(path)
         if not isinstance(d, dict):
@@ -87,45 +109,136 @@ class PipelineConfig:
             if not isinstance(d.get("gpu"), dict):
                 raise ConfigError(f"{path} has no gpu: section")
             d = {**d, **d["gpu"]}
-        for k in ("space", "train_config", "output"):
+            train = True  # the GPU section trains its own supernet
+        if train or not d.get("supernet"):
+            d.pop("supernet", None)
+            need = ("space", "train_config", "output")
+        else:
+            need = ("output",)
+        for k in need:
             if not d.get(k):
-                raise ConfigError(f"{path}: missing '{k}'")
+                raise ConfigError(f"{path}: missing '{k}'" + (" (--train needs it)" if train and k != "output" else ""))
         here = path.parent
-        spaces = d["space"] if isinstance(d["space"], list) else [d["space"]]
-        for k, v in (("space", spaces), ("train_config", [d["train_config"]]), ("output", [d["output"]]),
-                     ("data_path", [d["data_path"]] if d.get("data_path") else [])):
+        spaces = d["space"] if isinstance(d.get("space"), list) else [d["space"]] if d.get("space") else []
+        for k, v in (("space", spaces), ("train_config", [d["train_config"]] if d.get("train_config") else []),
+                     ("output", [d["output"]]), ("data_path", [d["data_path"]] if d.get("data_path") else []),
+                     ("supernet", [d["supernet"]] if d.get("supernet") else []),
+                     ("heldout_split", [d["heldout_split"]] if d.get("heldout_split") else [])):
             if not all(isinstance(x, str) for x in v):
                 raise ConfigError(f"{path}: '{k}' must be a path, got {d[k]!r}")
-        return cls(space=[here / s for s in spaces], train_config=here / d["train_config"],
-                   output=(here / d["output"]).resolve(),
-                   data_path=(here / d["data_path"]) if d.get("data_path") else None,
-                   board=d.get("board") or "stm32f746", search=d.get("search"), quantize=d.get("quantize"),
-                   verify=d.get("verify"))
+        for k in ("sram_kb", "flash_kb"):
+            if d.get(k) is not None and (isinstance(d[k], bool) or not isinstance(d[k], (int, float))):
+                raise ConfigError(f"{path}: '{k}' must be a number of KB, got {d[k]!r}")
+        opt = lambda k: (here / d[k]) if d.get(k) else None  # noqa: E731
+        return cls(space=[here / s for s in spaces], train_config=opt("train_config"),
+                   output=Path(output).resolve() if output else (here / d["output"]).resolve(),
+                   data_path=opt("data_path"), board=board or d.get("board") or "stm32f746",
+                   search=d.get("search"), quantize=d.get("quantize"), verify=d.get("verify"),
+                   supernet=opt("supernet"), heldout_split=opt("heldout_split"), sram_kb=d.get("sram_kb"),
+                   flash_kb=d.get("flash_kb"), allow_external_flash=d.get("allow_external_flash", False),
+                   finetune=d.get("finetune"))
 
 
 def run_pipeline(cfg: PipelineConfig, *, epochs: int | None = None, progress: bool = True) -> dict:
     from mcuformer.api import evaluate_checkpoint
-    from mcuformer.memory import get_board, memory_report
-    from mcuformer.space import Arch, SearchSpace
-    from mcuformer.stages import StageLedger, data_identity, digest_files, digest_settings
-    from mcuformer.train import TrainConfig, load_checkpoint, train_supernet
-
     from mcuformer.data import resolve_data_path
+    from mcuformer.memory import memory_report
+    from mcuformer.space import Arch
+    from mcuformer.stages import StageLedger, data_identity, digest_settings
 
-    space = SearchSpace.load(cfg.space)
-    board = get_board(cfg.board)  # a wrong board name fails before an hour of training
-    train_cfg = TrainConfig.load(cfg.train_config)
+    board = cfg.target_board()  # a wrong board name fails before an hour of training
     data = resolve_data_path(cfg.data_path)  # a missing data path fails now, not at the first stage that reads it
-    if epochs is not None:
-        train_cfg.epochs = epochs
     ledger = StageLedger(cfg.output)  # what each stage was last run on; a changed input reruns it
     cfg.fingerprints = {"data": data_identity(data), "board": digest_settings(asdict(board))}
+    if cfg.supernet is not None:
+        ckpt, space_name, curves = supernet_stage(cfg, ledger)
+        workers = 1
+    else:
+        trained = train_stage(cfg, ledger, epochs, progress)
+        if trained.get("interrupted"):
+            return trained
+        ckpt, space_name, curves, workers = (trained[k] for k in ("checkpoint", "space", "curves", "workers"))
+
+    # 2. accuracy of both ends of the space on the whole validation split
+    _stage(2, "evaluate", "largest and smallest subnets on the full validation split")
+    ends = cfg.output / "evaluate.json"
+    plan = ledger.plan("evaluate", {"checkpoint": cfg.fingerprints["checkpoint"], "data": cfg.fingerprints["data"]},
+                       done=ends.exists(), owned=[ends])
+    _say(plan)
+    if plan.run:
+        write_json(ends, evaluate_checkpoint(ckpt, ["largest", "smallest"], data_path=cfg.data_path,
+                                             workers=workers, progress=progress))
+        ledger.finish("evaluate")
+    rows = read_structured(ends)
+    for r in rows:
+        rep = memory_report(Arch.from_dict(r["arch"]), board, allow_external_flash=cfg.allow_external_flash)
+        r["memory"] = {k: v for k, v in rep.to_dict().items()
+                       if k in ("peak_sram_bytes", "lower_bound_bytes", "layerwise_baseline_bytes", "flash_bytes",
+                                "fits", "binding")}
+
+    searched = search_stage(cfg, ckpt, board, workers, progress, ledger)
+    deployed = finetune_stage(cfg, ckpt, searched, progress, ledger)
+    if deployed is None:
+        return {"interrupted": True, "checkpoint": str(cfg.output / "finetune" / "checkpoint.pt")}
+    model = quantize_stage(cfg, deployed, searched, progress, ledger)
+    engine = engine_stage(cfg, board, progress, ledger)
+    result = {"space": space_name, "board": board.name, "budget": board.to_dict(),
+              "allow_external_flash": cfg.allow_external_flash, "checkpoint": str(ckpt),
+              "deployed_checkpoint": str(deployed), "curves": str(curves), "subnets": rows, "searched": searched,
+              "int8": model, "engine": engine,
+              "plots": [str(p) for p in (curves, cfg.output / "search" / "pareto.png",
+                                         cfg.output / "search" / "fitness.png", cfg.output / "memory.png") if p],
+              "stages_run": ledger.ran}
+    write_json(cfg.output / "summary.json", result)
+    return result
+
+
+def supernet_stage(cfg: PipelineConfig, ledger) -> tuple[Path, str, Path | None]:
+    """1. a trained supernet to start from (the zoo's): checked, fingerprinted, its held-out split found"""
+    from mcuformer.stages import digest_files
+    from mcuformer.train import load_checkpoint, space_of
+
+    ckpt = Path(cfg.supernet)
+    if not ckpt.is_file():
+        raise ConfigError(f"supernet {ckpt} not found: point 'supernet:' at a trained supernet, or train one with "
+                          "`mcuformer pipeline --train`")
+    state = load_checkpoint(ckpt)
+    space = space_of(state)
+    _stage(1, "supernet", f"{space.name} from {ckpt} (no training; --train trains one from scratch)")
+    cfg.fingerprints["checkpoint"] = digest_files(ckpt)  # the stages after this one rerun when it changes
+    split = cfg.heldout_split or recorded_split(ckpt, state)
+    if split is not None and not Path(split).is_file():
+        raise ConfigError(f"held-out split {split} not found (the images {ckpt.name} was trained without)")
+    # a supernet that trained on all of train gets a new split, and the search warns that its scores are optimistic
+    cfg.search["subsplit"] = str(split or new_heldout_split(cfg, ledger))
+    curves = ckpt.parent / "curves.png"
+    return ckpt, space.name, curves if curves.is_file() else None
+
+
+def recorded_split(ckpt: Path, state: dict) -> Path | None:
+    """The held-out split a supernet was trained without, as its training settings record it (a relative
+    path is relative to the checkpoint's folder, as in models/)."""
+    name = (state.get("config") or {}).get("exclude_split")
+    if not name:
+        return None
+    p = Path(name)
+    return p if p.is_absolute() else ckpt.parent / p
+
+
+def train_stage(cfg: PipelineConfig, ledger, epochs: int | None, progress: bool) -> dict:
+    """1. supernet training (continues an interrupted run; a finished one is kept unless its inputs changed)"""
+    from mcuformer.space import SearchSpace
+    from mcuformer.stages import digest_files, digest_settings
+    from mcuformer.train import TrainConfig, load_checkpoint, train_supernet
+
+    space = SearchSpace.load(cfg.space)
+    train_cfg = TrainConfig.load(cfg.train_config)
+    if epochs is not None:
+        train_cfg.epochs = epochs
     run_dir = cfg.output / "supernet"
     ckpt = run_dir / "checkpoint.pt"
     heldout_split(cfg, train_cfg, ledger)  # the search's held-out images stay out of training
-
-    # 1. supernet training (continues an interrupted run; a finished one is kept unless its inputs changed)
-    _stage("1/7 train the supernet", f"{space.name} on {cfg.data_path or 'the default CIFAR-10 archive'}")
+    _stage(1, "train the supernet", f"{space.name} on {cfg.data_path or 'the default CIFAR-10 archive'}")
     settings = {k: v for k, v in asdict(train_cfg).items() if k not in TRAIN_SETTINGS_KEPT_OUT}
     inputs = {"search space": digest_files(*cfg.space), "training settings": digest_settings(settings),
               "data": cfg.fingerprints["data"], "held-out split": digest_files(train_cfg.exclude_split)}
@@ -139,53 +252,29 @@ def run_pipeline(cfg: PipelineConfig, *, epochs: int | None = None, progress: bo
             return {"interrupted": True, "checkpoint": str(ckpt)}
         ledger.finish("train")
     cfg.fingerprints["checkpoint"] = digest_files(ckpt)
-
-    # 2. accuracy of both ends of the space on the whole validation split
-    _stage("2/7 evaluate", "largest and smallest subnets on the full validation split")
-    ends = cfg.output / "evaluate.json"
-    plan = ledger.plan("evaluate", {"checkpoint": cfg.fingerprints["checkpoint"], "data": cfg.fingerprints["data"]},
-                       done=ends.exists(), owned=[ends])
-    _say(plan)
-    if plan.run:
-        write_json(ends, evaluate_checkpoint(ckpt, ["largest", "smallest"], data_path=cfg.data_path,
-                                             workers=train_cfg.workers, progress=progress))
-        ledger.finish("evaluate")
-    rows = read_structured(ends)
-    for r in rows:
-        rep = memory_report(Arch.from_dict(r["arch"]), board)
-        r["memory"] = {k: v for k, v in rep.to_dict().items()
-                       if k in ("peak_sram_bytes", "lower_bound_bytes", "layerwise_baseline_bytes", "flash_bytes",
-                                "fits", "binding")}
-
-    searched = search_stage(cfg, ckpt, board, train_cfg.workers, progress, ledger)
-    model = quantize_stage(cfg, ckpt, searched, progress, ledger)
-    engine = engine_stage(cfg, board, progress, ledger)
-    result = {"space": space.name, "board": board.name, "checkpoint": str(ckpt),
-              "curves": str(run_dir / "curves.png"), "subnets": rows, "searched": searched, "int8": model,
-              "engine": engine, "plots": [str(run_dir / "curves.png"), str(cfg.output / "search" / "pareto.png"),
-                                          str(cfg.output / "search" / "fitness.png"),
-                                          str(cfg.output / "memory.png")],
-              "stages_run": ledger.ran}
-    write_json(cfg.output / "summary.json", result)
-    return result
+    return {"checkpoint": ckpt, "space": space.name, "curves": run_dir / "curves.png", "workers": train_cfg.workers}
 
 
 def heldout_split(cfg: PipelineConfig, train_cfg, ledger=None) -> None:
     """The search scores subnets on a held-out split of train; training must not see it. Use the
-    training config's ``exclude_split`` when it has one, else write ``<output>/heldout-split.json``
-    (``search.per_class`` images per class, seed 0) and exclude that."""
-    from mcuformer.data import make_subsplit
+    training config's ``exclude_split`` when it has one, else a new one (``new_heldout_split``)."""
     if not train_cfg.exclude_split:
-        path = cfg.output / "heldout-split.json"
-        ledger, f = _shared_inputs(cfg, ledger)
-        plan = ledger.plan("held-out split", {"data": f["data"], "images per class": str(cfg.search["per_class"])},
-                           done=path.exists(), owned=[path])
-        _say(plan)
-        if plan.run:
-            make_subsplit(cfg.data_path, cfg.search["per_class"], seed=0, output=path)
-            ledger.finish("held-out split")
-        train_cfg.exclude_split = str(path)
+        train_cfg.exclude_split = str(new_heldout_split(cfg, ledger))
     cfg.search["subsplit"] = train_cfg.exclude_split
+
+
+def new_heldout_split(cfg: PipelineConfig, ledger=None) -> Path:
+    """``<output>/heldout-split.json``: ``search.per_class`` train images per class, seed 0."""
+    from mcuformer.data import make_subsplit
+    path = cfg.output / "heldout-split.json"
+    ledger, f = _shared_inputs(cfg, ledger)
+    plan = ledger.plan("held-out split", {"data": f["data"], "images per class": str(cfg.search["per_class"])},
+                       done=path.exists(), owned=[path])
+    _say(plan)
+    if plan.run:
+        make_subsplit(cfg.data_path, cfg.search["per_class"], seed=0, output=path)
+        ledger.finish("held-out split")
+    return path
 
 
 def search_stage(cfg: PipelineConfig, ckpt: Path, board, workers: int, progress: bool, ledger=None) -> dict:
@@ -195,11 +284,12 @@ def search_stage(cfg: PipelineConfig, ckpt: Path, board, workers: int, progress:
 
     out = cfg.output / "search"
     s = cfg.search
-    budget = Budget(board)
-    _stage("3/7 search", f"{s['population']} x {s['generations']} generations within {budget.label()}")
+    budget = Budget(board, allow_external_flash=cfg.allow_external_flash)
+    _stage(3, "search", f"{s['population']} x {s['generations']} generations within {budget.label()}")
     ledger, f = _shared_inputs(cfg, ledger, board=board, ckpt=ckpt)
     inputs = {"checkpoint": f["checkpoint"], "board": f["board"], "data": f["data"],
-              "search settings": digest_settings({k: v for k, v in s.items() if k != "subsplit"}),
+              "search settings": digest_settings({**{k: v for k, v in s.items() if k != "subsplit"},
+                                                  "allow_external_flash": cfg.allow_external_flash}),
               "held-out split": digest_files(s["subsplit"]) if s.get("subsplit") else "none"}
     plan = ledger.plan("search", inputs, done=(out / "result.json").exists(), owned=[out],
                        resumable=(out / "state.json").exists(), state="continuing its saved generations")
@@ -220,18 +310,55 @@ def search_stage(cfg: PipelineConfig, ckpt: Path, board, workers: int, progress:
             best["sram_bytes"], "planned_flash_bytes": best["flash_bytes"], "arch_file": str(out / "best_arch.yaml")}
 
 
+def finetune_stage(cfg: PipelineConfig, ckpt: Path, searched: dict, progress: bool, ledger=None) -> Path | None:
+    """4. (``finetune.epochs`` > 0) train the searched subnet on its own, taught by the supernet's largest
+    subnet; returns the checkpoint to quantise (the supernet's when there is no fine-tuning; None when
+    interrupted)."""
+    from mcuformer.api import finetune_subnet
+    from mcuformer.stages import digest_files, digest_settings
+    from mcuformer.train import TrainConfig, load_checkpoint
+    from mcuformer.train.config import finetune_settings
+
+    t, out = cfg.finetune, cfg.output / "finetune"
+    if not t["epochs"]:
+        _stage(4, "fine-tune", "skipped (finetune.epochs: 0): the supernet's weights are deployed as they are")
+        return ckpt
+    _stage(4, "fine-tune", f"{t['epochs']} epochs of the searched subnet"
+           + (", taught by the supernet's largest subnet" if t["teacher"] else ""))
+    ledger, f = _shared_inputs(cfg, ledger, ckpt=ckpt)
+    inputs = {"checkpoint": f["checkpoint"], "searched arch": digest_files(searched["arch_file"]),
+              "search": ledger.fingerprint("search"), "fine-tune settings": digest_settings(t), "data": f["data"]}
+    done = (out / "checkpoint.pt").exists() and load_checkpoint(out / "checkpoint.pt")["epoch"] >= t["epochs"]
+    plan = ledger.plan("finetune", inputs, done=done, owned=[out], resumable=True,
+                       state="continuing its checkpoint")
+    _say(plan)
+    if plan.run:
+        train_cfg = TrainConfig.from_dict(finetune_settings(load_checkpoint(ckpt).get("config"), epochs=t["epochs"],
+                                                            workers=1), where="fine-tune settings")
+        summary = finetune_subnet(ckpt, searched["arch_file"], out, train_cfg, data_path=cfg.data_path,
+                                  teacher=t["teacher"], resume=(out / "checkpoint.pt").exists(), progress=progress)
+        if summary["interrupted"]:
+            return None
+        ledger.finish("finetune")
+    return out / "checkpoint.pt"
+
+
 def quantize_stage(cfg: PipelineConfig, ckpt: Path, searched: dict, progress: bool, ledger=None) -> dict:
-    """4. int8 post-training quantisation of the searched subnet, and its int8 top-1 on the test split"""
+    """5. int8 post-training quantisation of the searched subnet (from ``ckpt``: the supernet, or the
+    fine-tuned subnet), and its int8 top-1 on the test split"""
     from mcuformer.quantize.workflow import evaluate_quantized, quantize_checkpoint
     from mcuformer.stages import digest_files, digest_settings
     from mcuformer.utils.io import read_structured
 
     qdir, report = cfg.output / "int8", cfg.output / "int8" / "accuracy.json"
     q = cfg.quantize
-    _stage("4/7 quantize", f"int8, {q['calibration_images']} calibration images ({q['method']}), then the test split")
-    ledger, f = _shared_inputs(cfg, ledger, ckpt=ckpt)
-    inputs = {"checkpoint": f["checkpoint"], "searched arch": digest_files(searched["arch_file"]),
-              "search": ledger.fingerprint("search"), "quantize settings": digest_settings(q), "data": f["data"]}
+    _stage(5, "quantize", f"int8, {q['calibration_images']} calibration images ({q['method']}), then the test split")
+    ledger, f = _shared_inputs(cfg, ledger)
+    inputs = {"checkpoint": digest_files(ckpt), "searched arch": digest_files(searched["arch_file"]),
+              "search": ledger.fingerprint("search"),
+              "fine-tune": ledger.fingerprint("finetune") if Path(ckpt) == cfg.output / "finetune" / "checkpoint.pt"
+              else "none",
+              "quantize settings": digest_settings(q), "data": f["data"]}
     plan = ledger.plan("quantize", inputs, done=(qdir / "manifest.json").exists() and report.exists(), owned=[qdir])
     _say(plan)
     if plan.run:
@@ -245,7 +372,8 @@ def quantize_stage(cfg: PipelineConfig, ckpt: Path, searched: dict, progress: bo
 
 
 def engine_stage(cfg: PipelineConfig, board, progress: bool, ledger=None) -> dict:
-    """5-7. the C engine for the board; bit-exact on the host (ASan/UBSan) and on the Cortex-M7 emulator"""
+    """6-8. the C engine for the board; bit-exact on the host (ASan/UBSan) and on the emulated core of the
+    board (QEMU: the Cortex-M7 of mps2-an500 or the Cortex-M4 of mps2-an386)"""
     import shutil
 
     from mcuformer.codegen.export import export_model
@@ -253,9 +381,10 @@ def engine_stage(cfg: PipelineConfig, board, progress: bool, ledger=None) -> dic
     from mcuformer.memory.plot import plot_profile
     from mcuformer.quantize.model import SAVED_FILES, QuantModel
     from mcuformer.stages import digest_files, digest_settings
+    from mcuformer.verify.engine import CPU_NAMES, QEMU_MACHINES
 
     qdir, cdir, report = cfg.output / "int8", cfg.output / "engine", cfg.output / "verify.json"
-    _stage("5/7 export", f"C engine for {board.name} -> {cdir}")
+    _stage(6, "export", f"C engine for {board.name} -> {cdir}")
     ledger, f = _shared_inputs(cfg, ledger, board=board)
     inputs = {"int8 model": digest_files(*(qdir / name for name in SAVED_FILES)),
               "quantize": ledger.fingerprint("quantize"), "board": f["board"]}
@@ -263,33 +392,34 @@ def engine_stage(cfg: PipelineConfig, board, progress: bool, ledger=None) -> dic
     _say(plan)
     if plan.run:
         export_model(qdir, cdir, board, force=True)  # the pipeline's own folder
-        rep = memory_report(QuantModel.load(qdir).arch, board)
+        rep = memory_report(QuantModel.load(qdir).arch, board, allow_external_flash=cfg.allow_external_flash)
         plot_profile(rep, cfg.output / "memory.png")
         ledger.finish("export")
     info = read_structured(cdir / "export.json")
     n = cfg.verify["images"]
     emulate = bool(cfg.verify["emulator"] and shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc"))
+    core = f"{CPU_NAMES[board.cpu]} ({QEMU_MACHINES[board.cpu]})"
     # the sources export wrote, not what verify adds to build them (engine/build/, engine/verify/)
     engine_files = sorted(p for p in cdir.rglob("*")
                           if p.is_file() and not {"build", "verify"} & set(p.relative_to(cdir).parts))
     inputs = {"export": ledger.fingerprint("export"), "engine": digest_files(*engine_files), "data": f["data"],
               "verify settings": digest_settings({**cfg.verify, "emulator": emulate})}
-    _stage("6/7 verify on the host", f"{n} test images, gcc and gcc + ASan/UBSan, against the integer reference")
+    _stage(7, "verify on the host", f"{n} test images, gcc and gcc + ASan/UBSan, against the integer reference")
     plan = ledger.plan("verify", inputs, done=report.exists(), owned=[report])
     _say(plan)
     if plan.run:
         from mcuformer.verify import verify
         checked = {"host": verify(cdir, "host", images=n, data_path=cfg.data_path).to_dict()}
         if emulate:
-            _stage("7/7 verify on the Cortex-M7", f"{n} test images in qemu-system-arm -M mps2-an500")
-            checked["cortex_m7"] = verify(cdir, "cortex-m7", images=n, data_path=cfg.data_path).to_dict()
+            _stage(8, f"verify on the {core}", f"{n} test images in qemu-system-arm")
+            checked["emulator"] = verify(cdir, "cortex-m", images=n, data_path=cfg.data_path).to_dict()
         write_json(report, checked)
         ledger.finish("verify")
     elif emulate:
-        _stage("7/7 verify on the Cortex-M7", f"{n} test images in qemu-system-arm -M mps2-an500")
+        _stage(8, f"verify on the {core}", f"{n} test images in qemu-system-arm")
     out = {"export": info, **read_structured(report)}
     if not emulate:
-        _stage("7/7 verify on the Cortex-M7", "skipped: qemu-system-arm / arm-none-eabi-gcc not installed "
+        _stage(8, "verify on the emulated Cortex-M", "skipped: qemu-system-arm / arm-none-eabi-gcc not installed "
                "(scripts/setup.sh installs them)" if cfg.verify["emulator"] else "skipped by the config")
     return out
 
@@ -317,9 +447,9 @@ def _say(plan) -> None:
         tqdm.write(plan.line)
 
 
-def _stage(title: str, detail: str) -> None:
+def _stage(number: int, title: str, detail: str) -> None:
     from tqdm import tqdm
-    tqdm.write(f"\n== {title}: {detail}")
+    tqdm.write(f"\n== {number}/{STAGES} {title}: {detail}")
 
 
 def format_summary(result: dict) -> str:
@@ -333,21 +463,29 @@ def format_summary(result: dict) -> str:
                      f"{kb(m['peak_sram_bytes']):>9}{kb(m['flash_bytes']):>10}  {fits:<4}  {r['summary']}")
     s, q, e = result.get("searched"), result.get("int8"), result.get("engine")
     if s and q and e:
-        host, m7 = e["host"], e.get("cortex_m7")
+        host, emu = e["host"], e.get("emulator")
+        budget = result.get("budget") or e["export"]["board"]
+        ext = " + external flash" if result.get("allow_external_flash") else ""
+        tuned = " (fine-tuned)" if result.get("deployed_checkpoint") not in (None, result.get("checkpoint")) else ""
         lines += ["", f"searched model for {result['board']}: {s['summary']}",
-                  f"{'float top-1':<30}{q['float_top1']:.2f}%  ({q['count']:,} test images)",
+                  f"{'float top-1' + tuned:<30}{q['float_top1']:.2f}%  ({q['count']:,} test images; "
+                  f"held-out {s['heldout_top1']:.2f}%)",
                   f"{'int8 top-1':<30}{q['int8_top1']:.2f}%  (the engine's integers; agreement "
                   f"{q['agreement']:.2f}%)",
                   f"{'SRAM planned':<30}{kb(e['export']['arena_bytes'])} KB arena "
-                  f"(budget {kb(e['export']['board']['arena_budget_bytes'])} KB)"]
-        if m7:
-            lines += [f"{'SRAM measured (M7)':<30}{kb(m7['ram_bytes'])} KB = static {kb(m7['static_ram_bytes'])} + "
-                      f"stack {kb(m7['stack_bytes'])} (of {kb(m7['board_sram_bytes'])} KB)",
-                      f"{'flash (M7)':<30}{kb(m7['model_flash_bytes'])} KB (planned "
-                      f"{kb(e['export']['planned_flash_bytes'])} KB, of {kb(m7['board_flash_bytes'])} KB)",
-                      f"{'instructions/inference':<30}{m7['instructions_per_inference']:,.0f} "
-                      f"({m7['instructions_per_mac']:.2f} per MAC, QEMU -icount)"]
-        for name, v in (("host (ASan+UBSan)", host), ("Cortex-M7 (QEMU)", m7)):
+                  f"(budget {kb(budget['arena_budget_bytes'])} KB)",
+                  f"{'flash planned':<30}{kb(e['export']['planned_flash_bytes'])} KB "
+                  f"(budget {kb(budget['flash_bytes'])} KB{ext})"]
+        if emu:
+            core = emu.get("target", "emulator")
+            lines += [f"{'SRAM measured (' + core + ')':<30}{kb(emu['ram_bytes'])} KB = static "
+                      f"{kb(emu['static_ram_bytes'])} + stack {kb(emu['stack_bytes'])} "
+                      f"(of {kb(emu['board_sram_bytes'])} KB)",
+                      f"{'flash measured (' + core + ')':<30}{kb(emu['model_flash_bytes'])} KB (of "
+                      f"{kb(emu['board_flash_bytes'])} KB)",
+                      f"{'instructions/inference':<30}{emu['instructions_per_inference']:,.0f} "
+                      f"({emu['instructions_per_mac']:.2f} per MAC, QEMU -icount)"]
+        for name, v in (("host (ASan+UBSan)", host), (f"{emu.get('target', '')} (QEMU)" if emu else "", emu)):
             if v:
                 lines.append(f"{'bit-exact ' + name:<30}{'yes' if v['bit_exact'] else 'NO'} on {v['images']} "
                              f"{v['image_source']}; guard damage {v['guard_damage']}")

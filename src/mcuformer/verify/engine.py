@@ -31,7 +31,8 @@ QEMU = ["qemu-system-arm", "-M", "mps2-an500", "-cpu", "cortex-m7", "-display", 
         "-monitor", "none", "-semihosting", "-icount", "shift=0", "-kernel"]
 QEMU_M4 = ["qemu-system-arm", "-M", "mps2-an386", "-cpu", "cortex-m4", *QEMU[5:]]
 _QEMU_BY_CPU = {"cortex-m7": QEMU, "cortex-m4": QEMU_M4}
-_CPU_NAMES = {"cortex-m7": "Cortex-M7", "cortex-m4": "Cortex-M4"}
+CPU_NAMES = {"cortex-m7": "Cortex-M7", "cortex-m4": "Cortex-M4"}
+QEMU_MACHINES = {cpu: cmd[2] for cpu, cmd in _QEMU_BY_CPU.items()}
 # cortex-m: the core of the export's board (exports written before boards named one: cortex-m7).
 TARGETS = ("host", "cortex-m7", "cortex-m4", "cortex-m")
 
@@ -269,7 +270,7 @@ def verify(folder, target: str = "host", images: int = 5, seed: int = 0, data_pa
         if over:
             raise VerifyError(f"the model does not fit the board ({_board_budget(info)}): the {over[1]} region "
                               f"overflowed by {int(over[2]):,} bytes (arena {info['arena_bytes']:,} B planned)")
-        raise VerifyError(f"{_CPU_NAMES[target]} build failed: {_tail(msg)}")
+        raise VerifyError(f"{CPU_NAMES[target]} build failed: {_tail(msg)}")
     elf = folder / "build" / (f"{target}-portable" if portable else target) / "verify.elf"
     r = _run(_QEMU_BY_CPU[target] + [str(elf)], folder, timeout, "qemu-system-arm")
     if r.returncode and "guard_damage" not in r.stdout:
