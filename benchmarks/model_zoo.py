@@ -1,10 +1,11 @@
-"""The model zoo's searched int8 models: for each board, search the committed supernet within the
-board's arena budget and flash, quantise the best subnet, measure its int8 top-1 on the full test
-split, export the C engine, verify it on the host and the emulated Cortex-M7, and keep the int8
-model (params.npz + manifest.json, a few hundred KB) with a manifest of the measured figures.
+"""The model zoo's searched int8 models: for each board, search the zoo supernet within the board's arena
+budget and flash (the pipeline's stages: search -> optional fine-tune -> quantize -> export -> verify),
+measure the int8 top-1 on the full test split, verify the C engine bit for bit on the host and on the
+emulated core of the board (Cortex-M7 or Cortex-M4), and keep the int8 model (params.npz + manifest.json)
+under models/<supernet>/int8-<board>/ with zoo.json: the measured figures, no absolute paths.
 
-    python benchmarks/model_zoo.py [--checkpoint models/cifar10-tiny/supernet.pt] [--boards stm32f746 stm32f427]
-    # ~2 min per board on 2 cores; writes models/<name>/int8-<board>/ and benchmarks/results/model_zoo.json
+    python benchmarks/model_zoo.py [--checkpoint models/cifar10-zoo/supernet.pt] [--boards ...] [--finetune-epochs N]
+    # a few minutes per board on 2 cores; writes benchmarks/results/model_zoo.json
 """
 
 from __future__ import annotations
@@ -18,61 +19,88 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from mcuformer.memory import get_board  # noqa: E402
-from mcuformer.pipeline import PipelineConfig, engine_stage, quantize_stage, search_stage  # noqa: E402
+from mcuformer.memory import BOARDS  # noqa: E402
+from mcuformer.pipeline import (PipelineConfig, engine_stage, finetune_stage,  # noqa: E402
+                                quantize_stage, search_stage, supernet_stage)
+from mcuformer.stages import StageLedger  # noqa: E402
 from mcuformer.utils.io import write_json  # noqa: E402
+
+
+def relative(path) -> str:
+    """A path as the manifests hold it: relative to the repository (never absolute)."""
+    p = Path(path).resolve()
+    return str(p.relative_to(ROOT)) if ROOT in p.parents else p.name
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", default=str(ROOT / "models/cifar10-tiny/supernet.pt"))
-    ap.add_argument("--boards", nargs="+", default=["stm32f746", "stm32f427"])
+    ap.add_argument("--checkpoint", default=str(ROOT / "models/cifar10-zoo/supernet.pt"))
+    ap.add_argument("--boards", nargs="+", default=list(BOARDS))
+    ap.add_argument("--finetune-epochs", type=int, default=0, help="fine-tune each searched subnet (0: none)")
+    ap.add_argument("--population", type=int, default=20)
+    ap.add_argument("--generations", type=int, default=6)
     ap.add_argument("--data-path", default=None, help="default: the CIFAR-10 archive")
-    ap.add_argument("--work", default=str(ROOT / "runs/zoo"), help="search/engine working folders")
+    ap.add_argument("--work", default=str(ROOT / "runs/zoo-models"), help="the per-board run folders")
     ap.add_argument("--output", default=str(ROOT / "benchmarks/results/model_zoo.json"))
     args = ap.parse_args()
     ckpt = Path(args.checkpoint)
     rows = []
     for name in args.boards:
-        board = get_board(name)
         t0 = time.time()
-        cfg = PipelineConfig(space=[], train_config=Path(), output=Path(args.work) / name,
-                             data_path=Path(args.data_path) if args.data_path else None, board=name)
-        searched = search_stage(cfg, ckpt, board, workers=1, progress=True)
-        acc = quantize_stage(cfg, ckpt, searched, progress=True)
-        engine = engine_stage(cfg, board, progress=True)
-        m7 = engine.get("cortex_m7") or {}
+        cfg = PipelineConfig(space=[], train_config=None, output=Path(args.work) / name, supernet=ckpt,
+                             data_path=Path(args.data_path) if args.data_path else None, board=name,
+                             search={"population": args.population, "generations": args.generations},
+                             finetune={"epochs": args.finetune_epochs})
+        board = cfg.target_board()
+        ledger = StageLedger(cfg.output)
+        supernet_stage(cfg, ledger)
+        searched = search_stage(cfg, ckpt, board, workers=1, progress=True, ledger=ledger)
+        deployed = finetune_stage(cfg, ckpt, searched, progress=True, ledger=ledger)
+        acc = quantize_stage(cfg, deployed, searched, progress=True, ledger=ledger)
+        engine = engine_stage(cfg, board, progress=True, ledger=ledger)
+        emu = engine.get("emulator") or {}
         dest = ckpt.parent / f"int8-{name}"
-        if dest.exists():
-            shutil.rmtree(dest)
-        shutil.copytree(cfg.output / "int8", dest, ignore=shutil.ignore_patterns("accuracy.json"))
+        tmp = dest.with_name(dest.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(cfg.output / "int8", tmp, ignore=shutil.ignore_patterns("accuracy.json"))
+        ram, flash = emu.get("ram_bytes"), emu.get("model_flash_bytes")
+        use = {"sram": ram / board.sram_bytes if ram else None, "flash": flash / board.flash_bytes if flash else None}
+        binding = max((k for k in use if use[k] is not None), key=lambda k: use[k], default=None)
         row = {
-            "board": board.to_dict(), "model": str(dest.relative_to(ROOT)), "supernet": str(ckpt),
-            "arch": searched["arch"], "summary": searched["summary"],
+            "board": board.to_dict(), "model": relative(dest), "supernet": relative(ckpt),
+            "arch": searched["arch"], "summary": searched["summary"], "heldout_top1": searched["heldout_top1"],
+            "fine_tuned_epochs": args.finetune_epochs,
             "float_top1": acc["float_top1"], "int8_top1": acc["int8_top1"], "test_images": acc["count"],
             "planned_arena_bytes": engine["export"]["arena_bytes"],
             "planned_flash_bytes": engine["export"]["planned_flash_bytes"],
-            "measured_ram_bytes": m7.get("ram_bytes"), "measured_static_ram_bytes": m7.get("static_ram_bytes"),
-            "measured_stack_bytes": m7.get("stack_bytes"), "measured_flash_bytes": m7.get("model_flash_bytes"),
-            "instructions_per_inference": m7.get("instructions_per_inference"),
-            "instructions_per_mac": m7.get("instructions_per_mac"), "macs": engine["export"]["macs"],
-            "bit_exact_host": engine["host"]["bit_exact"], "bit_exact_cortex_m7": m7.get("bit_exact"),
+            "measured_on": emu.get("target"), "measured_ram_bytes": ram,
+            "measured_static_ram_bytes": emu.get("static_ram_bytes"), "measured_stack_bytes": emu.get("stack_bytes"),
+            "measured_flash_bytes": flash, "sram_used": use["sram"], "flash_used": use["flash"], "binding": binding,
+            "instructions_per_inference": emu.get("instructions_per_inference"),
+            "instructions_per_mac": emu.get("instructions_per_mac"), "macs": engine["export"]["macs"],
+            "bit_exact_host": engine["host"]["bit_exact"], "bit_exact_emulator": emu.get("bit_exact"),
             "verified_images": engine["host"]["images"], "seconds": round(time.time() - t0, 1),
-            "command": f"python benchmarks/model_zoo.py --checkpoint {args.checkpoint} --boards {name}",
+            "command": f"python benchmarks/model_zoo.py --checkpoint {relative(ckpt)} --boards {name}"
+                       + (f" --finetune-epochs {args.finetune_epochs}" if args.finetune_epochs else ""),
             "data": "CIFAR-10 JPEG tarball ../shared/data/cifar10-jpg.tar.gz (10,000 test images)",
         }
-        write_json(dest / "zoo.json", row)
+        write_json(tmp / "zoo.json", row)
+        if dest.exists():
+            shutil.rmtree(dest)
+        tmp.rename(dest)
         rows.append(row)
-    print("\n| board | subnet | float top-1 | int8 top-1 | arena planned | RAM measured | flash measured | "
-          "instructions / inference | bit-exact (host, M7) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    kb = lambda b: f"{b / 1024:.1f} KB" if b is not None else "-"  # noqa: E731
+    pct = lambda u: f"{100 * u:.0f} %" if u is not None else "-"  # noqa: E731
+    print("\n| board | subnet | float top-1 | int8 top-1 | RAM measured (of SRAM) | flash measured (of flash) | "
+          "instructions / inference | bit-exact (host, emulator) |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        kb = lambda b: f"{b / 1024:.1f} KB" if b is not None else "-"  # noqa: E731
         print(f"| {r['board']['name']} | {r['summary']} | {r['float_top1']:.2f} % | {r['int8_top1']:.2f} % | "
-              f"{kb(r['planned_arena_bytes'])} | {kb(r['measured_ram_bytes'])} | {kb(r['measured_flash_bytes'])} | "
-              f"{(r['instructions_per_inference'] or 0) / 1e6:.1f} M | {r['bit_exact_host']}, {r['bit_exact_cortex_m7']} |")
-    write_json(args.output, {"rows": rows})
-    return 0 if all(r["bit_exact_host"] and r["bit_exact_cortex_m7"] is not False for r in rows) else 1
+              f"{kb(r['measured_ram_bytes'])} ({pct(r['sram_used'])}) | {kb(r['measured_flash_bytes'])} "
+              f"({pct(r['flash_used'])}) | {(r['instructions_per_inference'] or 0) / 1e6:.1f} M | "
+              f"{r['bit_exact_host']}, {r['bit_exact_emulator']} |")
+    write_json(args.output, {"supernet": relative(ckpt), "rows": rows})
+    return 0 if all(r["bit_exact_host"] and r["bit_exact_emulator"] is not False for r in rows) else 1
 
 
 if __name__ == "__main__":

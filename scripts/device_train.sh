@@ -9,9 +9,11 @@
 #   DATA       the CIFAR-10 archive (default .gpu/data/cifar10-jpg.tar.gz, else ../shared/data/cifar10-jpg.tar.gz)
 #   DEADLINE_S seconds from the start by which everything must be written (default 570: a 600 s call)
 #   TRAIN_S    training seconds at most (default 540, less when the deadline needs it)
-#   INIT       a supernet of the same space to continue (default models/cifar10/supernet.pt when present:
-#              training accumulates across slots); INIT=none starts from scratch
-#   SPACE, CONFIG  the space and training settings (default configs/cifar10.yaml, configs/train-cifar10-gpu.yaml)
+#   INIT       a supernet of the same space to continue (default models/cifar10-zoo/supernet.pt, the zoo
+#              supernet: training accumulates across slots); INIT=none starts from scratch
+#   SPLIT      the held-out split to train without (default models/cifar10-zoo/heldout-split.json: the
+#              zoo's search split stays unseen); SPLIT=none trains on all of train
+#   SPACE, CONFIG  the space and training settings (default configs/cifar10-zoo.yaml, configs/train-cifar10-gpu.yaml)
 # --dry-run runs every step on the CPU with tiny settings (what tests/test_device_script.py does), so that a
 # GPU slot is never spent on a bug.
 set -uo pipefail
@@ -28,7 +30,7 @@ if [ -z "$DATA" ]; then
   for d in .gpu/data/cifar10-jpg.tar.gz ../shared/data/cifar10-jpg.tar.gz; do [ -f "$d" ] && DATA=$d && break; done
 fi
 [ -n "$DATA" ] && [ -f "$DATA" ] || { echo "device_train: no CIFAR-10 archive (set DATA)" >&2; exit 2; }
-SPACE=${SPACE:-configs/cifar10.yaml}
+SPACE=${SPACE:-configs/cifar10-zoo.yaml}
 CONFIG=${CONFIG:-configs/train-cifar10-gpu.yaml}
 DEADLINE_S=${DEADLINE_S:-570}
 RUN=${RUN:-.gpu/run}
@@ -45,12 +47,14 @@ if [ "$DRY" = 1 ]; then
   BENCH_T=(--device cpu --steps 1 --warmup 0 --batch 1 --modes mcuformer-bf16)
 fi
 INIT=${INIT:-}
-if [ -z "$INIT" ] && [ "$DRY" = 0 ] && [ -f models/cifar10/supernet.pt ]; then INIT=models/cifar10/supernet.pt; fi
+if [ -z "$INIT" ] && [ "$DRY" = 0 ] && [ -f models/cifar10-zoo/supernet.pt ]; then INIT=models/cifar10-zoo/supernet.pt; fi
 [ "$INIT" = none ] && INIT=
+SPLIT=${SPLIT:-models/cifar10-zoo/heldout-split.json}
+[ "$SPLIT" = none ] || [ ! -f "$SPLIT" ] && SPLIT=
 left() { echo $(( DEADLINE_S - ($(date +%s) - t0) )); }
 
 {
-  echo "device_train: $(date -u +%FT%TZ) dry-run=$DRY space=$SPACE config=$CONFIG data=$DATA init=${INIT:-none}"
+  echo "device_train: $(date -u +%FT%TZ) dry-run=$DRY space=$SPACE config=$CONFIG data=$DATA init=${INIT:-none} split=${SPLIT:-none}"
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
   $PY -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'cuda', torch.cuda.is_available())"
 } 2>&1 | tee "$OUTDIR/train.log"
@@ -64,6 +68,7 @@ budget=$(( $(left) - 75 ))                      # keep time for the copy-out and
 cmd=($PY -m mcuformer train --space "$SPACE" --config "$CONFIG" --data-path "$DATA" --output "$RUN"
      --time-budget-s "$budget" --checkpoint-every-s 60 --no-progress "${RESUME[@]}" "${EXTRA[@]}")
 [ -n "$INIT" ] && [ ${#RESUME[@]} -eq 0 ] && cmd+=(--init-from "$INIT")
+[ -n "$SPLIT" ] && cmd+=(--exclude-split "$SPLIT")
 echo "+ ${cmd[*]}" | tee -a "$OUTDIR/train.log"
 hard=$(( $(left) - 40 ))
 timeout -k 20 -s INT "$hard" "${cmd[@]}" 2>&1 | grep --line-buffered -v '^\s*$' | tee -a "$OUTDIR/train.log"

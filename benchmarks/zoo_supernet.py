@@ -1,0 +1,87 @@
+"""Package a trained supernet into models/ (the zoo supernet the main command starts from) and measure it:
+the weights-only fp16 checkpoint with its held-out split beside it (no absolute path), its training
+curves, and a manifest: the command that trained it, the data, the compute spent (wall time, images
+seen, hardware) and the top-1 of both ends of its space on the full 10k test split, with their memory.
+
+    python benchmarks/zoo_supernet.py --run runs/zoo/supernet --output models/cifar10-zoo \\
+        --command "mcuformer train --space configs/cifar10-zoo.yaml ..." --hardware "2-core x86-64 CPU"
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from mcuformer.api import evaluate_checkpoint  # noqa: E402
+from mcuformer.memory import memory_report  # noqa: E402
+from mcuformer.space import Arch  # noqa: E402
+from mcuformer.train import load_checkpoint, space_of  # noqa: E402
+from mcuformer.train.warm_start import write_relocatable  # noqa: E402
+from mcuformer.utils.io import write_json  # noqa: E402
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", required=True, help="the training run folder (checkpoint.pt, log.jsonl, curves.png)")
+    ap.add_argument("--checkpoint", default=None,
+                    help="default: <run>/checkpoint.pt (or a device run's supernet-fp16.pt)")
+    ap.add_argument("--output", required=True, help="the models/ folder to write")
+    ap.add_argument("--command", required=True, help="the command that trained it (relative paths)")
+    ap.add_argument("--hardware", default=f"{platform.machine()} CPU", help="what it trained on")
+    ap.add_argument("--board", default="stm32f746", help="the board the memory columns are measured against")
+    ap.add_argument("--note", default="")
+    args = ap.parse_args()
+    run, out = Path(args.run), Path(args.output)
+    ckpt = Path(args.checkpoint) if args.checkpoint else run / "checkpoint.pt"
+    state = load_checkpoint(ckpt)
+    packed = write_relocatable(ckpt, out)
+    if (run / "curves.png").exists():
+        shutil.copyfile(run / "curves.png", out / "curves.png")
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
+    rows = evaluate_checkpoint(packed, ["largest", "smallest"], workers=1, progress=True)
+    metrics = {}
+    for r in rows:
+        rep = memory_report(Arch.from_dict(r["arch"]), args.board)
+        metrics[r["name"]] = {"arch": r["summary"], "params": r["params"], "top1": round(r["top1"], 2),
+                              "top5": round(r["top5"], 2), "peak_sram_bytes": rep.peak_sram_bytes,
+                              "flash_bytes": rep.flash_bytes}
+    space = space_of(state)
+    trained = [h for h in log if "train_loss" in h]
+    manifest = {
+        "name": f"{space.name} supernet",
+        "file": "supernet.pt", "sha256": sha256(packed), "bytes": packed.stat().st_size,
+        "format": "mcuformer-supernet-v1, weights only in fp16 (no optimizer state: it evaluates, searches, "
+                  "fine-tunes, quantizes and warm-starts training, but does not --resume)",
+        "space": space.to_dict(),
+        "heldout_split": "heldout-split.json (the search's held-out images; the supernet never trained on them)",
+        "command": args.command,
+        "data": "CIFAR-10 JPEG tarball ../shared/data/cifar10-jpg.tar.gz: 50,000 train less the 500 held-out, "
+                "10,000 test; JPEG q75 re-encoding, so figures are comparable with, not identical to, published "
+                "CIFAR-10 results",
+        "compute": {"hardware": args.hardware, "epochs": len(trained),
+                    "planned_epochs": state.get("planned_epochs"), "images_seen": state.get("images_seen"),
+                    "train_seconds": round(sum(h.get("seconds", 0) for h in trained)),
+                    "torch": __import__("torch").__version__},
+        "metrics_test_10k": metrics,
+        "memory_board": args.board,
+        "note": args.note,
+    }
+    write_json(out / "manifest.json", manifest)
+    print(json.dumps({k: manifest[k] for k in ("compute", "metrics_test_10k")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
