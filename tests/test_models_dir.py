@@ -1,0 +1,76 @@
+"""models/: what ships with the tool. Every artifact loads, names its sources relative to itself (no
+absolute path anywhere), the folder stays within 20 MB, and the main command's default config starts
+from a supernet that is there."""
+
+import json
+
+import pytest
+
+from conftest import CONFIGS, ROOT
+
+MODELS = ROOT / "models"
+
+
+def _strings(obj):
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _strings(k)
+            yield from _strings(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _strings(v)
+
+
+def _absolute(strings):
+    return [s for s in strings if s.startswith(("/", "~")) or (len(s) > 2 and s[1:3] in (":\\", ":/"))
+            or "/work/" in s or "/home/" in s or "/tmp/" in s]
+
+
+def test_models_stay_small_and_hold_no_absolute_paths():
+    files = [p for p in MODELS.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) <= 20 * 1024 * 1024
+    for p in files:
+        if p.suffix == ".json":
+            assert not _absolute(_strings(json.loads(p.read_text()))), p
+        elif p.suffix in (".yaml", ".yml", ".md"):
+            assert not _absolute(p.read_text().split()), p
+
+
+def test_every_supernet_loads_with_relative_sources():
+    from mcuformer.train import load_checkpoint
+    supernets = sorted(MODELS.rglob("supernet.pt"))
+    assert supernets
+    for p in supernets:
+        state = load_checkpoint(p)
+        kept = {k: v for k, v in state.items() if k not in ("model", "history")}
+        kept["config"] = {k: v for k, v in (state.get("config") or {}).items() if k != "exclude_split"}
+        assert not _absolute(_strings(kept)), p
+        split = (state.get("config") or {}).get("exclude_split")
+        if split:  # named relative to the checkpoint, and resolved to the file beside it on loading
+            assert split == str(p.parent / "heldout-split.json") and (p.parent / "heldout-split.json").is_file()
+
+
+def test_every_int8_model_loads_and_names_its_supernet():
+    from mcuformer.quantize.model import QuantModel
+    from mcuformer.quantize.validate import validate_quant_model
+    from mcuformer.quantize.workflow import recorded_checkpoint
+    folders = sorted(p.parent for p in MODELS.rglob("params.npz"))
+    assert folders
+    for d in folders:
+        q = validate_quant_model(QuantModel.load(d), str(d))
+        assert recorded_checkpoint(q, d).resolve() == (d.parent / "supernet.pt").resolve(), d
+        zoo = json.loads((d / "zoo.json").read_text())
+        assert zoo["arch"] == q.arch.to_dict()
+        assert zoo["board"]["name"] == d.name.removeprefix("int8-")
+
+
+def test_the_main_command_starts_from_a_supernet_that_is_here():
+    from mcuformer.pipeline import PipelineConfig
+    cfg = PipelineConfig.load(CONFIGS / "pipeline-cifar10.yaml")
+    if not cfg.supernet.is_file():
+        pytest.fail(f"configs/pipeline-cifar10.yaml names {cfg.supernet}, which is not in models/")
+    assert cfg.board == "stm32f746" and cfg.finetune["epochs"] >= 0
+    trained = PipelineConfig.load(CONFIGS / "pipeline-cifar10.yaml", train=True)
+    assert trained.supernet is None and trained.space and trained.train_config.is_file()
