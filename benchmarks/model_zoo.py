@@ -11,6 +11,7 @@ under models/<supernet>/int8-<board>/ with zoo.json: the measured figures, no ab
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import time
@@ -39,6 +40,8 @@ def main() -> int:
     ap.add_argument("--finetune-epochs", type=int, default=0, help="fine-tune each searched subnet (0: none)")
     ap.add_argument("--population", type=int, default=20)
     ap.add_argument("--generations", type=int, default=6)
+    ap.add_argument("--test-limit", type=int, default=0,
+                    help="int8 top-1 on this many test images spread over the split (0: all 10,000)")
     ap.add_argument("--data-path", default=None, help="default: the CIFAR-10 archive")
     ap.add_argument("--work", default=str(ROOT / "runs/zoo-models"), help="the per-board run folders")
     ap.add_argument("--output", default=str(ROOT / "benchmarks/results/model_zoo.json"))
@@ -50,7 +53,7 @@ def main() -> int:
         cfg = PipelineConfig(space=[], train_config=None, output=Path(args.work) / name, supernet=ckpt,
                              data_path=Path(args.data_path) if args.data_path else None, board=name,
                              search={"population": args.population, "generations": args.generations},
-                             finetune={"epochs": args.finetune_epochs})
+                             finetune={"epochs": args.finetune_epochs}, quantize={"test_limit": args.test_limit})
         board = cfg.target_board()
         ledger = StageLedger(cfg.output)
         supernet_stage(cfg, ledger)
@@ -81,8 +84,9 @@ def main() -> int:
             "bit_exact_host": engine["host"]["bit_exact"], "bit_exact_emulator": emu.get("bit_exact"),
             "verified_images": engine["host"]["images"], "seconds": round(time.time() - t0, 1),
             "command": f"python benchmarks/model_zoo.py --checkpoint {relative(ckpt)} --boards {name}"
-                       + (f" --finetune-epochs {args.finetune_epochs}" if args.finetune_epochs else ""),
-            "data": "CIFAR-10 JPEG tarball ../shared/data/cifar10-jpg.tar.gz (10,000 test images)",
+                       + (f" --finetune-epochs {args.finetune_epochs}" if args.finetune_epochs else "")
+                       + (f" --test-limit {args.test_limit}" if args.test_limit else ""),
+            "data": f"CIFAR-10 JPEG tarball ../shared/data/cifar10-jpg.tar.gz ({acc['count']:,} test images)",
         }
         write_json(tmp / "zoo.json", row)
         if dest.exists():
@@ -99,7 +103,12 @@ def main() -> int:
               f"{kb(r['measured_ram_bytes'])} ({pct(r['sram_used'])}) | {kb(r['measured_flash_bytes'])} "
               f"({pct(r['flash_used'])}) | {(r['instructions_per_inference'] or 0) / 1e6:.1f} M | "
               f"{r['bit_exact_host']}, {r['bit_exact_emulator']} |")
-    write_json(args.output, {"supernet": relative(ckpt), "rows": rows})
+    out = Path(args.output)  # rows of boards measured by earlier calls stay
+    old = json.loads(out.read_text()) if out.exists() else {}
+    if old.get("supernet") == relative(ckpt):
+        done = {r["board"]["name"] for r in rows}
+        rows = [r for r in old["rows"] if r["board"]["name"] not in done] + rows
+    write_json(out, {"supernet": relative(ckpt), "rows": rows})
     return 0 if all(r["bit_exact_host"] and r["bit_exact_emulator"] is not False for r in rows) else 1
 
 

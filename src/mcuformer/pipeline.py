@@ -205,7 +205,8 @@ def supernet_stage(cfg: PipelineConfig, ledger) -> tuple[Path, str, Path | None]
     state = load_checkpoint(ckpt)
     space = space_of(state)
     _stage(1, "supernet", f"{space.name} from {ckpt} (no training; --train trains one from scratch)")
-    cfg.fingerprints["checkpoint"] = digest_files(ckpt)  # the stages after this one rerun when it changes
+    ledger, f = _shared_inputs(cfg, ledger)
+    f["checkpoint"] = digest_files(ckpt)  # the stages after this one rerun when it changes
     split = cfg.heldout_split or recorded_split(ckpt, state)
     if split is not None and not Path(split).is_file():
         raise ConfigError(f"held-out split {split} not found (the images {ckpt.name} was trained without)")
