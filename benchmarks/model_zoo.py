@@ -88,6 +88,9 @@ def main() -> int:
                        + (f" --test-limit {args.test_limit}" if args.test_limit else ""),
             "data": f"CIFAR-10 JPEG tarball ../shared/data/cifar10-jpg.tar.gz ({acc['count']:,} test images)",
         }
+        manifest = json.loads((tmp / "manifest.json").read_text())
+        manifest["info"]["checkpoint"] = "../supernet.pt"  # relative to the model's folder: no absolute path
+        write_json(tmp / "manifest.json", manifest)
         write_json(tmp / "zoo.json", row)
         if dest.exists():
             shutil.rmtree(dest)

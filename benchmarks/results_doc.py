@@ -66,16 +66,19 @@ def section_zoo() -> str:
         return s + missing("python benchmarks/model_zoo.py")
     pct = lambda u: "-" if u is None else f"{100 * u:.0f} %"  # noqa: E731
     rows = [[r["board"]["name"], f"{kb(r['board']['sram_bytes'])} / {kb(r['board']['flash_bytes'])}", r["summary"],
-             f"{r['float_top1']:.2f} %", f"{r['int8_top1']:.2f} %", kb(r["planned_arena_bytes"]),
+             f"{r['float_top1']:.2f} %", f"{r['int8_top1']:.2f} % ({r['test_images']:,})", kb(r["planned_arena_bytes"]),
              f"{kb(r.get('measured_ram_bytes'))} ({pct(r.get('sram_used'))})",
              f"{kb(r.get('measured_flash_bytes'))} ({pct(r.get('flash_used'))})",
              f"{(r['instructions_per_inference'] or 0) / 1e6:.1f} M",
              f"{r['bit_exact_host']} / {r.get('bit_exact_emulator', r.get('bit_exact_cortex_m7'))}"]
             for r in d["rows"]]
     s += f"Supernet: `{d.get('supernet', 'models/cifar10-tiny/supernet.pt')}`.\n\n"
-    return s + table(["board", "SRAM / flash", "subnet", "float top-1", "int8 top-1 (10k test)", "arena planned",
-                      "RAM measured (of SRAM)", "flash measured (of flash)", "instructions / inference",
-                      "bit-exact host / emulator"], rows)
+    s += table(["board", "SRAM / flash", "subnet", "float top-1", "int8 top-1 (test images)", "arena planned",
+                "RAM measured (of SRAM)", "flash measured (of flash)", "instructions / inference",
+                "bit-exact host / emulator"], rows)
+    for board, why in (d.get("not_built") or {}).items():
+        s += f"\nNo model for {board}: {why}.\n"
+    return s
 
 
 def section_budget_curve() -> str:
