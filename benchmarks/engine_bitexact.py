@@ -55,6 +55,19 @@ def random_arch(rng: random.Random, rel_pos_choices: tuple[int, ...] = ()) -> Ar
             return arch
 
 
+def print_summary(rows: list[dict]) -> dict:
+    """Archs and bit-exact archs per (target, schedule), printed as a table; also the benchmark's JSON."""
+    summary = {}
+    for target in ("host", "cortex-m7"):
+        for schedule in ("smallest", "fastest"):
+            part = [r for r in rows if r["target"] == target and r["schedule"] == schedule]
+            summary[f"{target} {schedule}"] = {"archs": len(part), "bit_exact": sum(r["ok"] for r in part)}
+    print(f"{'target, schedule':<28} {'archs':>6} {'bit-exact':>10}")
+    for key, s in summary.items():
+        print(f"{key:<28} {s['archs']:>6} {s['bit_exact']:>10}")
+    return summary
+
+
 def one(tmp: Path, i: int, target: str) -> dict:
     rng = random.Random(50_000 + i)
     arch = random_arch(rng)
@@ -85,14 +98,7 @@ def main() -> int:
         with ThreadPoolExecutor(args.workers) as pool:
             rows = list(pool.map(lambda job: one(Path(tmp), *job), jobs))
     elapsed = time.time() - t0
-    summary = {}
-    for target in ("host", "cortex-m7"):
-        for schedule in ("smallest", "fastest"):
-            part = [r for r in rows if r["target"] == target and r["schedule"] == schedule]
-            summary[f"{target} {schedule}"] = {"archs": len(part), "bit_exact": sum(r["ok"] for r in part)}
-    print(f"{'target, schedule':<28} {'archs':>6} {'bit-exact':>10}")
-    for key, s in summary.items():
-        print(f"{key:<28} {s['archs']:>6} {s['bit_exact']:>10}")
+    summary = print_summary(rows)
     kernels = sorted({k for r in rows for k in r["kernels"]})
     print(f"kernels exercised: {len(kernels)}: {', '.join(kernels)}")
     bad = [r for r in rows if not r["ok"]]

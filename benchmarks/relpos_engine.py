@@ -130,14 +130,7 @@ def main() -> int:
         with ThreadPoolExecutor(args.workers) as pool:
             rows = list(pool.map(lambda job: one(Path(tmp), *job), jobs))
         cost = [] if args.no_cost else m7_cost(Path(tmp))
-    summary = {}
-    for target in ("host", "cortex-m7"):
-        for schedule in ("smallest", "fastest"):
-            part = [r for r in rows if r["target"] == target and r["schedule"] == schedule]
-            summary[f"{target} {schedule}"] = {"archs": len(part), "bit_exact": sum(r["ok"] for r in part)}
-    print(f"{'target, schedule':<28} {'archs':>6} {'bit-exact':>10}")
-    for key, s in summary.items():
-        print(f"{key:<28} {s['archs']:>6} {s['bit_exact']:>10}")
+    summary = engine_bitexact.print_summary(rows)
     kernels = sorted({k for r in rows for k in r["kernels"]})
     print(f"kernels exercised: {', '.join(kernels)}")
     print(f"clip distances: {sorted({r['rel_pos'] for r in rows})}")
