@@ -63,7 +63,7 @@ def test_cli_lists_the_boards_and_takes_them():
 def test_m4_linker_scripts_have_the_real_sizes():
     emu = regions(linker_script(BOARDS["stm32l432kc"]))
     assert emu == {"FLASH": (0x0, "256K"), "RAM": (0x20000000, "64K - MCU_STACK_BYTES"),
-                   "STACK": (0x20000000, "MCU_STACK_BYTES")}
+                   "STACK": (0x20000000, "MCU_STACK_BYTES"), "TESTDATA": (0x00300000, "1M")}
     assert "QEMU mps2-an386" in linker_script(BOARDS["stm32f411re"])
     real = regions(linker_script(BOARDS["stm32f411re"], emulator=False))
     assert real["FLASH"] == (0x08000000, "512K") and real["RAM"] == (0x20000000, "128K - MCU_STACK_BYTES")
@@ -154,6 +154,27 @@ def test_a_model_over_the_l432kcs_sram_fails_to_link(tmp_path):
     write_verify_data(tmp_path / "f411", np.zeros((1, 64, 64, 3), np.int8))
     r = subprocess.run(["make", "-s", "emulator"], cwd=tmp_path / "f411", capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and (tmp_path / "f411/build/cortex-m4/verify.elf").exists(), r.stderr
+
+
+@needs_arm
+def test_test_images_stay_out_of_the_boards_flash(tmp_path):
+    # A model that fills a board's flash still verifies: the emulator's linker script puts the test
+    # images (5 x 3 KB here) in TESTDATA, outside FLASH, and the flash figures are the model's alone.
+    arch = Arch(img_size=32, patch_size=4, rank_ratio=0.5, embed_dim=32, depth=1, num_heads=(2,),
+                mlp_ratio=(2.0,), num_classes=10, head_dim=16)
+    q = random_quant_model(arch, seed=7)
+    export_model(q, tmp_path / "l432", "stm32l432kc")
+    model = verify(tmp_path / "l432", "cortex-m4", images=1).model_flash_bytes
+    tight = Board("tight", "an M4 whose flash the model fills", sram_bytes=64 * KIB, cpu="cortex-m4",
+                  flash_bytes=-(-model // KIB) * KIB + KIB)  # 1 KB for the board's name and the image count
+    assert tight.flash_bytes - model < 5 * arch.img_size ** 2 * arch.in_chans  # no room for the images
+    export_model(q, tmp_path / "tight", tight)
+    r = verify(tmp_path / "tight", "cortex-m4", images=5, seed=3)
+    assert r.bit_exact and r.flash_bytes == r.model_flash_bytes <= tight.flash_bytes
+    assert abs(r.model_flash_bytes - model) < 256
+    nm = subprocess.run(["arm-none-eabi-nm", str(tmp_path / "tight/build/cortex-m4/verify.elf")],
+                        capture_output=True, text=True, check=True).stdout
+    assert re.search(r"^00300000 R verify_images$", nm, re.M), nm
 
 
 def test_verify_target_follows_the_board(tmp_path):

@@ -293,9 +293,12 @@ def regions(script: str) -> dict[str, tuple[int, str]]:
 def test_linker_script_regions_emulator_and_real():
     emu = regions(linker_script(BOARDS["stm32f746"]))
     assert emu == {"FLASH": (0x0, "1M"), "RAM": (0x20000000, "320K - MCU_STACK_BYTES"),
-                   "STACK": (0x20000000, "MCU_STACK_BYTES"), "EXTFLASH": (0x60000000, "16M")}
+                   "STACK": (0x20000000, "MCU_STACK_BYTES"), "EXTFLASH": (0x60000000, "16M"),
+                   "TESTDATA": (0x00300000, "1M")}
     real = regions(linker_script(BOARDS["stm32f746"], emulator=False))
-    assert real["FLASH"][0] == 0x08000000 and real["EXTFLASH"] == (0x90000000, "16M")
+    assert real["FLASH"][0] == 0x08000000 and real["EXTFLASH"] == (0x90000000, "16M") and "TESTDATA" not in real
+    assert ".verify_data : { . = ALIGN(4); KEEP(*(.verify_data .verify_data.*)) } > FLASH" in \
+        linker_script(BOARDS["stm32f746"], emulator=False)
     text = linker_script(BOARDS["stm32f746"], stack_bytes=4096)
     assert "MCU_STACK_BYTES = DEFINED(MCU_STACK_BYTES) ? MCU_STACK_BYTES : 4096;" in text
     assert "/* real chip: 0x08000000 */" in text and "real chip: 0x90000000" in text
@@ -319,8 +322,12 @@ def test_linker_script_limits():
     assert regions(text)["EXTFLASH"] == (0x60000000, "16M") and "NOTE EXTFLASH" in text
     assert regions(linker_script(big_ext, emulator=False))["EXTFLASH"] == (0x90000000, "32M")
     huge_flash = Board("huge", "8 MB flash", sram_bytes=256 * KIB, flash_bytes=8 * 1024 * KIB)
-    with pytest.raises(ConfigError, match="does not fit QEMU mps2-an500"):
+    with pytest.raises(ConfigError, match="does not fit QEMU mps2-an500's 3072 KB at 0x0"):
         linker_script(huge_flash)
+    # 3 MB of flash is the most the emulator's FLASH region can be: the test images live in the MB above
+    assert regions(linker_script(Board("f", "3 MB", sram_bytes=256 * KIB, flash_bytes=3072 * KIB)))["FLASH"] == (0, "3M")
+    with pytest.raises(ConfigError, match="does not fit QEMU mps2-an386"):
+        linker_script(Board("f", "3 MB + 1 KB", sram_bytes=256 * KIB, flash_bytes=3073 * KIB, cpu="cortex-m4"))
     assert regions(linker_script(huge_flash, emulator=False))["FLASH"] == (0x08000000, "8M")
     for bad in (100, 8190, 320 * KIB, 8192.0):
         with pytest.raises(ConfigError, match="stack"):

@@ -34,6 +34,10 @@ mps2-an500 memory map, probed by writing and reading back a word from a tiny pro
 So on the emulator FLASH is at 0x0 (QEMU boots from the vector table there), RAM at 0x20000000, CCM at
 the top of the 4 MB SSRAM2/3 (never the mirror, which would alias RAM), and EXTFLASH at 0x60000000,
 where all of the 16 MB of QSPI fits (a bigger external flash is cut to 16 MB, and the script says so).
+The verification program's test images (input section ``.verify_data``) go to TESTDATA, the top MB of
+SSRAM1 (0x00300000), not to FLASH: on a board the input comes from a sensor, so the board's flash holds
+exactly what a deployment would (the emulated FLASH region may therefore be at most 3 MB). On the real
+chip's script they go to FLASH.
 The Cortex-M4 boards (``board.cpu == "cortex-m4"``, or ``cpu=`` given) are emulated on QEMU 7.2's
 mps2-an386 (``-M mps2-an386 -cpu cortex-m4``), probed the same way: SSRAM1 at 0x0 (4 MB, mirrored at
 0x00400000), SSRAM2/3 at 0x20000000 (4 MB, mirrored at 0x20400000), block RAM at 0x01000000, PSRAM at
@@ -92,6 +96,10 @@ MIN_STACK_BYTES = 256
 
 # QEMU 7.2 mps2-an500 (see the module docstring for how these were found).
 _EMU_FLASH = (0x00000000, 4 * MIB)   # ZBT SSRAM1 (RAM in QEMU; the reset vector table is read at 0x0)
+# The verification program's test images (section .verify_data) live in the top MB of SSRAM1, apart from
+# the board's FLASH region: on a board they would come from a sensor, so they must not count against
+# (or overflow) its flash. The emulated FLASH region may use the 3 MB below.
+_EMU_TESTDATA = (0x00300000, 1 * MIB)
 _EMU_SRAM = (0x20000000, 4 * MIB)    # ZBT SSRAM2/3
 _EMU_EXTFLASH = (0x60000000, 16 * MIB)  # PSRAM
 # The emulated machine of each core, and where it has the PSRAM that stands in for QSPI flash
@@ -168,9 +176,9 @@ def linker_script(board: Board, *, stack_bytes: int = DEFAULT_STACK_BYTES, emula
 
     notes = []
     if emulator:
-        if flash > _EMU_FLASH[1]:
+        if flash > _EMU_TESTDATA[0] - _EMU_FLASH[0]:
             raise ConfigError(f"board {board.name}: {_kb(flash)} of flash does not fit QEMU {machine}'s "
-                              f"{_kb(_EMU_FLASH[1])} at 0x0")
+                              f"{_kb(_EMU_TESTDATA[0] - _EMU_FLASH[0])} at 0x0 (the MB above holds the test images)")
         if ram + ccm > _EMU_SRAM[1]:
             raise ConfigError(f"board {board.name}: {_kb(ram + ccm)} of SRAM does not fit QEMU {machine}'s "
                               f"{_kb(_EMU_SRAM[1])} at 0x20000000")
@@ -228,6 +236,9 @@ def linker_script(board: Board, *, stack_bytes: int = DEFAULT_STACK_BYTES, emula
             cut = f"; the board has {_size(ext)}, see NOTE" if ext_len < ext else ""
             comment = f"   /* real chip: 0x{_REAL_QSPI:08X} (QSPI){cut} */"
         lines.append(f"  EXTFLASH (r)   : ORIGIN = 0x{ext_org:08X}, LENGTH = {_size(ext_len)}{comment}")
+    if emulator:
+        lines.append(f"  TESTDATA (r)   : ORIGIN = 0x{_EMU_TESTDATA[0]:08X}, LENGTH = {_size(_EMU_TESTDATA[1])}"
+                     "   /* the emulator only: the verification's test images, not the board's flash */")
     lines += [
         "}",
         "",
@@ -296,6 +307,18 @@ def linker_script(board: Board, *, stack_bytes: int = DEFAULT_STACK_BYTES, emula
         lines += [
             "  /* The board has no external flash: any .extflash input is an error (ASSERT below). */",
             "  .extflash : { *(.extflash .extflash.*) } > FLASH",
+            "",
+        ]
+    if emulator:
+        lines += [
+            "  /* The verification program's test images (section .verify_data): outside the board's flash. */",
+            "  .verify_data : { . = ALIGN(4); KEEP(*(.verify_data .verify_data.*)) } > TESTDATA",
+            "",
+        ]
+    else:
+        lines += [
+            "  /* Test images of a verification program, if one is linked for the chip: they take flash there. */",
+            "  .verify_data : { . = ALIGN(4); KEEP(*(.verify_data .verify_data.*)) } > FLASH",
             "",
         ]
     lines += [
