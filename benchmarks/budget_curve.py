@@ -16,6 +16,7 @@ budget is 16 KB less (the stack/runtime reserve), as for the real boards.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -143,7 +144,7 @@ def main() -> int:
         print(f"| {r['sweep']} | {r['sram_kb']:g} | {r['flash_kb']:g} | {r['method']} | {r['int8_top1']:.2f} % | "
               f"{r['float_top1']:.2f} % | {r['sram_bytes'] / 1024:.1f} KB | {r['flash_bytes'] / 1024:.1f} KB | "
               f"{r['summary']} |")
-    write_json(args.output, {"supernet": relative(ckpt), "evolution": evo.to_dict(), "test_limit": args.test_limit,
+    write_json(args.output, {"supernet": relative(ckpt), "supernet_sha256": hashlib.sha256(ckpt.read_bytes()).hexdigest(), "evolution": evo.to_dict(), "test_limit": args.test_limit,
                              "base_sram_kb": BASE_SRAM_KB, "base_flash_kb": BASE_FLASH_KB,
                              "seconds": round(time.time() - t_start), "rows": rows,
                              "command": "python benchmarks/budget_curve.py " + " ".join(sys.argv[1:])})

@@ -86,7 +86,8 @@ def section_budget_curve() -> str:
     s = "## int8 top-1 against the SRAM and flash budget\n\nCommand: `python benchmarks/budget_curve.py`.\n\n"
     if not d:
         return s + missing("python benchmarks/budget_curve.py")
-    s += (f"Supernet `{d['supernet']}`; each point is one search (population {d['evolution']['population']}, "
+    sha = f" (sha256 {d['supernet_sha256'][:12]}…)" if d.get("supernet_sha256") else ""
+    s += (f"Supernet `{d['supernet']}`{sha}; each point is one search (population {d['evolution']['population']}, "
           f"{d['evolution']['generations']} generations) against random search with as many evaluations and the "
           f"hand-scaled baseline; int8 top-1 on {d['test_limit'] or 10000:,} test images spread over the test split. "
           f"The SRAM sweep holds flash at {d['base_flash_kb']} KB, the flash sweep holds SRAM at "
