@@ -40,6 +40,29 @@ def test_requantize_matches_an_exact_model_of_the_rounding_rule():
     assert np.all(np.abs(got - v * (m * np.exp2(s - 31.0))) <= 1.0)
 
 
+def test_torch_requantize_equals_numpys():
+    """The in-place torch requantisation (one nudge and one shift) against fixedpoint's, per channel and
+    scalar, with right shifts, left shifts and no shift, and on the ties."""
+    import torch
+
+    from mcuformer.quantize import torchpath
+
+    rng = np.random.default_rng(2)
+    for trial in range(60):
+        c = int(rng.integers(1, 24))
+        m, s = rng.integers(2 ** 30, 2 ** 31, c), rng.integers(-31, 6, c)
+        s = np.zeros(c, np.int64) if trial % 4 == 0 else np.abs(s) if trial % 4 == 1 else s
+        acc = rng.integers(-2 ** 24, 2 ** 24, (40, c))
+        acc[:4] = rng.integers(-300, 300, (4, c))
+        t = [torch.from_numpy(a) for a in (acc, m, s)]
+        assert np.array_equal(torchpath.requantize(*t).numpy(), requantize(acc, m, s)), trial
+        assert np.array_equal(torchpath.requantize_to_int8(*t, -3).numpy(), requantize_to_int8(acc, m, s, -3))
+    ties = np.array([5, -5, 3, -3, 4, -4, 6, -6, 0, 1, -1])
+    for shift in (-1, -2, 0, 2):  # multiplier 2^30 is one half: the ties of every shift
+        assert np.array_equal(torchpath.requantize(torch.from_numpy(ties), 2 ** 30, shift).numpy(),
+                              requantize(ties, 2 ** 30, shift)), shift
+
+
 def test_rounding_ties():
     assert divide_by_pot(np.array([5, -5, 3, -3, 4, -4, 6, -6]), 1).tolist() == [3, -3, 2, -2, 2, -2, 3, -3]
     assert divide_by_pot(np.array([-7, 7, -6, 6]), 2).tolist() == [-2, 2, -2, 2]

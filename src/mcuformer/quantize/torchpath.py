@@ -14,20 +14,32 @@ I64, F64 = torch.int64, torch.float64
 
 
 def requantize(acc, m, s):
-    """``fixedpoint.requantize`` on int64 tensors (m, s: ints or per-channel tensors)."""
+    """``fixedpoint.requantize`` on int64 tensors (m, s: ints or per-channel tensors).
+
+    The division by 2^e, rounded to nearest with ties away from zero, is written as one nudge and one
+    shift, ``(x + (x < 0 ? n_neg : n_pos)) >> e`` with n_pos = 2^(e-1) and n_neg = 2^(e-1) - 1 (both 0 for
+    e = 0), which equals ``divide_by_pot``; the work is done in place on the one full-size tensor, since
+    allocating and passing over int64 tensors is what this path spends its time on."""
     m, s = torch.as_tensor(m, dtype=I64, device=acc.device), torch.as_tensor(s, dtype=I64, device=acc.device)
-    high = ((acc << torch.clamp(s, min=0)) * m + (1 << 30)) >> 31
+    left = torch.clamp(s, min=0)
+    x = (acc << left) * m if bool(left.any()) else acc * m
+    x.add_(1 << 30).bitwise_right_shift_(31)
     e = torch.clamp(-s, min=0)
-    mask = (torch.ones_like(e) << e) - 1
-    return (high >> e) + ((high & mask) > ((mask >> 1) + (high < 0).to(I64))).to(I64)
+    if not bool(e.any()):
+        return x
+    n_pos = (torch.ones_like(e) << e) >> 1
+    nudge = torch.where(x < 0, torch.clamp(n_pos - 1, min=0), n_pos)
+    return x.add_(nudge).bitwise_right_shift_(e)
 
 
 def requantize_to_int8(acc, m, s, zero_point: int):
-    return torch.clamp(requantize(acc, m, s) + zero_point, -128, 127)
+    return requantize(acc, m, s).add_(zero_point).clamp_(-128, 127)
 
 
 def _mm(a, b):
-    return torch.round(a.to(F64) @ b.to(F64)).to(I64)
+    # float64 holds every partial sum of int8 x int8 (or int8 x uint8) products exactly, so the result
+    # is already a whole number: no rounding needed before the cast.
+    return (a.to(F64) @ b.to(F64)).to(I64)
 
 
 class TorchInt8:
