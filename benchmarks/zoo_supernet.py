@@ -5,6 +5,7 @@ seen, hardware) and the top-1 of both ends of its space on the full 10k test spl
 
     python benchmarks/zoo_supernet.py --run runs/zoo/supernet --output models/cifar10-zoo \\
         --command "mcuformer train --space configs/cifar10-zoo.yaml ..." --hardware "2-core x86-64 CPU"
+    # a warm restart of a packaged supernet: --continues <its manifest.json> adds its compute as a first stage
 """
 
 from __future__ import annotations
@@ -42,7 +43,11 @@ def main() -> int:
     ap.add_argument("--hardware", default=f"{platform.machine()} CPU", help="what it trained on")
     ap.add_argument("--board", default="stm32f746", help="the board the memory columns are measured against")
     ap.add_argument("--note", default="")
+    ap.add_argument("--continues", default=None, metavar="MANIFEST",
+                    help="the manifest of the supernet this run warm-started from (--init-from): its training "
+                         "is added to the compute spent and kept as the first stage")
     args = ap.parse_args()
+    earlier = json.loads(Path(args.continues).read_text()) if args.continues else None
     run, out = Path(args.run), Path(args.output)
     ckpt = Path(args.checkpoint) if args.checkpoint else run / "checkpoint.pt"
     state = load_checkpoint(ckpt)
@@ -59,6 +64,20 @@ def main() -> int:
                               "flash_bytes": rep.flash_bytes}
     space = space_of(state)
     trained = [h for h in log if "train_loss" in h]
+    compute = {"hardware": args.hardware, "epochs": len(trained),
+               "planned_epochs": state.get("planned_epochs"), "images_seen": state.get("images_seen"),
+               "train_seconds": round(sum(h.get("seconds", 0) for h in trained)),
+               "torch": __import__("torch").__version__}
+    stages = None
+    if earlier:  # a warm restart: the earlier training counts too (images_seen is already cumulative)
+        before = earlier["compute"]
+        stages = [{"command": earlier["command"], "compute": before, "metrics_test_10k": earlier["metrics_test_10k"]},
+                  {"command": args.command, "compute": dict(compute)}]
+        compute.update(epochs=before["epochs"] + compute["epochs"],
+                       train_seconds=before["train_seconds"] + compute["train_seconds"])
+        compute.pop("planned_epochs")
+        if before.get("hardware") != args.hardware:
+            compute["hardware"] = f"{before.get('hardware')}, then {args.hardware}"
     manifest = {
         "name": f"{space.name} supernet",
         "file": "supernet.pt", "sha256": sha256(packed), "bytes": packed.stat().st_size,
@@ -70,10 +89,8 @@ def main() -> int:
         "data": "CIFAR-10 JPEG tarball ../shared/data/cifar10-jpg.tar.gz: 50,000 train less the 500 held-out, "
                 "10,000 test; JPEG q75 re-encoding, so figures are comparable with, not identical to, published "
                 "CIFAR-10 results",
-        "compute": {"hardware": args.hardware, "epochs": len(trained),
-                    "planned_epochs": state.get("planned_epochs"), "images_seen": state.get("images_seen"),
-                    "train_seconds": round(sum(h.get("seconds", 0) for h in trained)),
-                    "torch": __import__("torch").__version__},
+        "compute": compute,
+        **({"stages": stages} if stages else {}),
         "metrics_test_10k": metrics,
         "memory_board": args.board,
         "note": args.note,
