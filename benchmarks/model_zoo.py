@@ -11,6 +11,7 @@ under models/<supernet>/int8-<board>/ with zoo.json: the measured figures, no ab
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from mcuformer.errors import McuformerError  # noqa: E402
 from mcuformer.memory import BOARDS  # noqa: E402
 from mcuformer.pipeline import (PipelineConfig, engine_stage, finetune_stage,  # noqa: E402
                                 quantize_stage, search_stage, supernet_stage)
@@ -47,7 +49,7 @@ def main() -> int:
     ap.add_argument("--output", default=str(ROOT / "benchmarks/results/model_zoo.json"))
     args = ap.parse_args()
     ckpt = Path(args.checkpoint)
-    rows = []
+    rows, not_built = [], {}
     for name in args.boards:
         t0 = time.time()
         cfg = PipelineConfig(space=[], train_config=None, output=Path(args.work) / name, supernet=ckpt,
@@ -57,10 +59,15 @@ def main() -> int:
         board = cfg.target_board()
         ledger = StageLedger(cfg.output)
         supernet_stage(cfg, ledger)
-        searched = search_stage(cfg, ckpt, board, workers=1, progress=True, ledger=ledger)
-        deployed = finetune_stage(cfg, ckpt, searched, progress=True, ledger=ledger)
-        acc = quantize_stage(cfg, deployed, searched, progress=True, ledger=ledger)
-        engine = engine_stage(cfg, board, progress=True, ledger=ledger)
+        try:
+            searched = search_stage(cfg, ckpt, board, workers=1, progress=True, ledger=ledger)
+            deployed = finetune_stage(cfg, ckpt, searched, progress=True, ledger=ledger)
+            acc = quantize_stage(cfg, deployed, searched, progress=True, ledger=ledger)
+            engine = engine_stage(cfg, board, progress=True, ledger=ledger)
+        except McuformerError as e:  # one board's failure (say a link that overflows) does not stop the others
+            print(f"{name}: no model: {e}", file=sys.stderr)
+            not_built[name] = str(e)
+            continue
         emu = engine.get("emulator") or {}
         dest = ckpt.parent / f"int8-{name}"
         tmp = dest.with_name(dest.name + ".tmp")
@@ -106,13 +113,17 @@ def main() -> int:
               f"{kb(r['measured_ram_bytes'])} ({pct(r['sram_used'])}) | {kb(r['measured_flash_bytes'])} "
               f"({pct(r['flash_used'])}) | {(r['instructions_per_inference'] or 0) / 1e6:.1f} M | "
               f"{r['bit_exact_host']}, {r['bit_exact_emulator']} |")
-    out = Path(args.output)  # rows of boards measured by earlier calls stay
+    out = Path(args.output)  # rows of boards measured by earlier calls on the same supernet stay
     old = json.loads(out.read_text()) if out.exists() else {}
-    if old.get("supernet") == relative(ckpt):
-        done = {r["board"]["name"] for r in rows}
+    sha = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    if old.get("supernet") == relative(ckpt) and old.get("supernet_sha256") == sha:
+        done = {r["board"]["name"] for r in rows} | set(not_built)
         rows = [r for r in old["rows"] if r["board"]["name"] not in done] + rows
-    write_json(out, {"supernet": relative(ckpt), "rows": rows})
-    return 0 if all(r["bit_exact_host"] and r["bit_exact_emulator"] is not False for r in rows) else 1
+        not_built = {**{k: v for k, v in (old.get("not_built") or {}).items() if k not in done}, **not_built}
+    write_json(out, {"supernet": relative(ckpt), "supernet_sha256": sha, "rows": rows,
+                     **({"not_built": not_built} if not_built else {})})
+    ok = all(r["bit_exact_host"] and r["bit_exact_emulator"] is not False for r in rows)
+    return 0 if ok and not not_built else 1
 
 
 if __name__ == "__main__":

@@ -72,7 +72,8 @@ def section_zoo() -> str:
              f"{(r['instructions_per_inference'] or 0) / 1e6:.1f} M",
              f"{r['bit_exact_host']} / {r.get('bit_exact_emulator', r.get('bit_exact_cortex_m7'))}"]
             for r in d["rows"]]
-    s += f"Supernet: `{d.get('supernet', 'models/cifar10-tiny/supernet.pt')}`.\n\n"
+    sha = f" (sha256 {d['supernet_sha256'][:12]}…)" if d.get("supernet_sha256") else ""
+    s += f"Supernet: `{d.get('supernet', 'models/cifar10-tiny/supernet.pt')}`{sha}.\n\n"
     s += table(["board", "SRAM / flash", "subnet", "float top-1", "int8 top-1 (test images)", "arena planned",
                 "RAM measured (of SRAM)", "flash measured (of flash)", "instructions / inference",
                 "bit-exact host / emulator"], rows)
