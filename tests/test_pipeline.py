@@ -85,6 +85,9 @@ def _zoo_supernet_run(tmp_path):
     proc = run_cli("pipeline", "--config", cfg, "--no-progress", check=True)
     summary = json.loads((tmp_path / "zoo-run/summary.json").read_text())
     assert summary["stages_run"] == ["evaluate", "search", "quantize", "export", "verify"]  # no training
+    times = summary["stage_seconds"]  # each stage that ran timed, within the run's wall time
+    assert list(times) == summary["stages_run"] and min(times.values()) > 0
+    assert sum(times.values()) <= summary["seconds"] and f"wall time {summary['seconds']:.0f} s" in proc.stdout
     assert "1/8 supernet" in proc.stdout and "4/8 fine-tune: skipped" in proc.stdout
     assert not (tmp_path / "zoo-run/supernet").exists() and not (tmp_path / "zoo-run/heldout-split.json").exists()
     search = json.loads((tmp_path / "zoo-run/search/result.json").read_text())

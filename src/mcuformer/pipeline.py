@@ -14,6 +14,7 @@ the run folder) a stage whose inputs changed, and so every stage after it, sayin
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -146,6 +147,7 @@ def run_pipeline(cfg: PipelineConfig, *, epochs: int | None = None, progress: bo
     from mcuformer.space import Arch
     from mcuformer.stages import StageLedger, data_identity, digest_settings
 
+    started = time.perf_counter()
     board = cfg.target_board()  # a wrong board name fails before an hour of training
     data = resolve_data_path(cfg.data_path)  # a missing data path fails now, not at the first stage that reads it
     ledger = StageLedger(cfg.output)  # what each stage was last run on; a changed input reruns it
@@ -188,7 +190,8 @@ def run_pipeline(cfg: PipelineConfig, *, epochs: int | None = None, progress: bo
               "int8": model, "engine": engine,
               "plots": [str(p) for p in (curves, cfg.output / "search" / "pareto.png",
                                          cfg.output / "search" / "fitness.png", cfg.output / "memory.png") if p],
-              "stages_run": ledger.ran}
+              "stages_run": ledger.ran, "stage_seconds": dict(ledger.seconds),
+              "seconds": round(time.perf_counter() - started, 1)}
     write_json(cfg.output / "summary.json", result)
     return result
 
@@ -490,5 +493,9 @@ def format_summary(result: dict) -> str:
             if v:
                 lines.append(f"{'bit-exact ' + name:<30}{'yes' if v['bit_exact'] else 'NO'} on {v['images']} "
                              f"{v['image_source']}; guard damage {v['guard_damage']}")
+    if "seconds" in result:
+        ran = ", ".join(f"{k} {v:.0f} s" for k, v in result.get("stage_seconds", {}).items())
+        lines.append(f"wall time {result['seconds']:.0f} s" + (f" (stages run: {ran})" if ran else
+                                                             " (every stage kept from the last run)"))
     lines.append("plots: " + ", ".join(result.get("plots", [result["curves"]])))
     return "\n".join(lines)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +78,8 @@ class StageLedger:
         self.path = Path(run_dir) / "stages.json"
         self.records: dict[str, dict] = self._load()
         self.ran: list[str] = []  # the stages that ran (or resumed) in this process
+        self.seconds: dict[str, float] = {}  # wall time of each stage that ran and finished in this process
+        self._started: dict[str, float] = {}
 
     def _load(self) -> dict:
         if not self.path.exists():
@@ -117,11 +120,14 @@ class StageLedger:
         if plan.fresh:
             self._remove(owned)
         self.ran.append(stage)
+        self._started[stage] = time.perf_counter()
         self.records[stage] = {"inputs": dict(inputs), "complete": False}
         self._save()
         return plan
 
     def finish(self, stage: str) -> None:
+        if stage in self._started:
+            self.seconds[stage] = round(time.perf_counter() - self._started.pop(stage), 1)
         self.records[stage]["complete"] = True
         self._save()
 
