@@ -20,7 +20,8 @@ def add_arguments(p):
     p.add_argument("--subsplit", default=None, help="sub-split JSON (for --split heldout)")
     p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--workers", type=nonnegative_int, default=4)
-    p.add_argument("--limit", type=nonnegative_int, default=0, help="evaluate on the first N images only")
+    p.add_argument("--limit", type=nonnegative_int, default=0,
+                   help="evaluate on N images spread evenly over the split (so every class is in)")
     p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default="auto")
     p.add_argument("--device", type=device_name, default="auto")
     p.add_argument("--json", default=None, metavar="OUT", help="also write the results as JSON")
