@@ -52,8 +52,21 @@ def section_zoo_supernet() -> str:
         return s + missing("python benchmarks/zoo_supernet.py ...")
     m = json.loads(p.read_text())
     c = m["compute"]
-    s += (f"Trained by `{m['command']}` on {c['hardware']}: {c['epochs']} epochs, {c['images_seen']:,} images, "
-          f"{c['train_seconds'] / 3600:.2f} h. Space `{m['space']['name']}`.\n\n")
+    if m.get("stages"):  # a warm restart: each training stage, then the total
+        for i, st in enumerate(m["stages"], 1):
+            sc = st["compute"]
+            ends = st.get("metrics_test_10k")
+            after = (f"; after it, 10k top-1 largest {ends['largest']['top1']:.2f} %, smallest "
+                     f"{ends['smallest']['top1']:.2f} %") if ends else ""
+            s += (f"{i}. `{st['command']}`: {sc['epochs']} epochs, {sc['train_seconds'] / 3600:.2f} h on "
+                  f"{sc['hardware']}{after}.\n")
+        s += (f"\nIn all {c['epochs']} epochs, {c['images_seen']:,} images drawn, {c['train_seconds'] / 3600:.2f} h. "
+              f"Space `{m['space']['name']}`.\n\n")
+    else:
+        s += (f"Trained by `{m['command']}` on {c['hardware']}: {c['epochs']} epochs, {c['images_seen']:,} images, "
+              f"{c['train_seconds'] / 3600:.2f} h. Space `{m['space']['name']}`.\n\n")
+    if m.get("note"):
+        s += m["note"] + "\n\n"
     rows = [[name, r["arch"], f"{r['params']:,}", f"{r['top1']:.2f} %", f"{r['top5']:.2f} %", kb(r["peak_sram_bytes"]),
              kb(r["flash_bytes"])] for name, r in m["metrics_test_10k"].items()]
     return s + table(["end", "subnet", "params", "top-1 (10k test)", "top-5", "peak SRAM (int8)", "flash (int8)"], rows)
