@@ -97,6 +97,22 @@ def test_memory_report_shows_both_schedules():
     assert any("head_by_head" in v.enabled() for v in rep.sections.values())
 
 
+def test_export_keeps_the_smallest_schedule_where_the_fastest_would_not_fit_the_flash(tmp_path):
+    # The fastest schedule's extra kernel calls cost code; on a board whose flash holds the smallest
+    # schedule (what the search checks) but not the fastest, export takes the smallest and says so.
+    small = memory_report(CIFAR_LARGEST, "stm32f746", schedule="smallest")
+    fast = memory_report(CIFAR_LARGEST, "stm32f746", schedule="fastest")
+    assert fast.flash_bytes > small.flash_bytes  # more kernel calls, more code
+    q = random_quant_model(CIFAR_LARGEST, seed=3)
+    tight = get_board("stm32f746").with_overrides(flash_kb=small.flash_bytes / 1024)
+    info = export_model(q, tmp_path / "tight", tight, schedule="fastest")
+    assert info["schedule"] == "smallest" and info["schedule_requested"] == "fastest"
+    assert info["planned_flash_bytes"] == small.flash_bytes and info["fits"] and info["schedule_budget_bytes"] is None
+    roomy = export_model(q, tmp_path / "roomy", "stm32f746", schedule="fastest")
+    assert roomy["schedule"] == "fastest" and "schedule_requested" not in roomy
+    assert roomy["planned_flash_bytes"] == fast.flash_bytes
+
+
 def test_memory_cli_schedule():
     out = run_cli("memory", "--space", ROOT / "configs/cifar10-tiny.yaml", "--which", "largest", "--schedule",
                   "fastest", check=True).stdout

@@ -52,6 +52,14 @@ def export_model(quantized, output, board: Board | str = "stm32f746", techniques
     if schedule not in ("fastest", "smallest"):
         raise ConfigError(f"--schedule {schedule!r}: use fastest or smallest")
     report = memory_report(q.arch, board, techniques, schedule=schedule)
+    requested = schedule
+    if schedule == "fastest" and report.flash_location != "internal":
+        # The fastest schedule runs more, smaller kernels, and each call costs code. Where that code
+        # pushes the model past the internal flash that the search checked it against (with the
+        # smallest schedule), the smallest schedule is the one that fits (no slow external flash).
+        smallest = memory_report(q.arch, board, techniques, schedule="smallest")
+        if smallest.flash_location == "internal":
+            report, schedule = smallest, "smallest"
     ops, plan = report.ops, report.plan
     gen = generate(q, ops, plan, techniques.label())
     out.mkdir(parents=True, exist_ok=True)
@@ -80,6 +88,8 @@ def export_model(quantized, output, board: Board | str = "stm32f746", techniques
         "board": board.to_dict(),
         "techniques": techniques.to_dict(),
         "schedule": schedule,
+        **({"schedule_requested": requested,
+            "schedule_why": "the fastest schedule's code would not fit the internal flash"} if schedule != requested else {}),
         # the budget the fastest schedule was built with (build_ops(..., budget=)); None: the smallest arena
         "schedule_budget_bytes": board.arena_budget_bytes if report.plan is not report.smallest else None,
         "predicted_instructions": round(report.predicted_instructions),
