@@ -16,7 +16,6 @@ budget is 16 KB less (the stack/runtime reserve), as for the real boards.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -25,12 +24,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from mcuformer.errors import McuformerError  # noqa: E402
+from mcuformer.errors import McuformerError, one_line  # noqa: E402
 from mcuformer.search import EvolutionConfig  # noqa: E402
 from mcuformer.search.runner import make_budget, run_search  # noqa: E402
 from mcuformer.space import Arch  # noqa: E402
 from mcuformer.train import load_checkpoint  # noqa: E402
-from mcuformer.utils.io import write_json, write_yaml  # noqa: E402
+from mcuformer.utils.io import file_sha256, write_json, write_yaml  # noqa: E402
 
 METHODS = ("evolution #1", "random search", "hand-scaled")
 BASE_SRAM_KB, BASE_FLASH_KB = 320, 1024  # the STM32F746: the budget a sweep does not vary
@@ -144,7 +143,8 @@ def main() -> int:
         print(f"| {r['sweep']} | {r['sram_kb']:g} | {r['flash_kb']:g} | {r['method']} | {r['int8_top1']:.2f} % | "
               f"{r['float_top1']:.2f} % | {r['sram_bytes'] / 1024:.1f} KB | {r['flash_bytes'] / 1024:.1f} KB | "
               f"{r['summary']} |")
-    write_json(args.output, {"supernet": relative(ckpt), "supernet_sha256": hashlib.sha256(ckpt.read_bytes()).hexdigest(), "evolution": evo.to_dict(), "test_limit": args.test_limit,
+    write_json(args.output, {"supernet": relative(ckpt), "supernet_sha256": file_sha256(ckpt),
+                             "evolution": evo.to_dict(), "test_limit": args.test_limit,
                              "base_sram_kb": BASE_SRAM_KB, "base_flash_kb": BASE_FLASH_KB,
                              "seconds": round(time.time() - t_start), "rows": rows,
                              "command": "python benchmarks/budget_curve.py " + " ".join(sys.argv[1:])})
@@ -154,4 +154,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except McuformerError as e:  # a wrong path or a malformed file: one line, no traceback
+        sys.exit(f"{Path(__file__).name}: error: {one_line(e)}")

@@ -21,6 +21,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from mcuformer.errors import McuformerError, one_line  # noqa: E402
 from mcuformer.quantize import fakequant, torchpath  # noqa: E402
 from mcuformer.quantize.model import QuantModel  # noqa: E402
 from mcuformer.utils.io import write_json  # noqa: E402
@@ -98,4 +99,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except McuformerError as e:  # a wrong path or a malformed file: one line, no traceback
+        sys.exit(f"{Path(__file__).name}: error: {one_line(e)}")

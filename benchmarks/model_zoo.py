@@ -11,7 +11,6 @@ under models/<supernet>/int8-<board>/ with zoo.json: the measured figures, no ab
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
@@ -21,12 +20,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from mcuformer.errors import McuformerError  # noqa: E402
+from mcuformer.errors import McuformerError, one_line  # noqa: E402
 from mcuformer.memory import BOARDS  # noqa: E402
 from mcuformer.pipeline import (PipelineConfig, engine_stage, finetune_stage,  # noqa: E402
                                 quantize_stage, search_stage, supernet_stage)
 from mcuformer.stages import StageLedger  # noqa: E402
-from mcuformer.utils.io import write_json  # noqa: E402
+from mcuformer.utils.io import file_sha256, write_json  # noqa: E402
 
 
 def relative(path) -> str:
@@ -115,7 +114,7 @@ def main() -> int:
               f"{r['bit_exact_host']}, {r['bit_exact_emulator']} |")
     out = Path(args.output)  # rows of boards measured by earlier calls on the same supernet stay
     old = json.loads(out.read_text()) if out.exists() else {}
-    sha = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    sha = file_sha256(ckpt)
     if old.get("supernet") == relative(ckpt) and old.get("supernet_sha256") == sha:
         done = {r["board"]["name"] for r in rows} | set(not_built)
         rows = [r for r in old["rows"] if r["board"]["name"] not in done] + rows
@@ -127,4 +126,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except McuformerError as e:  # a wrong path or a malformed file: one line, no traceback
+        sys.exit(f"{Path(__file__).name}: error: {one_line(e)}")

@@ -11,7 +11,6 @@ seen, hardware) and the top-1 of both ends of its space on the full 10k test spl
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import platform
 import shutil
@@ -22,15 +21,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from mcuformer.api import evaluate_checkpoint  # noqa: E402
+from mcuformer.errors import ConfigError, McuformerError, one_line  # noqa: E402
 from mcuformer.memory import memory_report  # noqa: E402
 from mcuformer.space import Arch  # noqa: E402
 from mcuformer.train import load_checkpoint, space_of  # noqa: E402
 from mcuformer.train.warm_start import write_relocatable  # noqa: E402
-from mcuformer.utils.io import write_json  # noqa: E402
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+from mcuformer.utils.io import file_sha256, read_structured, write_json  # noqa: E402
 
 
 def main() -> int:
@@ -47,7 +43,10 @@ def main() -> int:
                     help="the manifest of the supernet this run warm-started from (--init-from): its training "
                          "is added to the compute spent and kept as the first stage")
     args = ap.parse_args()
-    earlier = json.loads(Path(args.continues).read_text()) if args.continues else None
+    earlier = read_structured(args.continues) if args.continues else None
+    if earlier is not None and not (isinstance(earlier, dict) and isinstance(earlier.get("compute"), dict)
+                                    and {"command", "metrics_test_10k"} <= set(earlier)):
+        raise ConfigError(f"--continues {args.continues}: not a zoo supernet manifest (command, compute, metrics)")
     run, out = Path(args.run), Path(args.output)
     ckpt = Path(args.checkpoint) if args.checkpoint else run / "checkpoint.pt"
     state = load_checkpoint(ckpt)
@@ -80,7 +79,7 @@ def main() -> int:
             compute["hardware"] = f"{before.get('hardware')}, then {args.hardware}"
     manifest = {
         "name": f"{space.name} supernet",
-        "file": "supernet.pt", "sha256": sha256(packed), "bytes": packed.stat().st_size,
+        "file": "supernet.pt", "sha256": file_sha256(packed), "bytes": packed.stat().st_size,
         "format": "mcuformer-supernet-v1, weights only in fp16 (no optimizer state: it evaluates, searches, "
                   "fine-tunes, quantizes and warm-starts training, but does not --resume)",
         "space": space.to_dict(),
@@ -101,4 +100,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except McuformerError as e:  # a wrong path or a malformed file: one line, no traceback
+        sys.exit(f"{Path(__file__).name}: error: {one_line(e)}")

@@ -4,7 +4,6 @@ same candidates, the evaluation is sharded, rank 0 writes."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ from mcuformer.search.baselines import hand_scaled, random_candidates
 from mcuformer.search.budget import Budget, check_feasible
 from mcuformer.search.evolution import EvolutionConfig, EvolutionState, Feasibility, Scored, evolve
 from mcuformer.search.plots import plot_fitness, plot_pareto
-from mcuformer.utils.io import read_structured, write_json, write_text, write_yaml
+from mcuformer.utils.io import file_sha256, read_structured, write_json, write_text, write_yaml
 
 
 def make_budget(board: str, sram_kb: float | None = None, flash_kb: float | None = None,
@@ -27,11 +26,7 @@ def make_budget(board: str, sram_kb: float | None = None, flash_kb: float | None
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
+    return file_sha256(path)[:16]
 
 
 def run_search(checkpoint, output, budget: Budget, cfg: EvolutionConfig, *, data_path=None, subsplit=None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -134,3 +135,12 @@ def read_structured(path) -> Any:
             where = f" (line {e.lineno}, column {e.colno})"
         problem = getattr(e, "problem", None) or getattr(e, "msg", None) or str(e).splitlines()[0]
         raise ConfigError(f"malformed {path.suffix.lstrip('.').upper() or 'YAML'} in {path}{where}: {problem}") from None
+
+
+def file_sha256(path) -> str:
+    """The hex sha256 of a file's bytes, read in 1 MB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
