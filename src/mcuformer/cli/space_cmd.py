@@ -20,7 +20,7 @@ def add_arguments(p):
 def run(args) -> int:
     from pathlib import Path
 
-    from mcuformer.api import resolve_archs
+    from mcuformer.space.specs import resolve_archs
     from mcuformer.errors import ConfigError
     from mcuformer.space import Arch, SearchSpace
 

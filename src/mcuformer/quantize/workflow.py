@@ -15,7 +15,7 @@ from mcuformer.quantize.model import QuantModel, build_quant_model
 
 def load_subnet(checkpoint, arch_spec):
     """(float ViT in eval mode, state dict) of one arch (file, Arch, 'largest'/'smallest') of a checkpoint."""
-    from mcuformer.api import resolve_archs
+    from mcuformer.space.specs import resolve_archs
     from mcuformer.supernet import SuperViT
     from mcuformer.train import load_checkpoint, space_of
 

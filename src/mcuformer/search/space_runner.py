@@ -28,7 +28,7 @@ class SupernetPointScorer:
         self.eval_limit, self.seed, self.progress = eval_limit, seed, progress
 
     def __call__(self, point: Point) -> PointScore:
-        from mcuformer.api import evaluate_checkpoint
+        from mcuformer.train.evaluate import evaluate_checkpoint
         from mcuformer.train import train_supernet
 
         r, p = point

@@ -70,3 +70,53 @@ def evaluate_archs(model, archs: list[Arch], loader: DataLoader, info: DistInfo,
     model.train(was_training)
     n = max(int(seen.item()), 1)
     return [Accuracy(100.0 * h[0].item() / n, 100.0 * h[1].item() / n, int(seen.item())) for h in hits]
+
+
+def evaluate_checkpoint(checkpoint, archs: list[str] | list[Arch], *, data_path=None, split: str = "val",
+                        subsplit=None, batch_size: int = 256, workers: int = 4, limit: int = 0,
+                        amp: str = "auto", device: str = "auto", progress: bool = True) -> list[dict] | None:
+    """Top-1/top-5 of each arch (files, Arch objects, or 'largest'/'smallest'/'random:N') of a supernet.
+
+    Runs sharded under torchrun; returns the rows on rank 0 and None on the others.
+    """
+    from mcuformer.data import build_eval_transform, load_subsplit, open_split
+    from mcuformer.data.datasets import spread
+    from mcuformer.errors import ConfigError, SpaceError
+    from mcuformer.space.specs import resolve_archs
+    from mcuformer.supernet import SuperViT
+    from mcuformer.train.checkpoint import augment_of, check_classes, data_path_of, load_checkpoint, space_of
+    from mcuformer.train.distributed import cleanup, init_distributed
+
+    state = load_checkpoint(checkpoint)
+    space, num_classes = space_of(state), int(state["num_classes"])
+    resolved = resolve_archs(archs, space, num_classes)
+    for name, arch in resolved:
+        space.check(arch)
+        if arch.num_classes != num_classes:
+            raise SpaceError(f"{name}: arch has {arch.num_classes} classes, the checkpoint {num_classes}")
+    data_path = data_path_of(state, data_path)
+    if split == "heldout":
+        if not subsplit:
+            raise ConfigError("--split heldout needs --subsplit SPLIT.json (see `mcuformer sub-split`)")
+        ds = open_split(data_path, "train")
+        ds = ds.subset(load_subsplit(subsplit, ds))
+    else:
+        ds = open_split(data_path, split)
+    check_classes(state, ds, data_path)
+    if limit:
+        ds = ds.subset(spread(len(ds), limit))
+    ds.transform = build_eval_transform(augment_of(state), space.img_size, ds.source_size)
+
+    info = init_distributed(device)
+    try:
+        model = SuperViT(space, num_classes)
+        model.load_state_dict(state["model"])
+        model.to(info.device)
+        loader = make_eval_loader(ds, info, batch_size, workers)
+        accs = evaluate_archs(model, [a for _, a in resolved], loader, info, amp, progress=progress)
+    finally:
+        cleanup(info)
+    if not info.is_main:
+        return None
+    return [{"name": name, "arch": arch.to_dict(), "params": arch.num_params(), "summary": arch.short(),
+             **acc.to_dict()} for (name, arch), acc in zip(resolved, accs)]
