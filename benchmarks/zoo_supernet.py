@@ -70,8 +70,11 @@ def main() -> int:
     stages = None
     if earlier:  # a warm restart: the earlier training counts too (images_seen is already cumulative)
         before = earlier["compute"]
+        this_stage = dict(compute)
+        if isinstance(compute["images_seen"], int) and isinstance(before.get("images_seen"), int):
+            this_stage["images_seen"] = compute["images_seen"] - before["images_seen"]
         stages = [{"command": earlier["command"], "compute": before, "metrics_test_10k": earlier["metrics_test_10k"]},
-                  {"command": args.command, "compute": dict(compute)}]
+                  {"command": args.command, "compute": this_stage}]
         compute.update(epochs=before["epochs"] + compute["epochs"],
                        train_seconds=before["train_seconds"] + compute["train_seconds"])
         compute.pop("planned_epochs")
