@@ -29,6 +29,26 @@ from mcuformer.train.warm_start import write_relocatable  # noqa: E402
 from mcuformer.utils.io import file_sha256, read_structured, write_json  # noqa: E402
 
 
+def merge_stages(earlier: dict | None, command: str, compute: dict) -> tuple[dict, list | None]:
+    """(compute spent in all, the stages) of a run that warm-started from the supernet of the manifest
+    ``earlier`` (None: a run from scratch, one stage). The trainer's images_seen is cumulative across a
+    warm start, its epochs and seconds are not: each stage records its own, the total sums them."""
+    if not earlier:
+        return compute, None
+    before = earlier["compute"]
+    this_stage = dict(compute)
+    if isinstance(compute.get("images_seen"), int) and isinstance(before.get("images_seen"), int):
+        this_stage["images_seen"] = compute["images_seen"] - before["images_seen"]
+    stages = [{"command": earlier["command"], "compute": before, "metrics_test_10k": earlier["metrics_test_10k"]},
+              {"command": command, "compute": this_stage}]
+    total = {**compute, "epochs": before["epochs"] + compute["epochs"],
+             "train_seconds": before["train_seconds"] + compute["train_seconds"]}
+    total.pop("planned_epochs", None)
+    if before.get("hardware") != compute["hardware"]:
+        total["hardware"] = f"{before.get('hardware')}, then {compute['hardware']}"
+    return total, stages
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, help="the training run folder (checkpoint.pt, log.jsonl, curves.png)")
@@ -67,19 +87,7 @@ def main() -> int:
                "planned_epochs": state.get("planned_epochs"), "images_seen": state.get("images_seen"),
                "train_seconds": round(sum(h.get("seconds", 0) for h in trained)),
                "torch": __import__("torch").__version__}
-    stages = None
-    if earlier:  # a warm restart: the earlier training counts too (images_seen is already cumulative)
-        before = earlier["compute"]
-        this_stage = dict(compute)
-        if isinstance(compute["images_seen"], int) and isinstance(before.get("images_seen"), int):
-            this_stage["images_seen"] = compute["images_seen"] - before["images_seen"]
-        stages = [{"command": earlier["command"], "compute": before, "metrics_test_10k": earlier["metrics_test_10k"]},
-                  {"command": args.command, "compute": this_stage}]
-        compute.update(epochs=before["epochs"] + compute["epochs"],
-                       train_seconds=before["train_seconds"] + compute["train_seconds"])
-        compute.pop("planned_epochs")
-        if before.get("hardware") != args.hardware:
-            compute["hardware"] = f"{before.get('hardware')}, then {args.hardware}"
+    compute, stages = merge_stages(earlier, args.command, compute)
     manifest = {
         "name": f"{space.name} supernet",
         "file": "supernet.pt", "sha256": file_sha256(packed), "bytes": packed.stat().st_size,

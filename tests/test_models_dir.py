@@ -74,3 +74,24 @@ def test_the_main_command_starts_from_a_supernet_that_is_here():
     assert cfg.board == "stm32f746" and cfg.finetune["epochs"] >= 0
     trained = PipelineConfig.load(CONFIGS / "pipeline-cifar10.yaml", train=True)
     assert trained.supernet is None and trained.space and trained.train_config.is_file()
+
+
+def test_the_zoo_manifests_stages_add_up_to_its_compute():
+    """A warm-restarted supernet's manifest keeps each stage's own compute (the trainer's images_seen is
+    cumulative, its epochs and seconds are not); benchmarks/zoo_supernet.py's merge reproduces the total."""
+    import sys
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from zoo_supernet import merge_stages
+    manifest = json.loads((MODELS / "cifar10-zoo/manifest.json").read_text())
+    stages = manifest.get("stages")
+    if not stages:
+        pytest.skip("the zoo supernet was trained in one stage")
+    first, last = stages[0], stages[-1]
+    assert sum(s["compute"]["epochs"] for s in stages) == manifest["compute"]["epochs"]
+    assert sum(s["compute"]["images_seen"] for s in stages) == manifest["compute"]["images_seen"]
+    if len(stages) == 2:  # the run's compute as the trainer reported it: cumulative images
+        run = {**last["compute"], "images_seen": first["compute"]["images_seen"] + last["compute"]["images_seen"]}
+        earlier = {"command": first["command"], "compute": first["compute"], "metrics_test_10k": first["metrics_test_10k"]}
+        total, merged = merge_stages(earlier, last["command"], run)
+        assert total == manifest["compute"] and merged == stages
+    assert merge_stages(None, "cmd", {"epochs": 3}) == ({"epochs": 3}, None)
