@@ -103,7 +103,7 @@ def main() -> int:
         tmp.rename(dest)
         rows.append(row)
     kb = lambda b: f"{b / 1024:.1f} KB" if b is not None else "-"  # noqa: E731
-    pct = lambda u: f"{100 * u:.0f} %" if u is not None else "-"  # noqa: E731
+    pct = lambda u: f"{100 * u:.1f} %" if u is not None else "-"  # noqa: E731  (one decimal: 79.9 % must not print as 80 %)
     print("\n| board | subnet | float top-1 | int8 top-1 | RAM measured (of SRAM) | flash measured (of flash) | "
           "instructions / inference | bit-exact (host, emulator) |")
     print("|---|---|---|---|---|---|---|---|")

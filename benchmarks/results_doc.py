@@ -77,7 +77,7 @@ def section_zoo() -> str:
     s = "## Searched int8 models (model zoo)\n\nCommand: `python benchmarks/model_zoo.py`.\n\n"
     if not d:
         return s + missing("python benchmarks/model_zoo.py")
-    pct = lambda u: "-" if u is None else f"{100 * u:.0f} %"  # noqa: E731
+    pct = lambda u: "-" if u is None else f"{100 * u:.1f} %"  # noqa: E731  (one decimal: 79.9 % must not print as 80 %)
     rows = [[r["board"]["name"], f"{kb(r['board']['sram_bytes'])} / {kb(r['board']['flash_bytes'])}", r["summary"],
              f"{r['float_top1']:.2f} %", f"{r['int8_top1']:.2f} % ({r['test_images']:,})", kb(r["planned_arena_bytes"]),
              f"{kb(r.get('measured_ram_bytes'))} ({pct(r.get('sram_used'))})",
