@@ -29,6 +29,14 @@ from mcuformer.train.warm_start import write_relocatable  # noqa: E402
 from mcuformer.utils.io import file_sha256, read_structured, write_json  # noqa: E402
 
 
+def is_manifest(obj) -> bool:
+    """Whether obj has what a warm restart reads from the manifest of the supernet it continues."""
+    compute = obj.get("compute") if isinstance(obj, dict) else None
+    return (isinstance(compute, dict) and {"command", "metrics_test_10k"} <= set(obj)
+            and all(isinstance(compute.get(k), int) and not isinstance(compute.get(k), bool)
+                    for k in ("epochs", "train_seconds")))
+
+
 def merge_stages(earlier: dict | None, command: str, compute: dict) -> tuple[dict, list | None]:
     """(compute spent in all, the stages) of a run that warm-started from the supernet of the manifest
     ``earlier`` (None: a run from scratch, one stage). The trainer's images_seen is cumulative across a
@@ -64,9 +72,9 @@ def main() -> int:
                          "is added to the compute spent and kept as the first stage")
     args = ap.parse_args()
     earlier = read_structured(args.continues) if args.continues else None
-    if earlier is not None and not (isinstance(earlier, dict) and isinstance(earlier.get("compute"), dict)
-                                    and {"command", "metrics_test_10k"} <= set(earlier)):
-        raise ConfigError(f"--continues {args.continues}: not a zoo supernet manifest (command, compute, metrics)")
+    if earlier is not None and not is_manifest(earlier):
+        raise ConfigError(f"--continues {args.continues}: not a zoo supernet manifest (command, compute with "
+                          "epochs and train_seconds, metrics_test_10k)")
     run, out = Path(args.run), Path(args.output)
     ckpt = Path(args.checkpoint) if args.checkpoint else run / "checkpoint.pt"
     state = load_checkpoint(ckpt)

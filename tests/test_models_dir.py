@@ -95,3 +95,14 @@ def test_the_zoo_manifests_stages_add_up_to_its_compute():
         total, merged = merge_stages(earlier, last["command"], run)
         assert total == manifest["compute"] and merged == stages
     assert merge_stages(None, "cmd", {"epochs": 3}) == ({"epochs": 3}, None)
+
+
+def test_a_manifest_without_its_compute_is_not_continued():
+    import sys
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from zoo_supernet import is_manifest
+    manifest = json.loads((MODELS / "cifar10-zoo/manifest.json").read_text())
+    assert is_manifest(manifest)
+    for broken in ({**manifest, "compute": {"epochs": 3}}, {**manifest, "compute": {"epochs": "3", "train_seconds": 1}},
+                   {k: v for k, v in manifest.items() if k != "command"}, [manifest], None):
+        assert not is_manifest(broken)
