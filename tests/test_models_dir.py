@@ -76,12 +76,18 @@ def test_the_main_command_starts_from_a_supernet_that_is_here():
     assert trained.supernet is None and trained.space and trained.train_config.is_file()
 
 
+def _zoo_supernet():
+    """benchmarks/zoo_supernet.py, the script that writes the zoo manifest."""
+    import sys
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import zoo_supernet
+    return zoo_supernet
+
+
 def test_the_zoo_manifests_stages_add_up_to_its_compute():
     """A warm-restarted supernet's manifest keeps each stage's own compute (the trainer's images_seen is
     cumulative, its epochs and seconds are not); benchmarks/zoo_supernet.py's merge reproduces the total."""
-    import sys
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from zoo_supernet import merge_stages
+    merge_stages = _zoo_supernet().merge_stages
     manifest = json.loads((MODELS / "cifar10-zoo/manifest.json").read_text())
     stages = manifest.get("stages")
     if not stages:
@@ -98,9 +104,7 @@ def test_the_zoo_manifests_stages_add_up_to_its_compute():
 
 
 def test_a_manifest_without_its_compute_is_not_continued():
-    import sys
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from zoo_supernet import is_manifest
+    is_manifest = _zoo_supernet().is_manifest
     manifest = json.loads((MODELS / "cifar10-zoo/manifest.json").read_text())
     assert is_manifest(manifest)
     for broken in ({**manifest, "compute": {"epochs": 3}}, {**manifest, "compute": {"epochs": "3", "train_seconds": 1}},

@@ -9,8 +9,14 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from mcuformer.data import build_eval_transform, load_subsplit, open_split
+from mcuformer.data.datasets import spread
+from mcuformer.errors import ConfigError, SpaceError
 from mcuformer.space import Arch
-from mcuformer.train.distributed import DistInfo, all_reduce_sum
+from mcuformer.space.specs import resolve_archs
+from mcuformer.supernet import SuperViT
+from mcuformer.train.checkpoint import augment_of, check_classes, data_path_of, load_checkpoint, space_of
+from mcuformer.train.distributed import DistInfo, all_reduce_sum, cleanup, init_distributed
 from mcuformer.train.sampler import EpochSampler
 
 
@@ -79,14 +85,6 @@ def evaluate_checkpoint(checkpoint, archs: list[str] | list[Arch], *, data_path=
 
     Runs sharded under torchrun; returns the rows on rank 0 and None on the others.
     """
-    from mcuformer.data import build_eval_transform, load_subsplit, open_split
-    from mcuformer.data.datasets import spread
-    from mcuformer.errors import ConfigError, SpaceError
-    from mcuformer.space.specs import resolve_archs
-    from mcuformer.supernet import SuperViT
-    from mcuformer.train.checkpoint import augment_of, check_classes, data_path_of, load_checkpoint, space_of
-    from mcuformer.train.distributed import cleanup, init_distributed
-
     state = load_checkpoint(checkpoint)
     space, num_classes = space_of(state), int(state["num_classes"])
     resolved = resolve_archs(archs, space, num_classes)
