@@ -32,28 +32,37 @@ from mcuformer.utils.io import file_sha256, read_structured, write_json  # noqa:
 def is_manifest(obj) -> bool:
     """Whether obj has what a warm restart reads from the manifest of the supernet it continues."""
     compute = obj.get("compute") if isinstance(obj, dict) else None
+    stages = obj.get("stages", []) if isinstance(obj, dict) else None
     return (isinstance(compute, dict) and {"command", "metrics_test_10k"} <= set(obj)
             and all(isinstance(compute.get(k), int) and not isinstance(compute.get(k), bool)
-                    for k in ("epochs", "train_seconds")))
+                    for k in ("epochs", "train_seconds"))
+            and isinstance(stages, list)
+            and all(isinstance(s, dict) and "command" in s and isinstance(s.get("compute"), dict) for s in stages))
 
 
 def merge_stages(earlier: dict | None, command: str, compute: dict) -> tuple[dict, list | None]:
     """(compute spent in all, the stages) of a run that warm-started from the supernet of the manifest
-    ``earlier`` (None: a run from scratch, one stage). The trainer's images_seen is cumulative across a
-    warm start, its epochs and seconds are not: each stage records its own, the total sums them."""
+    ``earlier`` (None: a run from scratch, one stage). ``earlier``'s own stages are kept, the last of them
+    with the metrics its manifest measured, and this run is appended. The trainer's images_seen is
+    cumulative across warm starts, its epochs and seconds are not: each stage records its own, the total
+    sums them."""
     if not earlier:
         return compute, None
     before = earlier["compute"]
+    stages = [dict(s) for s in earlier.get("stages") or [{"command": earlier["command"], "compute": before}]]
+    stages[-1]["metrics_test_10k"] = earlier["metrics_test_10k"]
     this_stage = dict(compute)
     if isinstance(compute.get("images_seen"), int) and isinstance(before.get("images_seen"), int):
         this_stage["images_seen"] = compute["images_seen"] - before["images_seen"]
-    stages = [{"command": earlier["command"], "compute": before, "metrics_test_10k": earlier["metrics_test_10k"]},
-              {"command": command, "compute": this_stage}]
+    stages.append({"command": command, "compute": this_stage})
     total = {**compute, "epochs": before["epochs"] + compute["epochs"],
              "train_seconds": before["train_seconds"] + compute["train_seconds"]}
     total.pop("planned_epochs", None)
-    if before.get("hardware") != compute["hardware"]:
-        total["hardware"] = f"{before.get('hardware')}, then {compute['hardware']}"
+    hardware = []  # each stage's hardware once, in order
+    for st in stages:
+        if st["compute"].get("hardware") not in hardware:
+            hardware.append(st["compute"].get("hardware"))
+    total["hardware"] = ", then ".join(map(str, hardware))
     return total, stages
 
 

@@ -103,6 +103,26 @@ def test_the_zoo_manifests_stages_add_up_to_its_compute():
     assert merge_stages(None, "cmd", {"epochs": 3}) == ({"epochs": 3}, None)
 
 
+def test_a_third_warm_restart_keeps_every_earlier_stage():
+    """Continuing a two-stage supernet appends a third stage: the earlier stages stay as they were (the
+    second gains the metrics its manifest measured), each stage keeps its own images, the total adds up."""
+    merge_stages = _zoo_supernet().merge_stages
+    manifest, runs = None, [({"hardware": "cpu", "epochs": 26, "images_seen": 1000, "train_seconds": 60}, "scratch"),
+                            ({"hardware": "cpu", "epochs": 16, "images_seen": 1600, "train_seconds": 40}, "warm 1"),
+                            ({"hardware": "gpu", "epochs": 9, "images_seen": 2500, "train_seconds": 7}, "warm 2")]
+    for i, (run, command) in enumerate(runs):
+        compute, stages = merge_stages(manifest, command, run)
+        manifest = {"command": command, "compute": compute, "metrics_test_10k": {"top1": i},
+                    **({"stages": stages} if stages else {})}
+    assert [s["command"] for s in manifest["stages"]] == ["scratch", "warm 1", "warm 2"]
+    assert [s["compute"]["images_seen"] for s in manifest["stages"]] == [1000, 600, 900]
+    assert [s.get("metrics_test_10k") for s in manifest["stages"]] == [{"top1": 0}, {"top1": 1}, None]
+    assert manifest["compute"] == {"hardware": "cpu, then gpu", "epochs": 51, "images_seen": 2500,
+                                   "train_seconds": 107}
+    assert _zoo_supernet().is_manifest(manifest)
+    assert not _zoo_supernet().is_manifest({**manifest, "stages": [{"command": "x"}]})
+
+
 def test_a_manifest_without_its_compute_is_not_continued():
     is_manifest = _zoo_supernet().is_manifest
     manifest = json.loads((MODELS / "cifar10-zoo/manifest.json").read_text())
