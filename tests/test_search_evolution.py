@@ -7,7 +7,7 @@ from mcuformer.memory import estimate, get_board
 from mcuformer.search import Budget, EvolutionConfig, EvolutionState, check_feasible, evolve
 from mcuformer.search.baselines import hand_scaled, random_candidates, uniform_archs
 from mcuformer.search.budget import smallest_corners
-from mcuformer.search.evolution import Feasibility
+from mcuformer.search.evolution import Feasibility, Scored, rank
 from mcuformer.space import SearchSpace
 
 from conftest import CONFIGS
@@ -52,6 +52,14 @@ def test_resumed_state_gives_the_same_search():
     resumed = evolve(SPACE, 10, TIGHT, lambda a: [fake_fitness(x) for x in a], CFG, state=restored)
     assert resumed.history == full.history
     assert [s.to_dict() for s in resumed.evaluated] == [s.to_dict() for s in full.evaluated]
+
+
+def test_ranking_breaks_ties_by_flash_then_evaluation_order():
+    a, b, c, d = random_candidates(SPACE, 10, Feasibility(TIGHT), 4, seed=0, max_tries=200)
+    scored = [Scored(a, 70.0, 1, 500), Scored(b, 70.0, 1, 900), Scored(c, 71.0, 1, 100), Scored(d, 70.0, 1, 900)]
+    assert [s.arch for s in rank(scored)] == [c, b, d, a]  # fitness first; b and d tie on flash too: b came first
+    state = EvolutionState(evaluated=scored)
+    assert state.ranked() == rank(scored)
 
 
 def test_state_of_another_search_is_refused():

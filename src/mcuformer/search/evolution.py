@@ -64,6 +64,14 @@ class Scored:
         return cls(Arch.from_dict(d["arch"]), float(d["fitness"]), int(d["sram"]), int(d["flash"]))
 
 
+def rank(scored: list[Scored]) -> list[Scored]:
+    """Best first. Equal fitness goes to the subnet with more flash: a few hundred held-out images score
+    top-1 in coarse steps, so ties are common, and the larger one of two equally accurate subnets uses
+    the budget the board has (in a well-trained supernet it is the more accurate one). Remaining ties
+    keep evaluation order, so the ranking is deterministic."""
+    return sorted(scored, key=lambda s: (-s.fitness, -s.flash))
+
+
 @dataclass
 class EvolutionState:
     generation: int = 0                                   # the next generation to evaluate
@@ -73,8 +81,7 @@ class EvolutionState:
     rejected: int = 0                                     # candidates the memory budget turned away
 
     def ranked(self) -> list[Scored]:
-        """Best first; ties keep evaluation order, so the ranking is deterministic."""
-        return sorted(self.evaluated, key=lambda s: -s.fitness)
+        return rank(self.evaluated)
 
     def to_dict(self, settings: dict) -> dict:
         return {"format": STATE_FORMAT, "settings": settings, "generation": self.generation,

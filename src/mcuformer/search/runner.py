@@ -14,7 +14,7 @@ from mcuformer.errors import ConfigError
 from mcuformer.memory import get_board
 from mcuformer.search.baselines import hand_scaled, random_candidates
 from mcuformer.search.budget import Budget, check_feasible
-from mcuformer.search.evolution import EvolutionConfig, EvolutionState, Feasibility, Scored, evolve
+from mcuformer.search.evolution import EvolutionConfig, EvolutionState, Feasibility, Scored, evolve, rank
 from mcuformer.search.plots import plot_fitness, plot_pareto
 from mcuformer.utils.io import file_sha256, read_structured, write_json, write_text, write_yaml
 
@@ -83,7 +83,7 @@ def run_search(checkpoint, output, budget: Budget, cfg: EvolutionConfig, *, data
             rnd = random_candidates(net.space, net.num_classes, feasible, len(state.evaluated), cfg.seed, cfg.max_tries)
             scored = [Scored(a, f, *feasible.measure(a)[:2]) for a, f in zip(rnd, cache.evaluate(rnd))]
             if scored:  # empty only when random draws never hit the (tiny) feasible set
-                finalists["random search"] = sorted(scored, key=lambda s: -s.fitness)[0]
+                finalists["random search"] = rank(scored)[0]
                 rows_extra["random search"] = {"evaluations": len(rnd)}
             hand = hand_scaled(net.space, net.num_classes, feasible)
             if hand is not None:
