@@ -67,7 +67,7 @@ class Scored:
 def rank(scored: list[Scored]) -> list[Scored]:
     """Best first. Equal fitness goes to the subnet with more flash: a few hundred held-out images score
     top-1 in coarse steps, so ties are common, and the larger one of two equally accurate subnets uses
-    the budget the board has (in a well-trained supernet it is the more accurate one). Remaining ties
+    the budget the board has (and the larger subnets of a supernet are the more accurate on average). Remaining ties
     keep evaluation order, so the ranking is deterministic."""
     return sorted(scored, key=lambda s: (-s.fitness, -s.flash))
 
