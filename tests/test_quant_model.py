@@ -2,6 +2,8 @@
 vectorised integer path bit for bit, its arrays are exactly the memory model's flash parameters,
 and it tracks the float model."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -99,6 +101,28 @@ def test_save_load_round_trip(case, tmp_path):
     assert all(np.array_equal(back.params[k], v) and back.params[k].dtype == v.dtype for k, v in q.params.items())
     img = q.quantize_image(images[:4])
     assert np.array_equal(fakequant.forward(back, img), fakequant.forward(q, img))
+
+
+def test_snap_outward_keeps_eight_significant_bits_and_only_widens():
+    from mcuformer.quantize.calibrate import snap_outward
+    for x in [1.0, 1.0000001, -0.17, 3.14159, 255.0, -2.5e-7, 6.1e4, 0.0]:
+        s = snap_outward(x)
+        assert s == snap_outward(s)                                   # on the grid already
+        assert abs(s) >= abs(x) and (s < 0) == (x < 0)               # outward, sign kept
+        assert abs(s) <= abs(x) * (1 + 2.0 ** -7)                    # at most 2**(1-bits) wider
+        if x:
+            _, e = math.frexp(abs(s))
+            assert math.ldexp(abs(s), 8 - e).is_integer()            # 8 significant bits
+    assert snap_outward(1.0000001) == 1.0078125 and snap_outward(-0.17) == -0.1708984375
+
+
+def test_last_bit_differences_in_the_activations_give_the_same_int8_model(case):
+    """Inputs scaled by 1 + 1e-6 move (nearly) every float range in its last bits, as another CPU's summation
+    order does; the snapped ranges, and so every integer of the quantised model, stay the same."""
+    model, q, images = case
+    again = build_quant_model(model, calibrate(model, [images[:12] * (1 + 1e-6), images[12:] * (1 + 1e-6)]))
+    assert again.act == q.act and again.consts == q.consts
+    assert all(np.array_equal(again.params[k], v) for k, v in q.params.items())
 
 
 def test_symmetric_tensors_and_fixed_probability_scale(case):

@@ -1,8 +1,10 @@
 """Activation ranges: a float forward of the ``ViT`` that names every tensor the int8 engine stores,
-run over a few hundred training images (min/max, or a percentile of each batch averaged)."""
+run over a few hundred training images (min/max, or a percentile of each batch averaged), each end
+snapped outward to 8 significant bits."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -111,11 +113,27 @@ class RangeObserver:
         return t
 
 
+RANGE_BITS = 8
+
+
+def snap_outward(x: float, bits: int = RANGE_BITS) -> float:
+    """``x`` rounded away from zero to ``bits`` significant bits. Float32 activations differ in their last
+    bits between CPUs (summation order); on this grid a range moves only when such a difference crosses
+    a step (about 2**-bits relative apart), so re-quantising elsewhere almost always gives the same
+    integers, at the cost of a range at most 2**(1-bits) wider."""
+    if x == 0.0 or not math.isfinite(x):
+        return x
+    mantissa, exponent = math.frexp(abs(x))          # abs(x) = mantissa * 2**exponent, mantissa in [0.5, 1)
+    snapped = math.ldexp(math.ceil(math.ldexp(mantissa, bits)), exponent - bits)
+    return math.copysign(snapped, x)
+
+
 @torch.no_grad()
 def calibrate(model: ViT, batches, method: str = "minmax", percentile: float = 99.99) -> dict[str, list[float]]:
-    """{tensor name: [lo, hi]} over the float model's activations on ``batches`` (image tensors)."""
+    """{tensor name: [lo, hi]} over the float model's activations on ``batches`` (image tensors), each
+    end snapped outward (``snap_outward``)."""
     observer = RangeObserver(method, percentile)
     model.eval()
     for images in batches:
         traced_forward(model, images, observer)
-    return observer.ranges
+    return {name: [snap_outward(lo), snap_outward(hi)] for name, (lo, hi) in observer.ranges.items()}
