@@ -130,3 +130,26 @@ def test_short_real_cifar10_training_rises_well_above_chance(tmp_path, cifar_arc
     ev = summary["history"][-1]["eval"]
     print(f"top-1 after 4 x 15k images: largest {ev['largest']['top1']:.1f}%, smallest {ev['smallest']['top1']:.1f}%")
     assert ev["largest"]["top1"] > 25.0 and ev["smallest"]["top1"] > 25.0
+
+
+def test_evaluation_log_likelihood_is_the_mean_log_probability_of_the_true_class():
+    from mcuformer.supernet import SuperViT
+    from mcuformer.train.distributed import DistInfo
+    from mcuformer.train.evaluate import evaluate_archs
+
+    space = SearchSpace.load(CONFIGS / "cifar10-tiny.yaml")
+    torch.manual_seed(0)
+    net = SuperViT(space).eval()
+    batches = [(torch.randn(6, 3, 32, 32), torch.tensor([0, 1, 2, 3, 4, 9])),
+               (torch.randn(4, 3, 32, 32), torch.tensor([5, 6, 7, 8]))]
+    archs = [space.smallest(10), space.largest(10)]
+    accs = evaluate_archs(net, archs, batches, DistInfo(), amp="off", progress=False)
+    for arch, acc in zip(archs, accs):
+        net.set_active_subnet(arch)
+        with torch.no_grad():
+            logits = torch.cat([net(x) for x, _ in batches])
+        labels = torch.cat([y for _, y in batches])
+        assert acc.count == 10
+        assert acc.loglik == pytest.approx(-torch.nn.functional.cross_entropy(logits, labels).item(), abs=1e-5)
+        assert acc.top1 == pytest.approx(100 * (logits.argmax(1) == labels).float().mean().item())
+    assert accs[0].loglik != accs[1].loglik

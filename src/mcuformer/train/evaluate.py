@@ -1,4 +1,5 @@
-"""Top-1 / top-5 of subnets of a supernet (sharded over torchrun processes, counts summed)."""
+"""Top-1 / top-5 (and the mean log-likelihood of the true class) of subnets of a supernet (sharded over
+torchrun processes, sums reduced)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class Accuracy:
     top1: float
     top5: float
     count: int
+    loglik: float = float("nan")  # mean log p(true class): a smoother score than top-1 on few images
 
     def to_dict(self) -> dict:
         return {"top1": round(self.top1, 4), "top5": round(self.top5, 4), "count": self.count}
@@ -54,7 +56,7 @@ def evaluate_archs(model, archs: list[Arch], loader: DataLoader, info: DistInfo,
     was_training = model.training
     model.eval()
     k = min(5, model.num_classes)
-    hits = torch.zeros(len(archs), 2, dtype=torch.float64, device=info.device)
+    hits = torch.zeros(len(archs), 3, dtype=torch.float64, device=info.device)  # top-1, top-5, sum of log p
     seen = torch.zeros(1, dtype=torch.float64, device=info.device)
     bar = tqdm(loader, desc="evaluate", leave=False, disable=not (progress and info.is_main), unit="batch")
     for images, labels in bar:
@@ -67,15 +69,17 @@ def evaluate_archs(model, archs: list[Arch], loader: DataLoader, info: DistInfo,
             model.set_active_subnet(arch)
             with autocast_for(info.device, amp):
                 logits = model(images)
-            topk = logits.float().topk(k, dim=1).indices
-            correct = topk.eq(labels[:, None])
+            logits = logits.float()
+            correct = logits.topk(k, dim=1).indices.eq(labels[:, None])
             hits[i, 0] += correct[:, 0].sum()
             hits[i, 1] += correct.any(dim=1).sum()
+            hits[i, 2] += torch.log_softmax(logits, dim=1).gather(1, labels[:, None]).sum()
     all_reduce_sum(hits, info)
     all_reduce_sum(seen, info)
     model.train(was_training)
     n = max(int(seen.item()), 1)
-    return [Accuracy(100.0 * h[0].item() / n, 100.0 * h[1].item() / n, int(seen.item())) for h in hits]
+    return [Accuracy(100.0 * h[0].item() / n, 100.0 * h[1].item() / n, int(seen.item()), h[2].item() / n)
+            for h in hits]
 
 
 def evaluate_checkpoint(checkpoint, archs: list[str] | list[Arch], *, data_path=None, split: str = "val",
