@@ -95,12 +95,15 @@ def main() -> int:
     ap.add_argument("--flash-kb", type=float, nargs="+", default=[128, 256, 512, 1024, 2048])
     ap.add_argument("--population", type=int, default=10)
     ap.add_argument("--generations", type=int, default=3)
+    ap.add_argument("--fitness", choices=["top1", "loglik"], default=None,
+                    help="the search's held-out score (default: the pipeline's)")
     ap.add_argument("--test-limit", type=int, default=1000, help="test images for float and int8 top-1 (0: all)")
     ap.add_argument("--work", default=str(ROOT / "runs/budget-curve"))
     ap.add_argument("--output", default=str(ROOT / "benchmarks/results/budget_curve.json"))
     ap.add_argument("--plot", default=str(ROOT / "docs/budget_curve.png"))
     args = ap.parse_args()
-    from mcuformer.pipeline import recorded_split
+    from mcuformer.pipeline import SEARCH_DEFAULTS, recorded_split
+    fitness = args.fitness or SEARCH_DEFAULTS["fitness"]
 
     ckpt = Path(args.checkpoint)
     split = recorded_split(ckpt, load_checkpoint(ckpt))
@@ -115,7 +118,8 @@ def main() -> int:
         t0 = time.time()
         try:
             result = run_search(ckpt, Path(args.work) / tag, budget, evo, subsplit=split, test_limit=args.test_limit,
-                                test_top_k=1, baselines=True, workers=1, resume=True, progress=False)
+                                test_top_k=1, baselines=True, workers=1, resume=True, progress=False,
+                                fitness=fitness)
         except McuformerError as e:  # no subnet of the space fits this budget
             print(f"{tag}: {e}")
             rows += [{**base, "method": m, "fits": False, "note": str(e)} for m in METHODS]
@@ -144,7 +148,7 @@ def main() -> int:
               f"{r['float_top1']:.2f} % | {r['sram_bytes'] / 1024:.1f} KB | {r['flash_bytes'] / 1024:.1f} KB | "
               f"{r['summary']} |")
     write_json(args.output, {"supernet": relative(ckpt), "supernet_sha256": file_sha256(ckpt),
-                             "evolution": evo.to_dict(), "test_limit": args.test_limit,
+                             "evolution": evo.to_dict(), "fitness": fitness, "test_limit": args.test_limit,
                              "base_sram_kb": BASE_SRAM_KB, "base_flash_kb": BASE_FLASH_KB,
                              "seconds": round(time.time() - t_start), "rows": rows,
                              "command": "python benchmarks/budget_curve.py " + " ".join(sys.argv[1:])})

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from mcuformer.errors import McuformerError, one_line  # noqa: E402
 from mcuformer.memory import BOARDS  # noqa: E402
-from mcuformer.pipeline import (PipelineConfig, engine_stage, finetune_stage,  # noqa: E402
+from mcuformer.pipeline import (SEARCH_DEFAULTS, PipelineConfig, engine_stage, finetune_stage,  # noqa: E402
                                 quantize_stage, search_stage, supernet_stage)
 from mcuformer.stages import StageLedger  # noqa: E402
 from mcuformer.utils.io import file_sha256, write_json  # noqa: E402
@@ -41,6 +41,8 @@ def main() -> int:
     ap.add_argument("--finetune-epochs", type=int, default=0, help="fine-tune each searched subnet (0: none)")
     ap.add_argument("--population", type=int, default=20)
     ap.add_argument("--generations", type=int, default=6)
+    ap.add_argument("--fitness", choices=["top1", "loglik"], default=SEARCH_DEFAULTS["fitness"],
+                    help="the search's held-out score (default: the pipeline's)")
     ap.add_argument("--test-limit", type=int, default=0,
                     help="int8 top-1 on this many test images spread over the split (0: all 10,000)")
     ap.add_argument("--data-path", default=None, help="default: the CIFAR-10 archive")
@@ -53,7 +55,8 @@ def main() -> int:
         t0 = time.time()
         cfg = PipelineConfig(space=[], train_config=None, output=Path(args.work) / name, supernet=ckpt,
                              data_path=Path(args.data_path) if args.data_path else None, board=name,
-                             search={"population": args.population, "generations": args.generations},
+                             search={"population": args.population, "generations": args.generations,
+                                     "fitness": args.fitness},
                              finetune={"epochs": args.finetune_epochs}, quantize={"test_limit": args.test_limit})
         board = cfg.target_board()
         ledger = StageLedger(cfg.output)
@@ -78,7 +81,7 @@ def main() -> int:
         row = {
             "board": board.to_dict(), "model": relative(dest), "supernet": relative(ckpt),
             "arch": searched["arch"], "summary": searched["summary"], "heldout_top1": searched["heldout_top1"],
-            "fine_tuned_epochs": args.finetune_epochs,
+            "search_fitness": args.fitness, "fine_tuned_epochs": args.finetune_epochs,
             "float_top1": acc["float_top1"], "int8_top1": acc["int8_top1"], "test_images": acc["count"],
             "planned_arena_bytes": engine["export"]["arena_bytes"],
             "planned_flash_bytes": engine["export"]["planned_flash_bytes"],
@@ -91,7 +94,8 @@ def main() -> int:
             "verified_images": engine["host"]["images"], "seconds": round(time.time() - t0, 1),
             "command": f"python benchmarks/model_zoo.py --checkpoint {relative(ckpt)} --boards {name}"
                        + (f" --finetune-epochs {args.finetune_epochs}" if args.finetune_epochs else "")
-                       + (f" --test-limit {args.test_limit}" if args.test_limit else ""),
+                       + (f" --test-limit {args.test_limit}" if args.test_limit else "")
+                       + (f" --fitness {args.fitness}" if args.fitness != "top1" else ""),
             "data": f"CIFAR-10 JPEG tarball ../shared/data/cifar10-jpg.tar.gz ({acc['count']:,} test images)",
         }
         manifest = json.loads((tmp / "manifest.json").read_text())

@@ -88,3 +88,17 @@ def test_killed_search_resumes_to_the_same_result(tmp_path, cifar_like):
     assert yaml.safe_load((killed / "best_arch.yaml").read_text()) == yaml.safe_load((whole / "best_arch.yaml").read_text())
     changed = run_cli(*search_args(killed, cifar_like, "--resume", "--m-prob", "0.3"))
     assert_one_line_error(changed, "another evolution")
+
+
+def test_loglik_fitness_ranks_by_log_likelihood_and_still_reports_top1(tmp_path, cifar_like):
+    out = tmp_path / "loglik"
+    run_cli(*search_args(out, cifar_like, "--fitness", "loglik", "--no-baselines"), check=True)
+    result = json.loads((out / "result.json").read_text())
+    fitness = [s["fitness"] for s in json.loads((out / "state.json").read_text())["evaluated"]]
+    assert result["fitness"] == "loglik" and all(f < 0 for f in fitness)  # log-likelihoods, not percentages
+    best = result["rows"][0]
+    assert best["fitness"] == max(fitness)
+    assert 0 <= best["heldout_top1"] <= 100 and yaml.safe_load((out / "best_arch.yaml").read_text())[
+        "heldout_top1"] == best["heldout_top1"]
+    top1_resume = run_cli(*search_args(out, cifar_like, "--no-baselines", "--resume"))
+    assert_one_line_error(top1_resume, "another fitness")

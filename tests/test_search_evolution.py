@@ -68,6 +68,15 @@ def test_state_of_another_search_is_refused():
         EvolutionState.from_dict(state.to_dict({"seed": 1}), {"seed": 2}, "state.json")
 
 
+
+def test_state_written_before_the_fitness_was_recorded_resumes_as_a_top1_search():
+    state = evolve(SPACE, 10, TIGHT, lambda a: [0.0] * len(a), EvolutionConfig(population=4, generations=1))
+    old = state.to_dict({"seed": 1})  # no "fitness" in its settings
+    assert EvolutionState.from_dict(old, {"seed": 1, "fitness": "top1"}, "state.json").evaluated == state.evaluated
+    with pytest.raises(ConfigError, match="another fitness .'top1', now 'loglik'"):
+        EvolutionState.from_dict(old, {"seed": 1, "fitness": "loglik"}, "state.json")
+
+
 def test_impossible_budget_names_the_smallest_figures():
     corners = [estimate(a) for a in smallest_corners(SPACE, 10)]
     min_sram, min_flash = min(c[0] for c in corners), min(c[1] for c in corners)

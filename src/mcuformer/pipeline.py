@@ -23,7 +23,7 @@ from mcuformer.utils.io import read_structured, write_json
 
 KEYS = {"space", "train_config", "data_path", "board", "output", "gpu", "search", "quantize", "verify", "supernet",
         "heldout_split", "sram_kb", "flash_kb", "allow_external_flash", "finetune"}
-SEARCH_DEFAULTS = {"population": 20, "generations": 6, "per_class": 50, "test_limit": 0}
+SEARCH_DEFAULTS = {"population": 20, "generations": 6, "per_class": 50, "test_limit": 0, "fitness": "top1"}
 FINETUNE_DEFAULTS = {"epochs": 0, "teacher": True}  # epochs 0: no fine-tuning stage
 QUANTIZE_DEFAULTS = {"calibration_images": 256, "method": "minmax", "test_limit": 0}
 VERIFY_DEFAULTS = {"images": 5, "emulator": True}
@@ -71,6 +71,8 @@ class PipelineConfig:
         for k in ("population", "generations", "per_class"):
             check_number(s[k], f"pipeline search.{k}", integer=True, positive=True)
         check_number(s["test_limit"], "pipeline search.test_limit", integer=True, minimum=0)
+        if s["fitness"] not in ("top1", "loglik"):
+            raise ConfigError(f"pipeline search.fitness must be top1 or loglik, got {s['fitness']!r}")
         check_number(q["calibration_images"], "pipeline quantize.calibration_images", integer=True, positive=True)
         check_number(q["test_limit"], "pipeline quantize.test_limit", integer=True, minimum=0)
         if q["method"] not in ("minmax", "percentile"):
@@ -305,7 +307,7 @@ def search_stage(cfg: PipelineConfig, ckpt: Path, board, workers: int, progress:
         run_search(ckpt, out, budget, evo, data_path=cfg.data_path, subsplit=cfg.search.get("subsplit"),
                    per_class=s["per_class"],
                    test_limit=s["test_limit"], test_top_k=1, baselines=False, workers=workers,
-                   resume=(out / "state.json").exists(), progress=progress)
+                   resume=(out / "state.json").exists(), progress=progress, fitness=s["fitness"])
         ledger.finish("search")
     from mcuformer.utils.io import read_structured
     best = read_structured(out / "result.json")["rows"][0]

@@ -37,6 +37,9 @@ def add_arguments(p):
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--top-k", type=positive_int, default=5, help="finalists re-scored on the test split")
     p.add_argument("--no-baselines", action="store_true", help="skip random search and hand-scaled")
+    p.add_argument("--fitness", choices=["top1", "loglik"], default="top1",
+                   help="what the search maximises on the held-out images: top-1 (default) or the mean "
+                        "log-likelihood of the true class (smoother on a few hundred images)")
     p.add_argument("--batch-size", type=positive_int, default=500)
     p.add_argument("--workers", type=nonnegative_int, default=2)
     p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default="auto")
@@ -60,12 +63,13 @@ def run(args) -> int:
     result = run_search(args.checkpoint, args.output, budget, cfg, data_path=args.data_path, subsplit=args.subsplit,
                         per_class=args.per_class, heldout_limit=args.heldout_limit, test_limit=args.test_limit,
                         test_top_k=args.top_k, baselines=not args.no_baselines, batch_size=args.batch_size,
-                        workers=args.workers, amp=args.amp, device=args.device, resume=args.resume)
+                        workers=args.workers, amp=args.amp, device=args.device, resume=args.resume,
+                        fitness=args.fitness)
     if result is None:  # a non-zero torchrun rank
         return 0
     print(result["budget_label"])
     print(f"{result['evaluations']} subnets evaluated, {result['rejected_by_memory']} candidates rejected by "
-          f"the memory model before evaluation; held-out: {result['heldout']}")
+          f"the memory model before evaluation; held-out: {result['heldout']}; fitness: {result['fitness']}")
     print(format_rows(result))
     print(f"best arch: {args.output}/best_arch.yaml")
     return 0

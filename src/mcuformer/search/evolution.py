@@ -17,6 +17,7 @@ from mcuformer.search.budget import Budget
 from mcuformer.space import Arch, SearchSpace
 
 STATE_FORMAT = "mcuformer-search-state-v1"
+SETTINGS_BEFORE_THEY_WERE_RECORDED = {"fitness": "top1"}  # what older state files ran with
 ScoreFn = Callable[[list[Arch]], list[float]]
 
 
@@ -95,10 +96,11 @@ class EvolutionState:
             raise ConfigError(f"{where} is not a search state file ({STATE_FORMAT})")
         if not isinstance(d.get("settings"), dict):
             raise ConfigError(f"{where} is damaged: no settings")
+        saved = {**SETTINGS_BEFORE_THEY_WERE_RECORDED, **d["settings"]}
         for k, v in settings.items():
-            if d["settings"].get(k) != v:
+            if saved.get(k) != v:
                 raise ConfigError(f"{where} was written by a search with another {k} "
-                                  f"({d['settings'].get(k)!r}, now {v!r}); use another --output")
+                                  f"({saved.get(k)!r}, now {v!r}); use another --output")
         try:
             state = cls(int(d["generation"]), [Arch.from_dict(a) for a in d["population"]],
                         [Scored.from_dict(s) for s in d["evaluated"]], list(d["history"]), int(d["rejected"]))

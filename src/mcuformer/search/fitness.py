@@ -1,4 +1,5 @@
-"""Fitness of many subnets: top-1 on an in-memory held-out set, batched, cached by arch."""
+"""Fitness of many subnets on an in-memory held-out set (top-1, or the mean log-likelihood of the true
+class), batched, cached by arch."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 from mcuformer.data import build_eval_transform, load_subsplit, make_subsplit, open_split
 from mcuformer.data.datasets import spread
 from mcuformer.data.transforms import AugmentConfig
+from mcuformer.errors import ConfigError
 from mcuformer.space import Arch, SearchSpace
 from mcuformer.supernet import SuperViT
 from mcuformer.train import evaluate_archs, load_checkpoint, space_of
@@ -83,19 +85,50 @@ def preload(dataset, info: DistInfo, batch_size: int, workers: int) -> list[tupl
     return [(x.to(info.device), y.to(info.device)) for x, y in loader]
 
 
-class FitnessCache:
-    """Top-1 of archs on fixed batches, each arch evaluated once (every batch read once per call)."""
+# what a search can maximise on the held-out set, and how its plots name it
+FITNESS = {"top1": "held-out top-1 (%)", "loglik": "held-out log-likelihood"}
 
-    def __init__(self, model: SuperViT, batches, info: DistInfo, amp: str = "auto"):
+
+def check_fitness(name: str) -> str:
+    if name not in FITNESS:
+        raise ConfigError(f"fitness must be one of {sorted(FITNESS)}, got {name!r}")
+    return name
+
+
+class FitnessCache:
+    """A fitness per arch on fixed batches, each arch evaluated once (every batch read once per call).
+    Held-out top-1 is kept beside it, for the reports."""
+
+    def __init__(self, model: SuperViT, batches, info: DistInfo, amp: str = "auto", metric: str = "top1"):
         self.model, self.batches, self.info, self.amp = model, batches, info, amp
+        self.metric = check_fitness(metric)
         self.scores: dict[Arch, float] = {}
+        self.top1: dict[Arch, float] = {}
 
     def __contains__(self, arch: Arch) -> bool:
         return arch in self.scores
 
+    def restore(self, arch: Arch, fitness: float) -> None:
+        """A score from a saved search state (its top-1 too when top-1 is the fitness)."""
+        self.scores[arch] = fitness
+        if self.metric == "top1":
+            self.top1[arch] = fitness
+
+    def _run(self, archs: list[Arch]) -> None:
+        accs = evaluate_archs(self.model, archs, self.batches, self.info, self.amp, progress=False)
+        for a, acc in zip(archs, accs):
+            self.scores[a] = acc.top1 if self.metric == "top1" else acc.loglik
+            self.top1[a] = acc.top1
+
     def evaluate(self, archs: list[Arch]) -> list[float]:
         todo = list(dict.fromkeys(a for a in archs if a not in self.scores))
         if todo:
-            accs = evaluate_archs(self.model, todo, self.batches, self.info, self.amp, progress=False)
-            self.scores.update((a, acc.top1) for a, acc in zip(todo, accs))
+            self._run(todo)
         return [self.scores[a] for a in archs]
+
+    def heldout_top1(self, archs: list[Arch]) -> list[float]:
+        """Held-out top-1 (an arch restored from a state with another fitness is evaluated again)."""
+        todo = list(dict.fromkeys(a for a in archs if a not in self.top1))
+        if todo:
+            self._run(todo)
+        return [self.top1[a] for a in archs]

@@ -26,7 +26,8 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
-def plot_pareto(evaluated, sram_budget: int, path: Path, title: str, marks: dict | None = None) -> None:
+def plot_pareto(evaluated, sram_budget: int, path: Path, title: str, marks: dict | None = None,
+                ylabel: str = "held-out top-1 (%)") -> None:
     """``evaluated``: objects with .sram and .fitness; ``marks``: label -> (sram, accuracy)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -43,7 +44,7 @@ def plot_pareto(evaluated, sram_budget: int, path: Path, title: str, marks: dict
         ax.text(0.98, 0.02, f"SRAM budget {budget_kb:g} KB (off the chart)", transform=ax.transAxes,
                 ha="right", va="bottom", color="red")
     ax.set_xlabel("peak SRAM (KB, memory model)")
-    ax.set_ylabel("held-out top-1 (%)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
@@ -51,7 +52,8 @@ def plot_pareto(evaluated, sram_budget: int, path: Path, title: str, marks: dict
     plt.close(fig)
 
 
-def plot_fitness(history: list[dict], path: Path, random_best: float | None = None) -> None:
+def plot_fitness(history: list[dict], path: Path, random_best: float | None = None,
+                 ylabel: str = "held-out top-1 (%)") -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.0, 3.8))
     gens = [h["generation"] for h in history]
@@ -61,7 +63,7 @@ def plot_fitness(history: list[dict], path: Path, random_best: float | None = No
     if random_best is not None:
         ax.axhline(random_best, color="grey", ls="--", label="random search best")
     ax.set_xlabel("generation")
-    ax.set_ylabel("held-out top-1 (%)")
+    ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
     fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120), mode="wb")

@@ -32,14 +32,18 @@ def _sha256(path: Path) -> str:
 def run_search(checkpoint, output, budget: Budget, cfg: EvolutionConfig, *, data_path=None, subsplit=None,
                per_class: int = 100, heldout_limit: int = 0, test_limit: int = 0, test_top_k: int = 5,
                baselines: bool = True, batch_size: int = 500, workers: int = 2, amp: str = "auto",
-               device: str = "auto", resume: bool = False, progress: bool = True) -> dict | None:
+               device: str = "auto", resume: bool = False, progress: bool = True,
+               fitness: str = "top1") -> dict | None:
     """Search; returns the result dict on rank 0 (None on other ranks). Writes into ``output``:
-    state.json (resume point), history.jsonl, best_arch.yaml, result.json, pareto.png, fitness.png."""
-    from mcuformer.search.fitness import (FitnessCache, heldout_dataset, load_supernet, preload,
-                                          resolve_search_data, test_dataset)
+    state.json (resume point), history.jsonl, best_arch.yaml, result.json, pareto.png, fitness.png.
+    ``fitness``: what evolution and random search maximise on the held-out set, ``top1`` or ``loglik``
+    (the mean log-likelihood of the true class)."""
+    from mcuformer.search.fitness import (FITNESS, FitnessCache, check_fitness, heldout_dataset, load_supernet,
+                                          preload, resolve_search_data, test_dataset)
     from mcuformer.train.distributed import cleanup, init_distributed
     from mcuformer.train.evaluate import evaluate_archs, make_eval_loader
 
+    check_fitness(fitness)
     output = Path(output)
     state_path = output / "state.json"
     if state_path.exists() and not resume:
@@ -53,21 +57,23 @@ def run_search(checkpoint, output, budget: Budget, cfg: EvolutionConfig, *, data
         settings = {"checkpoint_sha256": _sha256(Path(checkpoint) if Path(checkpoint).is_file()
                                                  else Path(checkpoint) / "checkpoint.pt"),
                     "budget": budget.to_dict(), "evolution": cfg.to_dict(), "heldout": heldout_source,
-                    "heldout_images": len(heldout)}
+                    "heldout_images": len(heldout), "fitness": fitness}
         state = None
         if state_path.exists():
             state = EvolutionState.from_dict(read_structured(state_path), settings, str(state_path))
         overlap = _warn_overlap(net, data, subsplit, per_class, cfg.seed, info.is_main)
-        cache = FitnessCache(net.model, preload(heldout, info, batch_size, workers), info, amp)
+        cache = FitnessCache(net.model, preload(heldout, info, batch_size, workers), info, amp, fitness)
         if state is not None:
-            cache.scores.update((s.arch, s.fitness) for s in state.evaluated)
+            for s in state.evaluated:
+                cache.restore(s.arch, s.fitness)
 
         bar = tqdm(total=cfg.generations, initial=state.generation if state else 0, desc="search",
                    unit="gen", disable=not (progress and info.is_main))
 
         def persist(st: EvolutionState) -> None:
             bar.update(1)
-            bar.set_postfix(best=f"{st.history[-1]['best_fitness']:.2f}%", evaluated=len(st.evaluated))
+            best = st.history[-1]["best_fitness"]
+            bar.set_postfix(best=f"{best:.2f}%" if fitness == "top1" else f"{best:.4f}", evaluated=len(st.evaluated))
             if info.is_main:
                 write_json(state_path, st.to_dict(settings))
                 write_text(output / "history.jsonl", "".join(_json_line(h) for h in st.history))
@@ -89,6 +95,7 @@ def run_search(checkpoint, output, budget: Budget, cfg: EvolutionConfig, *, data
             if hand is not None:
                 finalists["hand-scaled"] = Scored(hand, cache.evaluate([hand])[0], *feasible.measure(hand)[:2])
                 rows_extra["hand-scaled"] = {"evaluations": 0}
+        heldout_top1 = dict(zip(finalists, cache.heldout_top1([s.arch for s in finalists.values()])))
         test = test_dataset(net, data, test_limit)
         test_accs = evaluate_archs(net.model, [s.arch for s in finalists.values()],
                                    make_eval_loader(test, info, batch_size, workers), info, amp, progress=progress)
@@ -100,7 +107,8 @@ def run_search(checkpoint, output, budget: Budget, cfg: EvolutionConfig, *, data
     rows = []
     for (name, s), acc in zip(finalists.items(), test_accs):
         sram, flash, fits = budget.measure(s.arch)
-        rows.append({"method": name, "heldout_top1": s.fitness, "test_top1": round(acc.top1, 4),
+        rows.append({"method": name, "heldout_top1": heldout_top1[name], "fitness": s.fitness,
+                     "test_top1": round(acc.top1, 4),
                      "test_images": acc.count, "sram_bytes": sram, "flash_bytes": flash, "fits": fits,
                      "predicted_latency_ms": round(budget.latency_ms(s.arch), 3) if budget.board.clock_mhz else None,
                      "params": s.arch.num_params(), "summary": s.arch.short(), "arch": s.arch.to_dict(),
@@ -108,23 +116,24 @@ def run_search(checkpoint, output, budget: Budget, cfg: EvolutionConfig, *, data
     best = rows[0]
     binding = "sram" if best["sram_bytes"] / budget.sram_bytes >= best["flash_bytes"] / budget.flash_bytes else "flash"
     result = {"budget": budget.to_dict(), "budget_label": budget.label(), "evolution": cfg.to_dict(),
-              "heldout": settings["heldout"], "heldout_images": settings["heldout_images"],
+              "fitness": fitness, "heldout": settings["heldout"], "heldout_images": settings["heldout_images"],
               "heldout_seen_in_training": overlap,
               "evaluations": len(state.evaluated), "rejected_by_memory": state.rejected,
               "all_subnets_fit": all(budget.measure(a)[2] for a in (s.arch for s in ranked)),
               "best_binding": binding, "rows": rows}
     best_arch = ranked[0].arch
     write_yaml(output / "best_arch.yaml", {"arch": best_arch.to_dict(), "heldout_top1": best["heldout_top1"],
+                                           **({"fitness": {fitness: best["fitness"]}} if fitness != "top1" else {}),
                                            "test_top1": best["test_top1"], "sram_bytes": best["sram_bytes"],
                                            "flash_bytes": best["flash_bytes"],
                                            "predicted_latency_ms": best["predicted_latency_ms"],
                                            "budget": budget.to_dict()})
     write_json(output / "result.json", result)
-    marks = {f"{r['method']} ({r['test_top1']:.1f}% test)": (r["sram_bytes"], r["heldout_top1"])
+    marks = {f"{r['method']} ({r['test_top1']:.1f}% test)": (r["sram_bytes"], r["fitness"])
              for r in rows if r["method"] in ("evolution #1", "random search", "hand-scaled")}
-    plot_pareto(ranked, budget.sram_bytes, output / "pareto.png", budget.label(), marks)
-    random_best = next((r["heldout_top1"] for r in rows if r["method"] == "random search"), None)
-    plot_fitness(state.history, output / "fitness.png", random_best)
+    plot_pareto(ranked, budget.sram_bytes, output / "pareto.png", budget.label(), marks, FITNESS[fitness])
+    random_best = next((r["fitness"] for r in rows if r["method"] == "random search"), None)
+    plot_fitness(state.history, output / "fitness.png", random_best, FITNESS[fitness])
     return result
 
 
