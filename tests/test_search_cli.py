@@ -100,5 +100,5 @@ def test_loglik_fitness_ranks_by_log_likelihood_and_still_reports_top1(tmp_path,
     assert best["fitness"] == max(fitness)
     assert 0 <= best["heldout_top1"] <= 100 and yaml.safe_load((out / "best_arch.yaml").read_text())[
         "heldout_top1"] == best["heldout_top1"]
-    top1_resume = run_cli(*search_args(out, cifar_like, "--no-baselines", "--resume"))
+    top1_resume = run_cli(*search_args(out, cifar_like, "--no-baselines", "--resume", "--fitness", "top1"))
     assert_one_line_error(top1_resume, "another fitness")

@@ -23,7 +23,7 @@ from mcuformer.utils.io import read_structured, write_json
 
 KEYS = {"space", "train_config", "data_path", "board", "output", "gpu", "search", "quantize", "verify", "supernet",
         "heldout_split", "sram_kb", "flash_kb", "allow_external_flash", "finetune"}
-SEARCH_DEFAULTS = {"population": 20, "generations": 6, "per_class": 50, "test_limit": 0, "fitness": "top1"}
+SEARCH_DEFAULTS = {"population": 20, "generations": 6, "per_class": 50, "test_limit": 0, "fitness": "loglik"}
 FINETUNE_DEFAULTS = {"epochs": 0, "teacher": True}  # epochs 0: no fine-tuning stage
 QUANTIZE_DEFAULTS = {"calibration_images": 256, "method": "minmax", "test_limit": 0}
 VERIFY_DEFAULTS = {"images": 5, "emulator": True}

@@ -33,7 +33,7 @@ def run_search(checkpoint, output, budget: Budget, cfg: EvolutionConfig, *, data
                per_class: int = 100, heldout_limit: int = 0, test_limit: int = 0, test_top_k: int = 5,
                baselines: bool = True, batch_size: int = 500, workers: int = 2, amp: str = "auto",
                device: str = "auto", resume: bool = False, progress: bool = True,
-               fitness: str = "top1") -> dict | None:
+               fitness: str = "loglik") -> dict | None:
     """Search; returns the result dict on rank 0 (None on other ranks). Writes into ``output``:
     state.json (resume point), history.jsonl, best_arch.yaml, result.json, pareto.png, fitness.png.
     ``fitness``: what evolution and random search maximise on the held-out set, ``top1`` or ``loglik``
