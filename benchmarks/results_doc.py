@@ -102,7 +102,8 @@ def section_budget_curve() -> str:
         return s + missing("python benchmarks/budget_curve.py")
     sha = f" (sha256 {d['supernet_sha256'][:12]}…)" if d.get("supernet_sha256") else ""
     s += (f"Supernet `{d['supernet']}`{sha}; each point is one search (population {d['evolution']['population']}, "
-          f"{d['evolution']['generations']} generations) against random search with as many evaluations and the "
+          f"{d['evolution']['generations']} generations, fitness: held-out {d.get('fitness', 'top1')}) against random "
+          "search with as many evaluations and the "
           f"hand-scaled baseline; int8 top-1 on {d['test_limit'] or 10000:,} test images spread over the test split. "
           f"The SRAM sweep holds flash at {d['base_flash_kb']} KB, the flash sweep holds SRAM at "
           f"{d['base_sram_kb']} KB (the STM32F746).\n\n![budget curve](budget_curve.png)\n\n")
@@ -116,6 +117,32 @@ def section_budget_curve() -> str:
                      f"{r['float_top1']:.2f} %", kb(r["sram_bytes"]), kb(r["flash_bytes"]), r["summary"]])
     return s + table(["sweep", "SRAM KB", "flash KB", "method", "int8 top-1", "float top-1", "peak SRAM",
                       "flash", "subnet"], rows)
+
+
+def section_fitness_fidelity() -> str:
+    d = load("fitness_fidelity")
+    s = ("## How well the search's fitness predicts test accuracy\n\n"
+         "Command: `python benchmarks/fitness_fidelity.py`.\n\n")
+    if not d:
+        return s + missing("python benchmarks/fitness_fidelity.py")
+    truth = [r["test_top1"] for r in d["rows"]]
+    s += (f"Supernet `{d['supernet']}` (sha256 {d['supernet_sha256'][:12]}…); {len(d['rows'])} random subnets "
+          f"that fit the {d['board']}, each scored on the {d['heldout_images']} held-out images (the search's "
+          "fitness set) and "
+          f"on {d['test_images']:,} test images (the truth: float top-1 from {min(truth):.2f} to {max(truth):.2f} %). "
+          "Regret: the truth of the best candidate minus the truth of the one the proxy ranks first; over all "
+          f"candidates, and averaged over random groups of {d['group']}. The ceiling row scores on one half of the "
+          "test split and checks against the other half.\n\n![fitness fidelity](fitness_fidelity.png)\n\n")
+    half = d["test_images"] // 2
+    names = {"heldout_top1": "held-out top-1 (the search's fitness)", "heldout_loglik": "held-out log-likelihood",
+             "heldout_prob": "held-out p(true class)",
+             "test_half": f"test top-1 on {half:,} images, checked on the other {half:,} (ceiling)",
+             "flash": "flash used (bigger is better)"}
+    rows = [[names.get(k, k), f"{v['spearman']:.3f}", f"{v['kendall_tau_b']:.3f}", f"{v['regret_all']:.2f} pt",
+             f"{v['regret_group_mean']:.2f} pt"] for k, v in d["stats"].items()]
+    rp = d["random_pick_regret"]
+    rows.append(["a random pick (expected)", "", "", f"{rp['all']:.2f} pt", f"{rp['group_mean']:.2f} pt"])
+    return s + table(["proxy", "Spearman", "Kendall tau-b", "regret (all)", f"regret (groups of {d['group']})"], rows)
 
 
 def section_budget() -> str:
@@ -209,7 +236,8 @@ def main() -> int:
              "measured by the command named above its table, on a 2-core x86-64 CPU unless a table says "
              "otherwise. CIFAR-10 is the JPEG (q75) re-encoding in `../shared/data`: accuracies are comparable "
              "with published CIFAR-10 figures, but not identical to them.\n",
-             section_zoo_supernet(), section_zoo(), section_budget_curve(), section_budget(), section_memory(), section_engine(), section_quant(),
+             section_zoo_supernet(), section_zoo(), section_budget_curve(), section_fitness_fidelity(),
+             section_budget(), section_memory(), section_engine(), section_quant(),
              section_throughput()]
     write_text(ROOT / "docs/results.md", "\n".join(parts))
     print(f"wrote {ROOT / 'docs/results.md'}")
