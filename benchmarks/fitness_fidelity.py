@@ -22,7 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from mcuformer.errors import McuformerError, one_line  # noqa: E402
+from mcuformer.errors import ConfigError, McuformerError, one_line  # noqa: E402
 from mcuformer.utils.io import file_sha256, write_json  # noqa: E402
 
 PROXIES = {"heldout_top1": "held-out top-1", "heldout_loglik": "held-out log-likelihood",
@@ -109,6 +109,8 @@ def main() -> int:
     ap.add_argument("--output", default=str(ROOT / "benchmarks/results/fitness_fidelity.json"))
     ap.add_argument("--plot", default=str(ROOT / "docs/fitness_fidelity.png"))
     args = ap.parse_args()
+    if args.subnets < 3 or not 2 <= args.group <= args.subnets or args.test_limit < 0:
+        ap.error("need --subnets >= 3, 2 <= --group <= --subnets and --test-limit >= 0")
     from tqdm import tqdm
 
     from mcuformer.pipeline import recorded_split
@@ -131,6 +133,9 @@ def main() -> int:
     budget = make_budget(args.board)
     feasible = Feasibility(budget)
     archs = random_candidates(net.space, net.num_classes, feasible, args.subnets, args.seed)
+    if len(archs) < max(3, args.group):
+        raise ConfigError(f"only {len(archs)} distinct subnets of the space fit the {args.board}; "
+                          f"need at least {max(3, args.group)}")
     h_batches, t_batches = preload(heldout, info, 500, 1), preload(test, info, 500, 1)
     amp = lambda: autocast_for(info.device, "auto")  # noqa: E731
     rows = []
