@@ -39,6 +39,8 @@ def main() -> int:
     ap.add_argument("--checkpoint", default=str(ROOT / "models/cifar10-zoo/supernet.pt"))
     ap.add_argument("--boards", nargs="+", default=list(BOARDS))
     ap.add_argument("--finetune-epochs", type=int, default=0, help="fine-tune each searched subnet (0: none)")
+    ap.add_argument("--finetune-teacher", choices=["largest", "none"], default="largest",
+                    help="fine-tuning's teacher: the supernet's largest subnet (default), or the labels alone")
     ap.add_argument("--population", type=int, default=20)
     ap.add_argument("--generations", type=int, default=6)
     ap.add_argument("--fitness", choices=["top1", "loglik"], default=SEARCH_DEFAULTS["fitness"],
@@ -57,7 +59,8 @@ def main() -> int:
                              data_path=Path(args.data_path) if args.data_path else None, board=name,
                              search={"population": args.population, "generations": args.generations,
                                      "fitness": args.fitness},
-                             finetune={"epochs": args.finetune_epochs}, quantize={"test_limit": args.test_limit})
+                             finetune={"epochs": args.finetune_epochs, "teacher": args.finetune_teacher == "largest"},
+                             quantize={"test_limit": args.test_limit})
         board = cfg.target_board()
         ledger = StageLedger(cfg.output)
         supernet_stage(cfg, ledger)
@@ -82,6 +85,7 @@ def main() -> int:
             "board": board.to_dict(), "model": relative(dest), "supernet": relative(ckpt),
             "arch": searched["arch"], "summary": searched["summary"], "heldout_top1": searched["heldout_top1"],
             "search_fitness": args.fitness, "fine_tuned_epochs": args.finetune_epochs,
+            **({"fine_tune_teacher": args.finetune_teacher} if args.finetune_epochs else {}),
             "float_top1": acc["float_top1"], "int8_top1": acc["int8_top1"], "test_images": acc["count"],
             "planned_arena_bytes": engine["export"]["arena_bytes"],
             "planned_flash_bytes": engine["export"]["planned_flash_bytes"],
@@ -93,13 +97,16 @@ def main() -> int:
             "bit_exact_host": engine["host"]["bit_exact"], "bit_exact_emulator": emu.get("bit_exact"),
             "verified_images": engine["host"]["images"], "seconds": round(time.time() - t0, 1),
             "command": f"python benchmarks/model_zoo.py --checkpoint {relative(ckpt)} --boards {name}"
-                       + (f" --finetune-epochs {args.finetune_epochs}" if args.finetune_epochs else "")
+                       + (f" --finetune-epochs {args.finetune_epochs} --finetune-teacher {args.finetune_teacher}"
+                          if args.finetune_epochs else "")
                        + (f" --test-limit {args.test_limit}" if args.test_limit else "")
                        + (f" --fitness {args.fitness}" if args.fitness != "top1" else ""),
             "data": f"CIFAR-10 JPEG tarball ../shared/data/cifar10-jpg.tar.gz ({acc['count']:,} test images)",
         }
         manifest = json.loads((tmp / "manifest.json").read_text())
         manifest["info"]["checkpoint"] = "../supernet.pt"  # relative to the model's folder: no absolute path
+        if args.finetune_epochs:  # its weights are params.npz's: the supernet's subnet, trained on alone
+            manifest["info"]["fine_tuned"] = {"epochs": args.finetune_epochs, "teacher": args.finetune_teacher}
         write_json(tmp / "manifest.json", manifest)
         write_json(tmp / "zoo.json", row)
         if dest.exists():

@@ -50,6 +50,23 @@ def test_evaluate_quantized_reports_both_top1(quantised, cifar_like, tmp_path):
     assert r["count"] == 30 and 0 <= r["int8_top1"] <= 100 and r["drop"] == r["float_top1"] - r["int8_top1"]
 
 
+def test_a_fine_tuned_models_float_top1_is_marked_as_before_fine_tuning(quantised, cifar_like, tmp_path):
+    """model_zoo.py --finetune-epochs keeps the supernet as the recorded checkpoint (it prepares the images),
+    but the int8 weights came from the fine-tuned subnet: the float top-1 beside them is the one before."""
+    import shutil
+
+    from mcuformer.api import evaluate_quantized
+    tuned = tmp_path / "tuned"
+    shutil.copytree(quantised, tuned)
+    manifest = json.loads((tuned / "manifest.json").read_text())
+    manifest["info"]["fine_tuned"] = {"epochs": 3, "teacher": "none"}
+    (tuned / "manifest.json").write_text(json.dumps(manifest))
+    kw = {"data_path": cifar_like, "progress": False, "device": "cpu"}
+    assert evaluate_quantized(tuned, **kw).get("float_before_fine_tuning") is True
+    assert "float_before_fine_tuning" not in evaluate_quantized(tuned, checkpoint=CHECKPOINT, **kw)
+    assert "float_before_fine_tuning" not in evaluate_quantized(quantised, **kw)
+
+
 def test_arch_that_does_not_match_the_checkpoint(cifar_like, tmp_path):
     arch = tmp_path / "arch.yaml"
     arch.write_text("img_size: 32\npatch_size: 4\nrank_ratio: 1.0\nembed_dim: 40\ndepth: 2\nnum_heads: [1, 1]\n"

@@ -67,6 +67,9 @@ def _run_quantized(args) -> int:
                            limit=args.limit, batch_size=args.batch_size, device=args.device)
     print(f"{r['arch']}: float top-1 {r['float_top1']:.2f}%  int8 top-1 {r['int8_top1']:.2f}%  "
           f"drop {r['drop']:.2f} points  (prediction agreement {r['agreement']:.2f}%, {r['count']} images)")
+    if r.get("float_before_fine_tuning"):
+        print("  (the float top-1 is the supernet's subnet before the fine-tuning that made these int8 weights; "
+              "pass --checkpoint <the fine-tuned checkpoint> to compare with its own float weights)")
     if args.json:
         write_json(args.json, r)
     return 0

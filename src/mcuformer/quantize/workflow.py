@@ -89,6 +89,7 @@ def evaluate_quantized(quantized, *, checkpoint=None, data_path=None, split: str
 
     from mcuformer.quantize.validate import validate_quant_model
     q = validate_quant_model(QuantModel.load(quantized), str(quantized))
+    recorded = not checkpoint
     checkpoint = checkpoint or recorded_checkpoint(q, quantized)
     if not checkpoint:
         raise ConfigError("the quantised model names no checkpoint; pass --checkpoint for the float top-1")
@@ -111,5 +112,9 @@ def evaluate_quantized(quantized, *, checkpoint=None, data_path=None, split: str
             hits_f, hits_q = hits_f + int((pred_f == y).sum()), hits_q + int((pred_q == y).sum())
             agree, count = agree + int((pred_f == pred_q).sum()), count + len(y)
     top1_f, top1_q = 100.0 * hits_f / count, 100.0 * hits_q / count
-    return {"arch": q.arch.short(), "count": count, "device": device, "float_top1": top1_f, "int8_top1": top1_q,
-            "drop": top1_f - top1_q, "agreement": 100.0 * agree / count}
+    r = {"arch": q.arch.short(), "count": count, "device": device, "float_top1": top1_f, "int8_top1": top1_q,
+         "drop": top1_f - top1_q, "agreement": 100.0 * agree / count}
+    if q.info.get("fine_tuned") and recorded:
+        # the int8 weights were fine-tuned after they left this checkpoint: its float subnet is the one before
+        r["float_before_fine_tuning"] = True
+    return r
