@@ -79,8 +79,11 @@ def section_zoo() -> str:
     if not d:
         return s + missing("python benchmarks/model_zoo.py")
     pct = lambda u: "-" if u is None else f"{100 * u:.1f} %"  # noqa: E731  (one decimal: 79.9 % must not print as 80 %)
-    rows = [[r["board"]["name"], f"{kb(r['board']['sram_bytes'])} / {kb(r['board']['flash_bytes'])}", r["summary"],
-             f"{r['float_top1']:.2f} %", f"{r['int8_top1']:.2f} % ({r['test_images']:,})", kb(r["planned_arena_bytes"]),
+    tuned = lambda r: (f", fine-tuned {r['fine_tuned_epochs']} epochs"  # noqa: E731
+                       + (" (no teacher)" if r.get("fine_tune_teacher") == "none" else "")
+                       if r.get("fine_tuned_epochs") else "")
+    rows = [[r["board"]["name"], f"{kb(r['board']['sram_bytes'])} / {kb(r['board']['flash_bytes'])}",
+             r["summary"] + tuned(r), f"{r['float_top1']:.2f} %", f"{r['int8_top1']:.2f} % ({r['test_images']:,})", kb(r["planned_arena_bytes"]),
              f"{kb(r.get('measured_ram_bytes'))} ({pct(r.get('sram_used'))})",
              f"{kb(r.get('measured_flash_bytes'))} ({pct(r.get('flash_used'))})",
              f"{(r['instructions_per_inference'] or 0) / 1e6:.1f} M",
@@ -93,6 +96,9 @@ def section_zoo() -> str:
                 "bit-exact host / emulator"], rows)
     for board, why in (d.get("not_built") or {}).items():
         s += f"\nNo model for {board}: {why}.\n"
+    if any(r.get("fine_tuned_epochs") for r in d["rows"]):
+        s += ("\nA fine-tuned row's subnet was searched in the supernet, then trained on alone "
+              "(`--finetune-epochs`); its float top-1 is the fine-tuned subnet's. Its command is in its `zoo.json`.\n")
     return s
 
 
