@@ -84,3 +84,10 @@ def test_digests_follow_content_not_order_or_time(tmp_path):
     assert data_identity(folder) == ident
     (folder / "train" / "2.jpg").write_bytes(b"22")
     assert data_identity(folder) != ident
+    archive = tmp_path / "data.tar.gz"  # an archive is its content: a new time alone is the same data
+    archive.write_bytes(b"images")
+    ident = data_identity(archive)
+    os.utime(archive, ns=(1, 1))
+    assert data_identity(archive) == ident
+    archive.write_bytes(b"imagez")
+    assert data_identity(archive) != ident
