@@ -83,7 +83,8 @@ def section_zoo() -> str:
                        + (" (no teacher)" if r.get("fine_tune_teacher") == "none" else "")
                        if r.get("fine_tuned_epochs") else "")
     rows = [[r["board"]["name"], f"{kb(r['board']['sram_bytes'])} / {kb(r['board']['flash_bytes'])}",
-             r["summary"] + tuned(r), f"{r['float_top1']:.2f} %", f"{r['int8_top1']:.2f} % ({r['test_images']:,})", kb(r["planned_arena_bytes"]),
+             r["summary"] + tuned(r), f"{r['float_top1']:.2f} %", f"{r['int8_top1']:.2f} % ({r['test_images']:,})",
+             kb(r["planned_arena_bytes"]),
              f"{kb(r.get('measured_ram_bytes'))} ({pct(r.get('sram_used'))})",
              f"{kb(r.get('measured_flash_bytes'))} ({pct(r.get('flash_used'))})",
              f"{(r['instructions_per_inference'] or 0) / 1e6:.1f} M",
