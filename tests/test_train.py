@@ -153,3 +153,58 @@ def test_evaluation_log_likelihood_is_the_mean_log_probability_of_the_true_class
         assert acc.loglik == pytest.approx(-torch.nn.functional.cross_entropy(logits, labels).item(), abs=1e-5)
         assert acc.top1 == pytest.approx(100 * (logits.argmax(1) == labels).float().mean().item())
     assert accs[0].loglik != accs[1].loglik
+
+
+
+def _tiny_model():
+    from mcuformer.supernet import SuperViT
+
+    torch.manual_seed(0)
+    return SuperViT(SearchSpace.load(TINY), 10)
+
+
+def _one_step(model, images, cfg):
+    """One real _train_step of the tiny supernet on ``images`` (step 7, on the CPU)."""
+    from mcuformer.train.distributed import DistInfo
+
+    optimizer = trainer_module.build_optimizer(model, cfg, torch.device("cpu"))
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    labels = torch.arange(images.shape[0]) % 10
+    trainer_module._train_step(model, model, model, optimizer, scaler, images, labels, SearchSpace.load(TINY), 10,
+                               cfg, 7, DistInfo())
+
+
+def test_a_diverged_loss_says_where_and_whether_the_inputs_were_finite():
+    from mcuformer.errors import McuformerError
+
+    images = torch.randn(4, 3, 32, 32)
+    images[2, 1, 5, 5] = float("nan")
+    with pytest.raises(McuformerError) as e:
+        _one_step(_tiny_model(), images, _cfg(sampling="sandwich"))
+    msg = str(e.value)
+    assert msg.startswith("training diverged: the loss is nan at step 7, subnet E")
+    assert "amp off; inputs NOT finite, weights finite" in msg
+
+
+def test_a_non_finite_gradient_stops_training_before_it_reaches_the_weights():
+    """A finite loss whose gradient overflows (as bf16 can): without the check, AdamW would write NaN into
+    every weight through the clipped (all-NaN) gradient."""
+    from mcuformer.errors import McuformerError
+
+    model = _tiny_model()
+    model.head.weight.register_hook(lambda g: g * float("nan"))  # the head takes part in every subnet
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(McuformerError, match=r"the gradient norm is nan \(the loss was \d+\.\d{4}\) at step 7.*"
+                                             r"inputs finite, weights finite"):
+        _one_step(model, torch.randn(4, 3, 32, 32), _cfg())
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_a_finite_step_updates_the_weights():
+    model = _tiny_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    _one_step(model, torch.randn(4, 3, 32, 32), _cfg())
+    after = model.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert all(torch.isfinite(v).all() for v in after.values())

@@ -340,16 +340,31 @@ def _train_step(net, fwd, model, optimizer, scaler, images, labels, space, num_c
             scaler.scale(loss / len(archs)).backward()
         if j == 0 and cfg.distill == "inplace" and fixed_arch is None:
             student_targets = _distilled(targets, F.softmax(logits.detach().float(), dim=-1), cfg.distill_alpha)
-        total += loss.item() / len(archs)
-    if not math.isfinite(total):
-        raise McuformerError(f"training diverged: the loss is {total} at step {gstep} (lower --lr, or use --amp bf16)")
+        value = loss.item()
+        if not math.isfinite(value):
+            raise McuformerError(_divergence(f"the loss is {value}", gstep, arch, images, model, cfg))
+        total += value / len(archs)
     if cfg.grad_clip > 0:
         scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        # an fp16 scaler skips such a step itself; anything else would write NaN into every weight
+        if not scaler.is_enabled() and not math.isfinite(norm.item()):
+            raise McuformerError(_divergence(f"the gradient norm is {norm.item()} (the loss was {total:.4f})",
+                                             gstep, archs[-1], images, model, cfg))
     scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
     return total
+
+
+def _divergence(what: str, gstep: int, arch, images: torch.Tensor, model, cfg) -> str:
+    """The one line that says where training diverged: enough to tell bad input, a bad update and an
+    overflow of the autocast precision apart."""
+    inputs = "finite" if bool(torch.isfinite(images).all()) else "NOT finite"
+    weights = "finite" if all(bool(torch.isfinite(p).all()) for p in model.parameters()) else "NOT finite"
+    amp = cfg.amp if cfg.amp != "auto" else ("bf16" if images.device.type == "cuda" else "off")
+    return (f"training diverged: {what} at step {gstep}, subnet {arch.short()}, amp {amp}; "
+            f"inputs {inputs}, weights {weights} (lower --lr, or try --amp off)")
 
 
 def _distilled(targets: torch.Tensor, teacher_probs: torch.Tensor, alpha: float) -> torch.Tensor:
