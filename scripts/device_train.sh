@@ -9,12 +9,20 @@
 #   DATA       the CIFAR-10 archive (default .gpu/data/cifar10-jpg.tar.gz, else ../shared/data/cifar10-jpg.tar.gz)
 #   DEADLINE_S seconds from the start by which everything must be written (default 570: a 600 s call)
 #   TRAIN_S    training seconds at most (default 540, less when the deadline needs it)
+#   RESERVE_S  seconds kept after training for the copy-out and the throughput figures (default 75; a short
+#              slot's last minutes go to training with RESERVE_S=30, which leaves no time for the figures)
 #   INIT       a supernet of the same space to continue (default models/cifar10-zoo/supernet.pt, the zoo
 #              supernet: training accumulates across slots); INIT=none starts from scratch
 #   SPLIT      the held-out split to train without (default models/cifar10-zoo/heldout-split.json: the
 #              zoo's search split stays unseen); SPLIT=none trains on all of train
-#   SPACE, CONFIG  the space and training settings (default configs/cifar10-zoo.yaml, configs/train-cifar10-gpu.yaml)
-# --dry-run runs every step on the CPU with tiny settings (what tests/test_device_script.py does), so that a
+#   SPACE, CONFIG  the space and training settings (default configs/cifar10-zoo.yaml and
+#              configs/train-cifar10-zoo-gpu.yaml, the recipe that raised the zoo supernet on an H200;
+#              configs/train-cifar10-gpu.yaml is the heavier recipe for a supernet trained from scratch)
+#   TRAIN_ARGS extra `mcuformer train` flags, appended last (e.g. a fallback: "--amp off --data-on-device off")
+# If training fails before it writes a checkpoint (as bf16 on the device-resident path did on the first
+# slot: a NaN at step 7) and two minutes remain, it is retried once in fp32 on the DataLoader path, so that
+# the slot still trains.
+# --dry-run runs every step on the CPU with tiny settings (what tests/test_train_recipes.py does), so that a
 # GPU slot is never spent on a bug.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +39,7 @@ if [ -z "$DATA" ]; then
 fi
 [ -n "$DATA" ] && [ -f "$DATA" ] || { echo "device_train: no CIFAR-10 archive (set DATA)" >&2; exit 2; }
 SPACE=${SPACE:-configs/cifar10-zoo.yaml}
-CONFIG=${CONFIG:-configs/train-cifar10-gpu.yaml}
+CONFIG=${CONFIG:-configs/train-cifar10-zoo-gpu.yaml}
 DEADLINE_S=${DEADLINE_S:-570}
 RUN=${RUN:-.gpu/run}
 EXTRA=()
@@ -60,20 +68,36 @@ left() { echo $(( DEADLINE_S - ($(date +%s) - t0) )); }
 } 2>&1 | tee "$OUTDIR/train.log"
 
 # ---- train: the time budget sizes the schedule after epoch 1; SIGINT at the deadline saves and stops ----
-if [ -f "$RUN/checkpoint.pt" ]; then RESUME=(--resume); else RESUME=(); fi
-budget=$(( $(left) - 75 ))                      # keep time for the copy-out and the throughput figures
-[ "$budget" -gt "${TRAIN_S:-540}" ] && budget=${TRAIN_S:-540}
-[ "$DRY" = 1 ] && budget=240               # the 3 tiny epochs fit, even on a busy CPU
-[ "$budget" -lt 10 ] && { echo "device_train: no time left to train" | tee -a "$OUTDIR/train.log" >&2; exit 3; }
-cmd=($PY -m mcuformer train --space "$SPACE" --config "$CONFIG" --data-path "$DATA" --output "$RUN"
-     --time-budget-s "$budget" --checkpoint-every-s 60 --no-progress "${RESUME[@]}" "${EXTRA[@]}")
-[ -n "$INIT" ] && [ ${#RESUME[@]} -eq 0 ] && cmd+=(--init-from "$INIT")
-[ -n "$SPLIT" ] && cmd+=(--exclude-split "$SPLIT")
-echo "+ ${cmd[*]}" | tee -a "$OUTDIR/train.log"
-hard=$(( $(left) - 40 ))
-timeout -k 20 -s INT "$hard" "${cmd[@]}" 2>&1 | grep --line-buffered -v '^\s*$' | tee -a "$OUTDIR/train.log"
-train_rc=${PIPESTATUS[0]}
+RESERVE_S=${RESERVE_S:-75}
+read -r -a user_args <<< "${TRAIN_ARGS:-}"
+train_once() {  # train_once RUN_DIR [extra flags...]: one training attempt; returns the trainer's exit status
+  local run=$1; shift
+  local resume=()
+  [ -f "$run/checkpoint.pt" ] && resume=(--resume)
+  local budget=$(( $(left) - RESERVE_S ))     # keep time for the copy-out and the throughput figures
+  [ "$budget" -gt "${TRAIN_S:-540}" ] && budget=${TRAIN_S:-540}
+  [ "$DRY" = 1 ] && budget=240                # the 3 tiny epochs fit, even on a busy CPU
+  if [ "$budget" -lt 10 ]; then echo "device_train: no time left to train" | tee -a "$OUTDIR/train.log" >&2; return 3; fi
+  local cmd=($PY -m mcuformer train --space "$SPACE" --config "$CONFIG" --data-path "$DATA" --output "$run"
+             --time-budget-s "$budget" --checkpoint-every-s 60 --no-progress "${resume[@]}" "${EXTRA[@]}")
+  [ -n "$INIT" ] && [ ${#resume[@]} -eq 0 ] && cmd+=(--init-from "$INIT")
+  [ -n "$SPLIT" ] && cmd+=(--exclude-split "$SPLIT")
+  cmd+=("${user_args[@]}" "$@")
+  echo "+ ${cmd[*]}" | tee -a "$OUTDIR/train.log"
+  local hard=$(( $(left) - RESERVE_S / 2 ))   # the trainer's own budget ends first; this is the backstop
+  timeout -k 20 -s INT "$hard" "${cmd[@]}" 2>&1 | grep --line-buffered -v '^\s*$' | tee -a "$OUTDIR/train.log"
+  return "${PIPESTATUS[0]}"
+}
+train_once "$RUN"
+train_rc=$?
 echo "device_train: train exited $train_rc after $(( $(date +%s) - t0 )) s" | tee -a "$OUTDIR/train.log"
+if [ ! -f "$RUN/checkpoint.pt" ] && [ "$train_rc" -ne 0 ] && [ "$(left)" -gt $(( RESERVE_S + 120 )) ]; then
+  RUN=$RUN-fp32
+  echo "device_train: no checkpoint; retrying once in fp32 on the DataLoader path" | tee -a "$OUTDIR/train.log"
+  train_once "$RUN" --amp off --data-on-device off
+  train_rc=$?
+  echo "device_train: retry exited $train_rc after $(( $(date +%s) - t0 )) s" | tee -a "$OUTDIR/train.log"
+fi
 [ -f "$RUN/checkpoint.pt" ] || { echo "device_train: no checkpoint was written" | tee -a "$OUTDIR/train.log" >&2; exit 4; }
 
 # ---- copy out: weights-only fp16 supernet, log, curves, a run record ----
@@ -92,6 +116,7 @@ for name in ("log.jsonl", "curves.png"):
 state = load_checkpoint(out / "supernet-fp16.pt")
 evals = [h for h in state["history"] if "eval" in h]
 record = {"space": space, "config": config, "init_from": init or None, "train_exit": int(rc),
+          "retried_in_fp32": run.name.endswith("-fp32"),
           "wall_seconds_so_far": int(secs), "epochs_done": state["epoch"], "planned_epochs": state.get("planned_epochs"),
           "images_seen": state.get("images_seen"), "last_eval": evals[-1] if evals else None,
           "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 
 import pytest
 import torch
@@ -190,10 +191,21 @@ def test_finetune_a_subnet_with_the_teacher_then_quantize_it(tmp_path, cifar_arc
 
 @pytest.mark.slow
 def test_device_script_dry_run_fits_a_gpu_slot(tmp_path, cifar_archive):
+    """The whole slot on the CPU. Its first training attempt fails, as bf16 did on the first real slot (a
+    stand-in python refuses `mcuformer train` without --amp off), so the fp32 retry must save the slot."""
     out = tmp_path / "out"
+    python = tmp_path / "python"
+    python.write_text('#!/usr/bin/env bash\n'
+                      'if [ "$1 $2 $3" = "-m mcuformer train" ] && [[ " $* " != *" --amp off "* ]]; then\n'
+                      '  echo "mcuformer train: error: training diverged (injected)" >&2; exit 2\nfi\n'
+                      f'exec {sys.executable} "$@"\n')
+    python.chmod(0o755)
     proc = subprocess.run(["bash", "scripts/device_train.sh", "--dry-run", str(out)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=900, env={**os.environ, "DATA": str(cifar_archive)})
+                          text=True, timeout=900, env={**os.environ, "DATA": str(cifar_archive), "PYTHON": str(python)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log = (out / "train.log").read_text()
+    assert "training diverged (injected)" in log and "device_train: train exited 2" in log
+    assert "retrying once in fp32 on the DataLoader path" in log and "device_train: retry exited 0" in log
     files = sorted(p.name for p in out.iterdir())
     assert {"supernet-fp16.pt", "log.jsonl", "curves.png", "run.json", "train.log"} <= set(files)
     assert len(files) <= 8 and all((out / f).stat().st_size <= 16 * 2**20 for f in files)
@@ -203,5 +215,6 @@ def test_device_script_dry_run_fits_a_gpu_slot(tmp_path, cifar_archive):
     assert all(v.dtype == torch.float16 for v in state["model"].values() if v.is_floating_point())
     assert len((out / "log.jsonl").read_text().splitlines()) == 3
     record = json.loads((out / "run.json").read_text())
-    assert record["train_exit"] == 0 and record["images_seen"] == 3 * 3 * 16
+    assert record["train_exit"] == 0 and record["images_seen"] == 3 * 3 * 16 and record["retried_in_fp32"]
+    assert record["config"] == "configs/train-cifar10-zoo-gpu.yaml"
     assert json.loads((out / "input_path_throughput.json").read_text())["rows"][1]["path"] == "device-resident"
