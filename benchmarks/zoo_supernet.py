@@ -86,6 +86,8 @@ def main() -> int:
                           "epochs and train_seconds, metrics_test_10k)")
     run, out = Path(args.run), Path(args.output)
     ckpt = Path(args.checkpoint) if args.checkpoint else run / "checkpoint.pt"
+    if not args.checkpoint and not ckpt.exists() and (run / "supernet-fp16.pt").exists():
+        ckpt = run / "supernet-fp16.pt"  # what scripts/device_train.sh brings back
     state = load_checkpoint(ckpt)
     packed = write_relocatable(ckpt, out)
     if (run / "curves.png").exists():
