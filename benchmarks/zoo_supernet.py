@@ -102,10 +102,13 @@ def main() -> int:
                               "flash_bytes": rep.flash_bytes}
     space = space_of(state)
     trained = [h for h in log if "train_loss" in h]
+    # a device run trained under that machine's torch, which its run.json records; else this one's
+    device_run = read_structured(run / "run.json") if (run / "run.json").exists() else {}
+    trained_torch = device_run.get("torch") if isinstance(device_run, dict) else None
     compute = {"hardware": args.hardware, "epochs": len(trained),
                "planned_epochs": state.get("planned_epochs"), "images_seen": state.get("images_seen"),
                "train_seconds": round(sum(h.get("seconds", 0) for h in trained)),
-               "torch": __import__("torch").__version__}
+               "torch": trained_torch if isinstance(trained_torch, str) else __import__("torch").__version__}
     compute, stages = merge_stages(earlier, args.command, compute)
     manifest = {
         "name": f"{space.name} supernet",
