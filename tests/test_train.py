@@ -155,7 +155,6 @@ def test_evaluation_log_likelihood_is_the_mean_log_probability_of_the_true_class
     assert accs[0].loglik != accs[1].loglik
 
 
-
 def _tiny_model():
     from mcuformer.supernet import SuperViT
 
