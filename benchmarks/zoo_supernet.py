@@ -89,6 +89,10 @@ def main() -> int:
     if not args.checkpoint and not ckpt.exists() and (run / "supernet-fp16.pt").exists():
         ckpt = run / "supernet-fp16.pt"  # what scripts/device_train.sh brings back
     state = load_checkpoint(ckpt)
+    # a device run trained under that machine's torch, which its run.json records; else this one's (read
+    # before anything is written, so that a malformed run.json leaves the output folder as it was)
+    device_run = read_structured(run / "run.json") if (run / "run.json").exists() else {}
+    trained_torch = device_run.get("torch") if isinstance(device_run, dict) else None
     packed = write_relocatable(ckpt, out)
     if (run / "curves.png").exists():
         shutil.copyfile(run / "curves.png", out / "curves.png")
@@ -102,9 +106,6 @@ def main() -> int:
                               "flash_bytes": rep.flash_bytes}
     space = space_of(state)
     trained = [h for h in log if "train_loss" in h]
-    # a device run trained under that machine's torch, which its run.json records; else this one's
-    device_run = read_structured(run / "run.json") if (run / "run.json").exists() else {}
-    trained_torch = device_run.get("torch") if isinstance(device_run, dict) else None
     compute = {"hardware": args.hardware, "epochs": len(trained),
                "planned_epochs": state.get("planned_epochs"), "images_seen": state.get("images_seen"),
                "train_seconds": round(sum(h.get("seconds", 0) for h in trained)),

@@ -41,6 +41,9 @@ fi
 SPACE=${SPACE:-configs/cifar10-zoo.yaml}
 CONFIG=${CONFIG:-configs/train-cifar10-zoo-gpu.yaml}
 DEADLINE_S=${DEADLINE_S:-570}
+for v in DEADLINE_S TRAIN_S RESERVE_S; do  # whole seconds, or bash arithmetic below fails mid-slot
+  [[ "${!v:-0}" =~ ^[0-9]+$ ]] || { echo "device_train: $v must be a whole number of seconds, not '${!v}'" >&2; exit 2; }
+done
 RUN=${RUN:-.gpu/run}
 EXTRA=()
 BENCH_IN=()
