@@ -102,3 +102,28 @@ def test_loglik_fitness_ranks_by_log_likelihood_and_still_reports_top1(tmp_path,
         "heldout_top1"] == best["heldout_top1"]
     top1_resume = run_cli(*search_args(out, cifar_like, "--no-baselines", "--resume", "--fitness", "top1"))
     assert_one_line_error(top1_resume, "another fitness")
+
+
+def test_a_supernet_trained_without_a_split_is_searched_on_that_split_by_default(tmp_path, cifar_like):
+    """No --subsplit: the search scores on the images the checkpoint says it was trained without, not on a
+    fresh seeded split that the supernet mostly trained on."""
+    import torch
+    from mcuformer.data import make_subsplit
+    from mcuformer.train import load_checkpoint
+    folder = tmp_path / "relocated"
+    folder.mkdir()
+    make_subsplit(cifar_like, 30, seed=5, output=folder / "heldout-split.json")
+    state = load_checkpoint(CKPT)
+    state["data_path"] = str(cifar_like)
+    state["config"] = {**(state.get("config") or {}), "exclude_split": "heldout-split.json", "seed": 0,
+                       "limit_train": 0}
+    torch.save(state, folder / "supernet.pt")
+    out = tmp_path / "s"
+    run_cli("search", "--checkpoint", folder / "supernet.pt", "--output", out, *SMALL, "--no-baselines",
+            check=True)
+    result = json.loads((out / "result.json").read_text())
+    assert result["heldout"] == str(folder / "heldout-split.json") and result["heldout_images"] == 300
+    assert result["heldout_seen_in_training"] == 0
+    (folder / "heldout-split.json").unlink()
+    gone = run_cli("search", "--checkpoint", folder / "supernet.pt", "--output", tmp_path / "t", *SMALL)
+    assert_one_line_error(gone, "heldout-split.json", "not found", "--subsplit")

@@ -47,6 +47,18 @@ def resolve_search_data(net: Supernet, data_path) -> Path:
     return data_path_of({"data_path": net.data_path}, data_path)
 
 
+def recorded_split(net: Supernet, data_path: Path) -> Path | None:
+    """The held-out split the supernet was trained without, when the search reads the data it trained on
+    (a split indexes one dataset's train images); None when it records none or trained on other data."""
+    name = (net.train_config or {}).get("exclude_split")
+    if not name or net.data_path is None or Path(net.data_path).resolve() != Path(data_path).resolve():
+        return None
+    if not Path(name).is_file():  # load_checkpoint resolved a relocatable checkpoint's relative name
+        raise ConfigError(f"the supernet was trained without the held-out split {name}, which is not found: "
+                          "put it back, or pass --subsplit")
+    return Path(name)
+
+
 def heldout_dataset(net: Supernet, data_path: Path, subsplit=None, per_class: int = 100, seed: int = 0,
                     limit: int = 0):
     """The held-out sub-split of train (a `mcuformer sub-split` file, or a seeded one of
