@@ -41,8 +41,8 @@ def main() -> int:
     ap.add_argument("--finetune-epochs", type=int, default=0, help="fine-tune each searched subnet (0: none)")
     ap.add_argument("--finetune-teacher", choices=["largest", "none"], default="largest",
                     help="fine-tuning's teacher: the supernet's largest subnet (default), or the labels alone")
-    ap.add_argument("--population", type=int, default=20)
-    ap.add_argument("--generations", type=int, default=6)
+    ap.add_argument("--population", type=int, default=SEARCH_DEFAULTS["population"])
+    ap.add_argument("--generations", type=int, default=SEARCH_DEFAULTS["generations"])
     ap.add_argument("--fitness", choices=["top1", "loglik"], default=SEARCH_DEFAULTS["fitness"],
                     help="the search's held-out score (default: the pipeline's)")
     ap.add_argument("--test-limit", type=int, default=0,
@@ -84,7 +84,9 @@ def main() -> int:
         row = {
             "board": board.to_dict(), "model": relative(dest), "supernet": relative(ckpt),
             "arch": searched["arch"], "summary": searched["summary"], "heldout_top1": searched["heldout_top1"],
-            "search_fitness": args.fitness, "fine_tuned_epochs": args.finetune_epochs,
+            "search_fitness": args.fitness, "search_population": args.population,
+            "search_generations": args.generations, "search_evaluations": searched.get("evaluations"),
+            "fine_tuned_epochs": args.finetune_epochs,
             **({"fine_tune_teacher": args.finetune_teacher} if args.finetune_epochs else {}),
             "float_top1": acc["float_top1"], "int8_top1": acc["int8_top1"], "test_images": acc["count"],
             "planned_arena_bytes": engine["export"]["arena_bytes"],
@@ -99,6 +101,9 @@ def main() -> int:
             "command": f"python benchmarks/model_zoo.py --checkpoint {relative(ckpt)} --boards {name}"
                        + (f" --finetune-epochs {args.finetune_epochs} --finetune-teacher {args.finetune_teacher}"
                           if args.finetune_epochs else "")
+                       + (f" --population {args.population} --generations {args.generations}"
+                          if (args.population, args.generations)
+                          != (SEARCH_DEFAULTS["population"], SEARCH_DEFAULTS["generations"]) else "")
                        + (f" --test-limit {args.test_limit}" if args.test_limit else "")
                        + (f" --fitness {args.fitness}" if args.fitness != "top1" else ""),
             "data": f"CIFAR-10 JPEG tarball ../shared/data/cifar10-jpg.tar.gz ({acc['count']:,} test images)",

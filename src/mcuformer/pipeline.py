@@ -310,10 +310,12 @@ def search_stage(cfg: PipelineConfig, ckpt: Path, board, workers: int, progress:
                    resume=(out / "state.json").exists(), progress=progress, fitness=s["fitness"])
         ledger.finish("search")
     from mcuformer.utils.io import read_structured
-    best = read_structured(out / "result.json")["rows"][0]
-    return {"arch": best["arch"], "summary": best["summary"], "heldout_top1": best["heldout_top1"],
-            "float_top1": best["test_top1"], "test_images": best["test_images"], "planned_sram_bytes":
-            best["sram_bytes"], "planned_flash_bytes": best["flash_bytes"], "arch_file": str(out / "best_arch.yaml")}
+    result = read_structured(out / "result.json")
+    best = result["rows"][0]
+    return {"evaluations": result["evaluations"], "arch": best["arch"], "summary": best["summary"],
+            "heldout_top1": best["heldout_top1"], "float_top1": best["test_top1"], "test_images": best["test_images"],
+            "planned_sram_bytes": best["sram_bytes"], "planned_flash_bytes": best["flash_bytes"],
+            "arch_file": str(out / "best_arch.yaml")}
 
 
 def finetune_stage(cfg: PipelineConfig, ckpt: Path, searched: dict, progress: bool, ledger=None) -> Path | None:
