@@ -82,8 +82,11 @@ def section_zoo() -> str:
     tuned = lambda r: (f", fine-tuned {r['fine_tuned_epochs']} epochs"  # noqa: E731
                        + (" (no teacher)" if r.get("fine_tune_teacher") == "none" else "")
                        if r.get("fine_tuned_epochs") else "")
+    searched = lambda r: (f"; searched {r['search_population']} x {r['search_generations']} "  # noqa: E731
+                          f"({r['search_evaluations']} subnets)" if r.get("search_evaluations") else "")
     rows = [[r["board"]["name"], f"{kb(r['board']['sram_bytes'])} / {kb(r['board']['flash_bytes'])}",
-             r["summary"] + tuned(r), f"{r['float_top1']:.2f} %", f"{r['int8_top1']:.2f} % ({r['test_images']:,})",
+             r["summary"] + tuned(r) + searched(r), f"{r['float_top1']:.2f} %",
+             f"{r['int8_top1']:.2f} % ({r['test_images']:,})",
              kb(r["planned_arena_bytes"]),
              f"{kb(r.get('measured_ram_bytes'))} ({pct(r.get('sram_used'))})",
              f"{kb(r.get('measured_flash_bytes'))} ({pct(r.get('flash_used'))})",
@@ -125,6 +128,46 @@ def section_budget_curve() -> str:
                      f"{r['float_top1']:.2f} %", kb(r["sram_bytes"]), kb(r["flash_bytes"]), r["summary"]])
     return s + table(["sweep", "SRAM KB", "flash KB", "method", "int8 top-1", "float top-1", "peak SRAM",
                       "flash", "subnet"], rows)
+
+
+def section_search_seeds() -> str:
+    d = load("search_seeds")
+    s = ("## Evolution against random search, over seeds\n\n"
+         "Command: `python benchmarks/search_seeds.py`.\n\n")
+    if not d:
+        return s + missing("python benchmarks/search_seeds.py")
+    s += (f"Supernet `{d['supernet']}` (sha256 {d['supernet_sha256'][:12]}…). At each budget (the STM32F746's "
+          f"board with the SRAM and flash below), evolution (population {d['population']}, {d['generations']} "
+          f"generations) and random search with as many evaluations each ran with seeds 0-{d['seeds'] - 1}. "
+          f"Fitness: held-out {d['fitness']} on the {d['heldout_images']} images the supernet was trained without "
+          f"(what both maximise); test top-1: the pick's float top-1 on {d['test_images']:,} test images. "
+          f"{d['seconds']} s in all.\n\n")
+    rows = []
+    for b in d["summary"]:
+        here = [r for r in d["rows"] if (r["sram_kb"], r["flash_kb"]) == (b["sram_kb"], b["flash_kb"])]
+        for method in ("evolution", "random search"):
+            mine = [r for r in here if r["method"] == method]
+            f, t = [r["fitness"] for r in mine], [r["test_top1"] for r in mine]
+            rows.append([f"{b['sram_kb']:g}", f"{b['flash_kb']:g}", method, f"{_mean(f):.4f} ± {_sd(f):.4f}",
+                         f"{_mean(t):.2f} ± {_sd(t):.2f} %", kb(_mean([r["flash_bytes"] for r in mine]))])
+    s += table(["SRAM KB", "flash KB", "method", "fitness, mean ± sd", "test top-1, mean ± sd", "mean flash"], rows)
+    paired = [[f"{b['sram_kb']:g}", f"{b['flash_kb']:g}",
+               f"{b['fitness']['wins']}/{b['fitness']['seeds']}, {b['fitness']['mean_difference']:+.4f} ± "
+               f"{b['fitness']['standard_error']:.4f}",
+               f"{b['test_top1']['wins']}/{b['test_top1']['seeds']}, {b['test_top1']['mean_difference']:+.2f} ± "
+               f"{b['test_top1']['standard_error']:.2f} pt"] for b in d["summary"]]
+    s += ("\nPaired by seed, evolution minus random search (seeds where evolution's pick is better; mean difference "
+          "± its standard error):\n\n")
+    return s + table(["SRAM KB", "flash KB", "fitness", "test top-1"], paired)
+
+
+def _mean(xs) -> float:
+    return sum(xs) / len(xs)
+
+
+def _sd(xs) -> float:
+    m = _mean(xs)
+    return (sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5 if len(xs) > 1 else 0.0
 
 
 def section_fitness_fidelity() -> str:
@@ -264,7 +307,8 @@ def main() -> int:
              "measured by the command named above its table, on a 2-core x86-64 CPU unless a table says "
              "otherwise. CIFAR-10 is the JPEG (q75) re-encoding in `../shared/data`: accuracies are comparable "
              "with published CIFAR-10 figures, but not identical to them.\n",
-             section_zoo_supernet(), section_zoo(), section_budget_curve(), section_fitness_fidelity(),
+             section_zoo_supernet(), section_zoo(), section_budget_curve(), section_search_seeds(),
+             section_fitness_fidelity(),
              section_budget(), section_memory(), section_engine(), section_quant(),
              section_throughput()]
     write_text(ROOT / "docs/results.md", "\n".join(parts))

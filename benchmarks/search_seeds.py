@@ -139,7 +139,8 @@ def main() -> int:
         s = {"sram_kb": sram, "flash_kb": flash, "fitness": paired(here, "fitness"),
              "test_top1": paired(here, "test_top1")}
         summary.append(s)
-    print("\n| SRAM KB | flash KB | evolution > random: fitness (wins, mean diff ± s.e.) | test top-1 (wins, mean diff ± s.e.) |")
+    print("\n| SRAM KB | flash KB | evolution > random: fitness (wins, mean diff ± s.e.) "
+          "| test top-1 (wins, mean diff ± s.e.) |")
     print("|---|---|---|---|")
     for s in summary:
         f, t = s["fitness"], s["test_top1"]

@@ -22,8 +22,9 @@ def add_arguments(p):
                         "model of the exporter's fastest schedule; QEMU instruction counts, 1 instruction per cycle)")
     p.add_argument("--output", required=True, help="output folder (state.json, history.jsonl, best_arch.yaml, PNGs)")
     p.add_argument("--resume", action="store_true", help="continue the search whose state.json is in --output")
-    p.add_argument("--subsplit", default=None, help="held-out sub-split JSON (default: the split the supernet was trained without, "
-                   "as its checkpoint records it; else a seeded one, --per-class)")
+    p.add_argument("--subsplit", default=None,
+                   help="held-out sub-split JSON (default: the split the supernet was trained without, as its "
+                        "checkpoint records it; else a seeded one, --per-class)")
     p.add_argument("--per-class", type=positive_int, default=100, help="held-out images per class of a seeded split")
     p.add_argument("--heldout-limit", type=nonnegative_int, default=0, help="score on N held-out images only (0: all)")
     p.add_argument("--test-limit", type=nonnegative_int, default=0, help="re-score on N test images only (0: all)")
