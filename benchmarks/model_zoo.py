@@ -135,6 +135,8 @@ def main() -> int:
         done = {r["board"]["name"] for r in rows} | set(not_built)
         rows = [r for r in old["rows"] if r["board"]["name"] not in done] + rows
         not_built = {**{k: v for k, v in (old.get("not_built") or {}).items() if k not in done}, **not_built}
+    order = list(BOARDS)  # a partial rebuild keeps the table in board order
+    rows.sort(key=lambda r: order.index(r["board"]["name"]) if r["board"]["name"] in order else len(order))
     write_json(out, {"supernet": relative(ckpt), "supernet_sha256": sha, "rows": rows,
                      **({"not_built": not_built} if not_built else {})})
     ok = all(r["bit_exact_host"] and r["bit_exact_emulator"] is not False for r in rows)
