@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -148,8 +149,9 @@ def section_search_seeds() -> str:
         for method in ("evolution", "random search"):
             mine = [r for r in here if r["method"] == method]
             f, t = [r["fitness"] for r in mine], [r["test_top1"] for r in mine]
-            rows.append([f"{b['sram_kb']:g}", f"{b['flash_kb']:g}", method, f"{_mean(f):.4f} ± {_sd(f):.4f}",
-                         f"{_mean(t):.2f} ± {_sd(t):.2f} %", kb(_mean([r["flash_bytes"] for r in mine]))])
+            mean, sd = statistics.fmean, statistics.stdev
+            rows.append([f"{b['sram_kb']:g}", f"{b['flash_kb']:g}", method, f"{mean(f):.4f} ± {sd(f):.4f}",
+                         f"{mean(t):.2f} ± {sd(t):.2f} %", kb(mean([r["flash_bytes"] for r in mine]))])
     s += table(["SRAM KB", "flash KB", "method", "fitness, mean ± sd", "test top-1, mean ± sd", "mean flash"], rows)
     paired = [[f"{b['sram_kb']:g}", f"{b['flash_kb']:g}",
                f"{b['fitness']['wins']}/{b['fitness']['seeds']}, {b['fitness']['mean_difference']:+.4f} ± "
@@ -159,15 +161,6 @@ def section_search_seeds() -> str:
     s += ("\nPaired by seed, evolution minus random search (seeds where evolution's pick is better; mean difference "
           "± its standard error):\n\n")
     return s + table(["SRAM KB", "flash KB", "fitness", "test top-1"], paired)
-
-
-def _mean(xs) -> float:
-    return sum(xs) / len(xs)
-
-
-def _sd(xs) -> float:
-    m = _mean(xs)
-    return (sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5 if len(xs) > 1 else 0.0
 
 
 def section_fitness_fidelity() -> str:
