@@ -102,7 +102,8 @@ def main() -> int:
     ap.add_argument("--output", default=str(ROOT / "benchmarks/results/budget_curve.json"))
     ap.add_argument("--plot", default=str(ROOT / "docs/budget_curve.png"))
     args = ap.parse_args()
-    from mcuformer.pipeline import SEARCH_DEFAULTS, recorded_split
+    from mcuformer.pipeline import SEARCH_DEFAULTS
+    from mcuformer.train.checkpoint import recorded_split
     fitness = args.fitness or SEARCH_DEFAULTS["fitness"]
 
     ckpt = Path(args.checkpoint)

@@ -113,7 +113,7 @@ def main() -> int:
         ap.error("need --subnets >= 3, 2 <= --group <= --subnets and --test-limit >= 0")
     from tqdm import tqdm
 
-    from mcuformer.pipeline import recorded_split
+    from mcuformer.train.checkpoint import recorded_split
     from mcuformer.search.baselines import random_candidates
     from mcuformer.search.evolution import Feasibility
     from mcuformer.search.fitness import heldout_dataset, load_supernet, preload, resolve_search_data, test_dataset

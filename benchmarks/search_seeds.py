@@ -60,8 +60,8 @@ def main() -> int:
     from mcuformer.search import EvolutionConfig
     from mcuformer.search.baselines import random_candidates
     from mcuformer.search.evolution import Feasibility, Scored, evolve, rank
-    from mcuformer.search.fitness import (FitnessCache, heldout_dataset, load_supernet, preload, recorded_split,
-                                          resolve_search_data, test_dataset)
+    from mcuformer.search.fitness import (FitnessCache, default_heldout_split, heldout_dataset, load_supernet,
+                                          preload, resolve_search_data, test_dataset)
     from mcuformer.search.runner import make_budget
     from mcuformer.train.distributed import init_distributed
     from mcuformer.train.evaluate import evaluate_archs
@@ -83,7 +83,7 @@ def main() -> int:
     info = init_distributed("cpu")
     net = load_supernet(ckpt, info)
     data = resolve_search_data(net, None)
-    split = recorded_split(net, data)
+    split = default_heldout_split(net, data)
     if split is None:
         sys.exit(f"search_seeds.py: error: {ckpt} records no held-out split it was trained without")
     heldout, _ = heldout_dataset(net, data, split)

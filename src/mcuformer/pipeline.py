@@ -202,6 +202,7 @@ def supernet_stage(cfg: PipelineConfig, ledger) -> tuple[Path, str, Path | None]
     """1. a trained supernet to start from (the zoo's): checked, fingerprinted, its held-out split found"""
     from mcuformer.stages import digest_files
     from mcuformer.train import load_checkpoint, space_of
+    from mcuformer.train.checkpoint import recorded_split
 
     ckpt = Path(cfg.supernet)
     if not ckpt.is_file():
@@ -219,16 +220,6 @@ def supernet_stage(cfg: PipelineConfig, ledger) -> tuple[Path, str, Path | None]
     cfg.search["subsplit"] = str(split or new_heldout_split(cfg, ledger))
     curves = ckpt.parent / "curves.png"
     return ckpt, space.name, curves if curves.is_file() else None
-
-
-def recorded_split(ckpt: Path, state: dict) -> Path | None:
-    """The held-out split a supernet was trained without, as its training settings record it (a relative
-    path is relative to the checkpoint's folder, as in models/)."""
-    name = (state.get("config") or {}).get("exclude_split")
-    if not name:
-        return None
-    p = Path(name)
-    return p if p.is_absolute() else ckpt.parent / p
 
 
 def train_stage(cfg: PipelineConfig, ledger, epochs: int | None, progress: bool) -> dict:

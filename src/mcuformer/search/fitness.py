@@ -15,7 +15,7 @@ from mcuformer.errors import ConfigError
 from mcuformer.space import Arch, SearchSpace
 from mcuformer.supernet import SuperViT
 from mcuformer.train import evaluate_archs, load_checkpoint, space_of
-from mcuformer.train.checkpoint import augment_of, check_classes, data_path_of, trained_on
+from mcuformer.train.checkpoint import augment_of, check_classes, data_path_of, recorded_split, trained_on
 from mcuformer.train.distributed import DistInfo
 from mcuformer.train.evaluate import make_eval_loader
 
@@ -31,6 +31,7 @@ class Supernet:
     augment: AugmentConfig
     data_path: Path | None
     train_config: dict | None = None  # the checkpoint's training settings (which images it saw)
+    heldout_split: Path | None = None  # the split it was trained without, if its settings name one
 
 
 def load_supernet(checkpoint, info: DistInfo) -> Supernet:
@@ -40,23 +41,23 @@ def load_supernet(checkpoint, info: DistInfo) -> Supernet:
     model.load_state_dict(state["model"])
     model.to(info.device).eval()
     return Supernet(model, space, num_classes, state.get("classes"), augment_of(state), trained_on(state),
-                    state.get("config"))
+                    state.get("config"), recorded_split(checkpoint, state))
 
 
 def resolve_search_data(net: Supernet, data_path) -> Path:
     return data_path_of({"data_path": net.data_path}, data_path)
 
 
-def recorded_split(net: Supernet, data_path: Path) -> Path | None:
+def default_heldout_split(net: Supernet, data_path: Path) -> Path | None:
     """The held-out split the supernet was trained without, when the search reads the data it trained on
     (a split indexes one dataset's train images); None when it records none or trained on other data."""
-    name = (net.train_config or {}).get("exclude_split")
-    if not name or net.data_path is None or Path(net.data_path).resolve() != Path(data_path).resolve():
+    split = net.heldout_split
+    if split is None or net.data_path is None or Path(net.data_path).resolve() != Path(data_path).resolve():
         return None
-    if not Path(name).is_file():  # load_checkpoint resolved a relocatable checkpoint's relative name
-        raise ConfigError(f"the supernet was trained without the held-out split {name}, which is not found: "
+    if not split.is_file():
+        raise ConfigError(f"the supernet was trained without the held-out split {split}, which is not found: "
                           "put it back, or pass --subsplit")
-    return Path(name)
+    return split
 
 
 def heldout_dataset(net: Supernet, data_path: Path, subsplit=None, per_class: int = 100, seed: int = 0,

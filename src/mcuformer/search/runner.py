@@ -39,8 +39,8 @@ def run_search(checkpoint, output, budget: Budget, cfg: EvolutionConfig, *, data
     ``fitness``: what evolution and random search maximise on the held-out set, ``top1`` or ``loglik``
     (the mean log-likelihood of the true class). Without ``subsplit``, a supernet trained without a held-out
     split is scored on that split (when the search reads the data it trained on), else on a seeded one."""
-    from mcuformer.search.fitness import (FITNESS, FitnessCache, check_fitness, heldout_dataset, load_supernet,
-                                          preload, recorded_split, resolve_search_data, test_dataset)
+    from mcuformer.search.fitness import (FITNESS, FitnessCache, check_fitness, default_heldout_split,
+                                          heldout_dataset, load_supernet, preload, resolve_search_data, test_dataset)
     from mcuformer.train.distributed import cleanup, init_distributed
     from mcuformer.train.evaluate import evaluate_archs, make_eval_loader
 
@@ -55,7 +55,7 @@ def run_search(checkpoint, output, budget: Budget, cfg: EvolutionConfig, *, data
         check_feasible(net.space, budget, net.num_classes)
         data = resolve_search_data(net, data_path)
         if subsplit is None:
-            subsplit = recorded_split(net, data)
+            subsplit = default_heldout_split(net, data)
         heldout, heldout_source = heldout_dataset(net, data, subsplit, per_class, cfg.seed, heldout_limit)
         settings = {"checkpoint_sha256": _sha256(Path(checkpoint) if Path(checkpoint).is_file()
                                                  else Path(checkpoint) / "checkpoint.pt"),

@@ -72,6 +72,21 @@ def _locate_split(state: dict, path: Path) -> None:
         cfg["exclude_split"] = str(path.parent / name)
 
 
+def recorded_split(ckpt, state: dict) -> Path | None:
+    """The held-out split a checkpoint's supernet was trained without (its ``exclude_split``), as
+    ``load_checkpoint`` located it; a name it could not find is taken relative to the checkpoint's folder, so
+    an error can name the file that is missing."""
+    cfg = state.get("config")
+    name = cfg.get("exclude_split") if isinstance(cfg, dict) else None
+    if not isinstance(name, str) or not name:
+        return None
+    p = Path(name)
+    if p.is_absolute() or p.is_file():
+        return p
+    ckpt = Path(ckpt)
+    return (ckpt if ckpt.is_dir() else ckpt.parent) / p
+
+
 def trained_on(state: dict) -> Path | None:
     """The data a checkpoint was trained on: its recorded path, the default CIFAR-10 archive for a
     relocatable checkpoint that says so, else None (unknown)."""
