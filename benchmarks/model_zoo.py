@@ -52,6 +52,7 @@ def main() -> int:
     ap.add_argument("--output", default=str(ROOT / "benchmarks/results/model_zoo.json"))
     args = ap.parse_args()
     ckpt = Path(args.checkpoint)
+    sha = file_sha256(ckpt)  # each model names the exact supernet it was cut from; the file may be replaced later
     rows, not_built = [], {}
     for name in args.boards:
         t0 = time.time()
@@ -82,7 +83,7 @@ def main() -> int:
         use = {"sram": ram / board.sram_bytes if ram else None, "flash": flash / board.flash_bytes if flash else None}
         binding = max((k for k in use if use[k] is not None), key=lambda k: use[k], default=None)
         row = {
-            "board": board.to_dict(), "model": relative(dest), "supernet": relative(ckpt),
+            "board": board.to_dict(), "model": relative(dest), "supernet": relative(ckpt), "supernet_sha256": sha,
             "arch": searched["arch"], "summary": searched["summary"], "heldout_top1": searched["heldout_top1"],
             "search_fitness": args.fitness, "search_population": args.population,
             "search_generations": args.generations, "search_evaluations": searched.get("evaluations"),
@@ -128,12 +129,14 @@ def main() -> int:
               f"{kb(r['measured_ram_bytes'])} ({pct(r['sram_used'])}) | {kb(r['measured_flash_bytes'])} "
               f"({pct(r['flash_used'])}) | {(r['instructions_per_inference'] or 0) / 1e6:.1f} M | "
               f"{r['bit_exact_host']}, {r['bit_exact_emulator']} |")
-    out = Path(args.output)  # rows of boards measured by earlier calls on the same supernet stay
-    old = json.loads(out.read_text()) if out.exists() else {}
-    sha = file_sha256(ckpt)
-    if old.get("supernet") == relative(ckpt) and old.get("supernet_sha256") == sha:
+    out = Path(args.output)  # rows of boards measured by earlier calls on the same supernet file stay, each
+    old = json.loads(out.read_text()) if out.exists() else {}  # naming the sha256 of the supernet it was cut from
+    if old.get("supernet") == relative(ckpt):
         done = {r["board"]["name"] for r in rows} | set(not_built)
-        rows = [r for r in old["rows"] if r["board"]["name"] not in done] + rows
+        kept = [r for r in old["rows"] if r["board"]["name"] not in done]
+        for r in kept:
+            r.setdefault("supernet_sha256", old.get("supernet_sha256"))
+        rows = kept + rows
         not_built = {**{k: v for k, v in (old.get("not_built") or {}).items() if k not in done}, **not_built}
     order = list(BOARDS)  # a partial rebuild keeps the table in board order
     rows.sort(key=lambda r: order.index(r["board"]["name"]) if r["board"]["name"] in order else len(order))

@@ -96,6 +96,9 @@ def section_zoo() -> str:
             for r in d["rows"]]
     sha = f" (sha256 {d['supernet_sha256'][:12]}…)" if d.get("supernet_sha256") else ""
     s += f"Supernet: `{d.get('supernet', 'models/cifar10-tiny/supernet.pt')}`{sha}.\n\n"
+    for row, r in zip(rows, d["rows"]):  # a board not rebuilt since the supernet changed says so
+        if r.get("supernet_sha256", d.get("supernet_sha256")) != d.get("supernet_sha256"):
+            row[2] += f"; from an earlier supernet (sha256 {r['supernet_sha256'][:12]}…)"
     s += table(["board", "SRAM / flash", "subnet", "float top-1", "int8 top-1 (test images)", "arena planned",
                 "RAM measured (of SRAM)", "flash measured (of flash)", "instructions / inference",
                 "bit-exact host / emulator"], rows)

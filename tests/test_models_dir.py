@@ -3,6 +3,7 @@ absolute path anywhere), the folder stays within 20 MB, and the main command's d
 from a supernet that is there."""
 
 import json
+import re
 
 import pytest
 
@@ -52,6 +53,20 @@ def test_every_supernet_loads_with_relative_sources():
             assert split == str(p.parent / "heldout-split.json") and (p.parent / "heldout-split.json").is_file()
 
 
+def test_a_supernet_named_by_a_relative_path_finds_its_split_beside_it(monkeypatch):
+    # the pipeline once joined the checkpoint's folder onto an already located split, and a relative
+    # --supernet gave models/cifar10-zoo/models/cifar10-zoo/heldout-split.json
+    from mcuformer.train import load_checkpoint
+    from mcuformer.train.checkpoint import recorded_split
+    zoo = MODELS / "cifar10-zoo"
+    for cwd, rel in ((ROOT, "models/cifar10-zoo/supernet.pt"), (MODELS, "cifar10-zoo/supernet.pt"),
+                     (zoo, "supernet.pt")):
+        monkeypatch.chdir(cwd)
+        split = recorded_split(rel, load_checkpoint(rel))
+        assert split.resolve() == (zoo / "heldout-split.json").resolve(), (cwd, rel, split)
+        assert split.is_file()
+
+
 def test_every_int8_model_loads_and_names_its_supernet():
     from mcuformer.quantize.model import QuantModel
     from mcuformer.quantize.validate import validate_quant_model
@@ -64,6 +79,8 @@ def test_every_int8_model_loads_and_names_its_supernet():
         zoo = json.loads((d / "zoo.json").read_text())
         assert zoo["arch"] == q.arch.to_dict()
         assert zoo["board"]["name"] == d.name.removeprefix("int8-")
+        if d.parent.name == "cifar10-zoo":  # which supernet it was cut from, since supernet.pt is replaced
+            assert re.fullmatch(r"[0-9a-f]{64}", zoo.get("supernet_sha256", "")), d
 
 
 def test_the_main_command_starts_from_a_supernet_that_is_here():
