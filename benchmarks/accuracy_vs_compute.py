@@ -25,6 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from mcuformer.errors import run_script  # noqa: E402
 from mcuformer.memory import flash_bytes  # noqa: E402
 from mcuformer.space import SearchSpace  # noqa: E402
 from mcuformer.train import TrainConfig, train_supernet  # noqa: E402
@@ -126,4 +127,4 @@ def _plot(runs: dict, flash_kb: float, path: Path) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main, Path(__file__).name))

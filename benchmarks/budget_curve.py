@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from mcuformer.errors import McuformerError, one_line  # noqa: E402
+from mcuformer.errors import McuformerError, run_script  # noqa: E402
 from mcuformer.search import EvolutionConfig  # noqa: E402
 from mcuformer.search.runner import make_budget, run_search  # noqa: E402
 from mcuformer.space import Arch  # noqa: E402
@@ -159,7 +159,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except McuformerError as e:  # a wrong path or a malformed file: one line, no traceback
-        sys.exit(f"{Path(__file__).name}: error: {one_line(e)}")
+    sys.exit(run_script(main, Path(__file__).name))

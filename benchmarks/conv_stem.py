@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from mcuformer.codegen.export import export_model  # noqa: E402
 from mcuformer.codegen.linker import QEMU_MPS2_AN500_COMMAND, cortex_m7_build_command, write_linker_script  # noqa: E402
+from mcuformer.errors import run_script  # noqa: E402
 from mcuformer.memory import TECHNIQUES, Techniques, memory_report  # noqa: E402
 from mcuformer.memory.boards import get_board  # noqa: E402
 from mcuformer.memory.schedule import section_cost, stem_dims  # noqa: E402
@@ -361,4 +362,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main, Path(__file__).name))

@@ -36,6 +36,7 @@ from mcuformer.data import default_data_path  # noqa: E402
 from mcuformer.data.archive import load_archive_split  # noqa: E402
 from mcuformer.data.datasets import spread  # noqa: E402
 from mcuformer.data.transforms import CIFAR_MEAN, CIFAR_STD  # noqa: E402
+from mcuformer.errors import run_script  # noqa: E402
 from mcuformer.memory import estimate  # noqa: E402
 from mcuformer.space import Arch, SearchSpace  # noqa: E402
 from mcuformer.supernet import ViT  # noqa: E402
@@ -164,4 +165,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main, Path(__file__).name))

@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from mcuformer.codegen.export import export_model  # noqa: E402
+from mcuformer.errors import run_script  # noqa: E402
 from mcuformer.quantize.model import QuantModel  # noqa: E402
 from mcuformer.space import SearchSpace  # noqa: E402
 from mcuformer.codegen.linker import (CORTEX_M7_CFLAGS, QEMU_MPS2_AN500_COMMAND, cortex_m7_build_command,  # noqa: E402
@@ -368,4 +369,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main, Path(__file__).name))

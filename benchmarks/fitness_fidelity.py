@@ -22,7 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from mcuformer.errors import ConfigError, McuformerError, one_line  # noqa: E402
+from mcuformer.errors import ConfigError, run_script  # noqa: E402
 from mcuformer.utils.io import file_sha256, write_json  # noqa: E402
 
 PROXIES = {"heldout_top1": "held-out top-1", "heldout_loglik": "held-out log-likelihood",
@@ -192,7 +192,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except McuformerError as e:
-        sys.exit(f"{Path(__file__).name}: error: {one_line(e)}")
+    sys.exit(run_script(main, Path(__file__).name))

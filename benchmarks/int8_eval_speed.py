@@ -21,7 +21,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from mcuformer.errors import McuformerError, one_line  # noqa: E402
+from mcuformer.errors import run_script  # noqa: E402
 from mcuformer.quantize import fakequant, torchpath  # noqa: E402
 from mcuformer.quantize.model import QuantModel  # noqa: E402
 from mcuformer.utils.io import write_json  # noqa: E402
@@ -99,7 +99,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except McuformerError as e:  # a wrong path or a malformed file: one line, no traceback
-        sys.exit(f"{Path(__file__).name}: error: {one_line(e)}")
+    sys.exit(run_script(main, Path(__file__).name))

@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from engine_profile import profile  # noqa: E402
 from mcuformer.codegen.export import export_model  # noqa: E402
+from mcuformer.errors import run_script  # noqa: E402
 from mcuformer.memory import TECHNIQUES, Techniques, build_ops, check_arch  # noqa: E402
 from mcuformer.memory.latency import COEFFICIENTS, UNITS, op_work, predicted_instructions  # noqa: E402
 from mcuformer.quantize.synthetic import random_quant_model  # noqa: E402
@@ -120,4 +121,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main, Path(__file__).name))

@@ -26,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from mcuformer.errors import run_script  # noqa: E402
 from mcuformer.memory import build_ops, estimate, memory_report, plan_arena  # noqa: E402
 from mcuformer.memory.schedule import clear_caches  # noqa: E402
 from mcuformer.space import SearchSpace  # noqa: E402
@@ -90,4 +91,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main, Path(__file__).name))

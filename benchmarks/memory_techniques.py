@@ -19,6 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from mcuformer.errors import run_script  # noqa: E402
 from mcuformer.memory import (BOARDS, TECHNIQUES, Techniques, build_ops, check_plan, estimate,  # noqa: E402
                               memory_report, plan_arena)
 from mcuformer.memory.schedule import lowest_peak, sections  # noqa: E402
@@ -102,4 +103,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main, Path(__file__).name))

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from mcuformer.errors import McuformerError, one_line  # noqa: E402
+from mcuformer.errors import CheckpointError, McuformerError, run_script  # noqa: E402
 from mcuformer.memory import BOARDS  # noqa: E402
 from mcuformer.pipeline import (SEARCH_DEFAULTS, PipelineConfig, engine_stage, finetune_stage,  # noqa: E402
                                 quantize_stage, search_stage, supernet_stage)
@@ -52,6 +52,8 @@ def main() -> int:
     ap.add_argument("--output", default=str(ROOT / "benchmarks/results/model_zoo.json"))
     args = ap.parse_args()
     ckpt = Path(args.checkpoint)
+    if not ckpt.is_file():
+        raise CheckpointError(f"supernet checkpoint not found: {ckpt}")
     sha = file_sha256(ckpt)  # each model names the exact supernet it was cut from; the file may be replaced later
     rows, not_built = [], {}
     for name in args.boards:
@@ -147,7 +149,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except McuformerError as e:  # a wrong path or a malformed file: one line, no traceback
-        sys.exit(f"{Path(__file__).name}: error: {one_line(e)}")
+    sys.exit(run_script(main, Path(__file__).name))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ import torch
 
 from mcuformer.api import evaluate_quantized, quantize_checkpoint
 from mcuformer.data.datasets import spread
+from mcuformer.errors import run_script
 from mcuformer.memory import Techniques
 from mcuformer.quantize.reference import reference_logits
 from mcuformer.quantize.report import cosine_report
@@ -71,4 +73,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main, Path(__file__).name))

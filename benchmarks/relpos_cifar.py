@@ -22,6 +22,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from mcuformer.errors import run_script  # noqa: E402
 from mcuformer.space import SearchSpace  # noqa: E402
 from mcuformer.train import TrainConfig, train_supernet  # noqa: E402
 from mcuformer.utils.io import write_json  # noqa: E402
@@ -69,4 +70,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main, Path(__file__).name))

@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from mcuformer.codegen.export import export_model  # noqa: E402
+from mcuformer.errors import run_script  # noqa: E402
 from mcuformer.memory import TECHNIQUES, Techniques  # noqa: E402
 from mcuformer.quantize.synthetic import random_quant_model  # noqa: E402
 from mcuformer.space import Arch  # noqa: E402
@@ -165,4 +166,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main, Path(__file__).name))

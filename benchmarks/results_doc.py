@@ -15,6 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from mcuformer.errors import run_script  # noqa: E402
 from mcuformer.utils.io import write_text  # noqa: E402
 
 RESULTS = ROOT / "benchmarks/results"
@@ -313,4 +314,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main, Path(__file__).name))

@@ -18,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from mcuformer.errors import run_script  # noqa: E402
 from mcuformer.search import EvolutionConfig  # noqa: E402
 from mcuformer.search.runner import make_budget, run_search  # noqa: E402
 from mcuformer.space import Arch  # noqa: E402
@@ -94,4 +95,4 @@ def _binding(row: dict, budget: dict) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main, Path(__file__).name))

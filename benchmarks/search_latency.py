@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from mcuformer.codegen.export import export_model  # noqa: E402
+from mcuformer.errors import CheckpointError, run_script  # noqa: E402
 from mcuformer.memory import get_board  # noqa: E402
 from mcuformer.quantize.synthetic import random_quant_model  # noqa: E402
 from mcuformer.search.budget import Budget  # noqa: E402
@@ -35,11 +36,14 @@ def main() -> int:
     ap.add_argument("--max-latency-ms", type=float, default=40.0)
     ap.add_argument("--output", default=str(ROOT / "benchmarks/results/search_latency.json"))
     args = ap.parse_args()
+    ckpt = Path(args.checkpoint).resolve()  # the search below runs in the repository's folder
+    if not ckpt.is_file():
+        raise CheckpointError(f"checkpoint not found: {args.checkpoint}")
     board = get_board(args.board)
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="mcuformer-search-latency-") as tmp:
         out = Path(tmp) / "search"
-        cmd = [sys.executable, "-m", "mcuformer", "search", "--checkpoint", args.checkpoint, "--output", str(out),
+        cmd = [sys.executable, "-m", "mcuformer", "search", "--checkpoint", str(ckpt), "--output", str(out),
                "--board", args.board, "--max-latency-ms", str(args.max_latency_ms), "--population", "10",
                "--generations", "3", "--parents", "4", "--mutations", "5", "--crossovers", "5", "--per-class", "20",
                "--top-k", "1", "--test-limit", "500", "--no-baselines", "--workers", "0"]
@@ -66,4 +70,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main, Path(__file__).name))

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from mcuformer.errors import run_script  # noqa: E402
 from mcuformer.space import SearchSpace  # noqa: E402
 from mcuformer.supernet import SuperViT  # noqa: E402
 from mcuformer.supernet import supervit as supervit_module  # noqa: E402
@@ -149,4 +150,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main, Path(__file__).name))

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from mcuformer.api import evaluate_checkpoint  # noqa: E402
-from mcuformer.errors import ConfigError, McuformerError, one_line  # noqa: E402
+from mcuformer.errors import ConfigError, run_script  # noqa: E402
 from mcuformer.memory import memory_report  # noqa: E402
 from mcuformer.space import Arch  # noqa: E402
 from mcuformer.train import load_checkpoint, space_of  # noqa: E402
@@ -134,7 +134,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except McuformerError as e:  # a wrong path or a malformed file: one line, no traceback
-        sys.exit(f"{Path(__file__).name}: error: {one_line(e)}")
+    sys.exit(run_script(main, Path(__file__).name))

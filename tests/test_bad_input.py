@@ -606,3 +606,23 @@ def test_a_running_writers_temp_file_is_kept(tmp_path):
     write_text(tmp_path / "f.json", "{}")
     assert live.exists() and not dead.exists()
     assert remove_stale_temps(tmp_path / "f.json") == []
+
+
+CHECKPOINT_BENCHMARKS = ("budget_curve", "fitness_fidelity", "model_zoo", "search_compare", "search_latency",
+                         "search_seeds")
+
+
+def _results_hashes():
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (ROOT / "benchmarks/results").glob("*")
+            if p.is_file()}
+
+
+@pytest.mark.parametrize("name", CHECKPOINT_BENCHMARKS)
+def test_a_benchmark_given_a_missing_checkpoint_says_so_in_one_line(name, tmp_path):
+    # run as a user runs it, from another folder (search_compare and search_latency once printed tracebacks;
+    # model_zoo's sha256 of the supernet once read the missing file)
+    before = _results_hashes()
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), "--checkpoint", "nope.pt"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert_one_line_error(proc, f"{name}.py: error: ", "not found", "nope.pt")
+    assert _results_hashes() == before

@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-from mcuformer.errors import McuformerError, one_line
+from mcuformer.errors import run_script
 
 # verb modules, in pipeline order; imported lazily so that `mcuformer memory` never imports torch
 VERBS = [
@@ -65,23 +65,7 @@ def main(argv=None) -> int:
     if not getattr(args, "verb", None):
         parser.print_help()
         return 2
-    try:
-        return int(args._run(args) or 0)
-    except McuformerError as e:
-        print(f"mcuformer {args.verb}: error: {one_line(e)}", file=sys.stderr)
-        return e.exit_code
-    except OSError as e:  # a full or read-only disk, a name too long, a file that vanished
-        print(f"mcuformer {args.verb}: error: {_os_error(e)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"mcuformer {args.verb}: interrupted", file=sys.stderr)
-        return 130
-
-
-def _os_error(e: OSError) -> str:
-    text = e.strerror or one_line(e)
-    names = [str(n) for n in (e.filename, e.filename2) if n is not None]
-    return f"{text}: {' -> '.join(names)}" if names else text
+    return run_script(lambda: args._run(args), f"mcuformer {args.verb}")
 
 
 if __name__ == "__main__":
