@@ -4,6 +4,7 @@ distillation, warm restarts from a weights-only supernet, subnet fine-tuning, an
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -20,10 +21,11 @@ from mcuformer.space import SearchSpace
 from mcuformer.supernet import SuperViT
 from mcuformer.train import TrainConfig, load_checkpoint, train_supernet
 from mcuformer.train import trainer as trainer_module
-from mcuformer.train.trainer import step_archs
+from mcuformer.train.trainer import check_sampling_cap, step_archs
 from mcuformer.train.warm_start import init_weights_from, write_weights_only
 
 TINY = CONFIGS / "cifar10-tiny.yaml"
+ZOO = CONFIGS / "cifar10-zoo.yaml"
 ZOO_TINY = ROOT / "models/cifar10-tiny/supernet.pt"
 QUICK = dict(epochs=2, batch_size=32, steps_per_epoch=4, limit_train=512, limit_eval=64, workers=0,
              warmup_epochs=0.5, device="cpu")
@@ -120,6 +122,29 @@ def test_sandwich_puts_the_teacher_first_and_draws_the_random_ones():
         TrainConfig(distill="inplace", sampling="uniform")
     with pytest.raises(ConfigError, match="distill_alpha"):
         TrainConfig(distill_alpha=float("nan"))
+
+
+def test_a_parameter_cap_keeps_every_draw_within_it_and_refuses_impossible_caps():
+    space = SearchSpace.load(ZOO)
+    sizes = sorted(space.sample(random.Random(i), 10).num_params() for i in range(400))
+    cap = sizes[len(sizes) // 2]  # the median: about half of the uniform draws pass
+    for step in range(60):
+        capped = step_archs(space, 10, "uniform", 0, step, max_params=cap)
+        assert capped[0].num_params() <= cap
+        assert step_archs(space, 10, "uniform", 0, step, max_params=cap) == capped  # still a pure function
+        sandwich = step_archs(space, 10, "sandwich", 0, step, 2, max_params=cap)
+        assert sandwich[0] == space.largest(10) and all(a.num_params() <= cap for a in sandwich[2:])
+    uncapped = [step_archs(space, 10, "uniform", 0, s)[0].num_params() for s in range(60)]
+    assert max(uncapped) > cap  # the cap changed what was drawn
+    assert 0.3 < check_sampling_cap(space, 10, cap) < 0.7
+    assert check_sampling_cap(space, 10, 0) == 1.0
+    smallest = space.smallest(10).num_params()
+    with pytest.raises(ConfigError, match="below the smallest subnet"):
+        check_sampling_cap(space, 10, smallest - 1)
+    with pytest.raises(ConfigError, match="keeps 0.0%"):
+        check_sampling_cap(space, 10, smallest)
+    with pytest.raises(ConfigError, match="sample_max_params"):
+        TrainConfig(sample_max_params=-5)
 
 
 def test_inplace_distillation_changes_what_the_small_subnets_learn(tmp_path, cifar_archive):

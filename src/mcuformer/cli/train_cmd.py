@@ -12,6 +12,7 @@ FLAGS = {
     "eval_every": int, "eval_batch_size": int, "steps_per_epoch": int, "limit_train": int, "limit_eval": int,
     "exclude_split": str, "device": str, "sandwich_random": int, "distill_alpha": float, "lr_base_batch": int,
     "aug_groups": int, "time_budget_s": float, "checkpoint_every_s": float,
+    "sample_max_params": int,
 }
 AUG_FLAGS = {"mixup": float, "cutmix": float, "label_smoothing": float, "random_erasing": float}
 

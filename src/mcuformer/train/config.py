@@ -30,6 +30,7 @@ class TrainConfig:
     drop_path: float = 0.1
     sampling: str = "uniform"       # uniform: one random subnet per step; sandwich: largest+smallest+random
     sandwich_random: int = 1        # random subnets per sandwich step (BigNAS uses 2)
+    sample_max_params: int = 0      # >0: random draws keep to subnets of at most this many parameters
     distill: str = "none"           # inplace: the largest subnet's soft predictions teach the others (sandwich)
     distill_alpha: float = 1.0      # weight of a teacher's soft predictions in the target (1: teacher only)
     lr_base_batch: int = 0          # >0: lr is for this global batch and scales linearly with the real one
@@ -79,7 +80,8 @@ class TrainConfig:
         # every number finite (a NaN compares false with every bound), integers whole
         for k in ("epochs", "batch_size", "eval_batch_size", "eval_every", "sandwich_random", "aug_groups"):
             setattr(self, k, check_number(getattr(self, k), k, integer=True, positive=True))
-        for k in ("workers", "steps_per_epoch", "limit_train", "limit_eval", "seed", "lr_base_batch"):
+        for k in ("workers", "steps_per_epoch", "limit_train", "limit_eval", "seed", "lr_base_batch",
+                  "sample_max_params"):
             setattr(self, k, check_number(getattr(self, k), k, integer=True, minimum=0))
         for k in ("lr", "min_lr", "warmup_lr", "weight_decay", "warmup_epochs", "grad_clip", "time_budget_s",
                   "checkpoint_every_s"):

@@ -35,14 +35,43 @@ from mcuformer.utils.io import append_jsonl, write_json
 
 
 def step_archs(space: SearchSpace, num_classes: int, sampling: str, seed: int, global_step: int,
-               sandwich_random: int = 1) -> list[Arch]:
+               sandwich_random: int = 1, max_params: int = 0) -> list[Arch]:
     """The subnet(s) trained at a step: a pure function of (seed, step), identical on every rank.
-    Under the sandwich rule the largest comes first (it is the in-place teacher)."""
+    Under the sandwich rule the largest comes first (it is the in-place teacher). ``max_params`` > 0
+    keeps the random draws to subnets of at most that many parameters (uniform over that region)."""
     rng = random.Random(f"{seed}:arch:{global_step}")
+
+    def draw() -> Arch:
+        for _ in range(_MAX_DRAWS):
+            arch = space.sample(rng, num_classes)
+            if not max_params or arch.num_params() <= max_params:
+                return arch
+        raise ConfigError(f"sample_max_params {max_params:,}: no subnet of space {space.name} within it in "
+                          f"{_MAX_DRAWS} draws; raise it")
+
     if sampling == "sandwich":
-        return ([space.largest(num_classes), space.smallest(num_classes)] +
-                [space.sample(rng, num_classes) for _ in range(sandwich_random)])
-    return [space.sample(rng, num_classes)]
+        return [space.largest(num_classes), space.smallest(num_classes)] + [draw() for _ in range(sandwich_random)]
+    return [draw()]
+
+
+_MAX_DRAWS = 10_000  # rejection sampling: check_sampling_cap refuses caps that almost no subnet meets
+
+
+def check_sampling_cap(space: SearchSpace, num_classes: int, max_params: int, probes: int = 200) -> float:
+    """The share of uniform draws that ``max_params`` keeps (1.0 without a cap); refuses a cap below
+    the smallest subnet or one that keeps under 1 % of the space (training would mostly redraw)."""
+    if not max_params:
+        return 1.0
+    smallest = space.smallest(num_classes).num_params()
+    if smallest > max_params:
+        raise ConfigError(f"sample_max_params {max_params:,} is below the smallest subnet of space {space.name} "
+                          f"({smallest:,} parameters)")
+    rng = random.Random("sample_max_params")
+    kept = sum(space.sample(rng, num_classes).num_params() <= max_params for _ in range(probes)) / probes
+    if kept < 0.01:
+        raise ConfigError(f"sample_max_params {max_params:,} keeps {kept:.1%} of space {space.name}'s subnets; "
+                          "raise it (under 1 %, training would spend its time redrawing)")
+    return kept
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -120,6 +149,11 @@ def _train(space, output, cfg, data_path, resume, init_from, progress, info: Dis
     num_classes = len(train_set.classes)
     if space.num_classes is not None and space.num_classes != num_classes:
         raise ConfigError(f"space {space.name} has {space.num_classes} classes but {data_path} has {num_classes}")
+    if fixed_arch is None and cfg.sample_max_params:
+        kept = check_sampling_cap(space, num_classes, cfg.sample_max_params)
+        if info.is_main:
+            tqdm.write(f"sampling: subnets of at most {cfg.sample_max_params:,} parameters "
+                       f"(about {kept:.0%} of the space's uniform draws)")
     keep = list(range(len(train_set)))
     if cfg.exclude_split:
         keep = complement(load_subsplit(cfg.exclude_split, train_set), len(train_set))
@@ -322,7 +356,8 @@ def _train_step(net, fwd, model, optimizer, scaler, images, labels, space, num_c
     if fixed_arch is not None:
         archs = [fixed_arch]
     else:
-        archs = step_archs(space, num_classes, cfg.sampling, cfg.seed, gstep, cfg.sandwich_random)
+        archs = step_archs(space, num_classes, cfg.sampling, cfg.seed, gstep, cfg.sandwich_random,
+                            cfg.sample_max_params)
     student_targets = targets
     if teacher_model is not None:
         with torch.no_grad(), autocast_for(info.device, cfg.amp):
