@@ -34,6 +34,9 @@ from mcuformer.train.warm_start import init_weights_from, report_lines
 from mcuformer.utils.io import append_jsonl, write_json
 
 
+_MAX_DRAWS = 10_000  # rejection sampling: check_sampling_cap refuses caps that almost no subnet meets
+
+
 def step_archs(space: SearchSpace, num_classes: int, sampling: str, seed: int, global_step: int,
                sandwich_random: int = 1, max_params: int = 0) -> list[Arch]:
     """The subnet(s) trained at a step: a pure function of (seed, step), identical on every rank.
@@ -52,9 +55,6 @@ def step_archs(space: SearchSpace, num_classes: int, sampling: str, seed: int, g
     if sampling == "sandwich":
         return [space.largest(num_classes), space.smallest(num_classes)] + [draw() for _ in range(sandwich_random)]
     return [draw()]
-
-
-_MAX_DRAWS = 10_000  # rejection sampling: check_sampling_cap refuses caps that almost no subnet meets
 
 
 def check_sampling_cap(space: SearchSpace, num_classes: int, max_params: int, probes: int = 200) -> float:
