@@ -2,10 +2,10 @@
 
 One search per budget is one draw of noise: the budget curve's gaps to random search (-0.69 to +0.28 points
 on the 10k test, stage-11 supernet) cannot tell the methods apart. Here, at each budget, evolution and random
-search each run with seeds 0..S-1; random search gets as many evaluations as that seed's evolution made. For every pick the
-table gives its held-out fitness (what both maximise, on the split the supernet was trained without) and its
-float top-1 on the test images; per method the mean and standard deviation over seeds, and, paired by seed,
-how often evolution's pick beats random search's and the mean difference with its standard error.
+search each run with seeds 0..S-1; random search gets as many evaluations as that seed's evolution made. For
+every pick the table gives its held-out fitness (what both maximise, on the split the supernet was trained
+without) and its float top-1 on the test images; per method the mean and standard deviation over seeds, and,
+paired by seed, how often evolution's pick beats random search's and the mean difference with its standard error.
 One fitness cache serves every run, so a subnet is scored once.
 
     python benchmarks/search_seeds.py     # 36 min on 2 cores; writes benchmarks/results/search_seeds.json
