@@ -8,7 +8,7 @@ without) and its float top-1 on the test images; per method the mean and standar
 paired by seed, how often evolution's pick beats random search's and the mean difference with its standard error.
 One fitness cache serves every run, so a subnet is scored once.
 
-    python benchmarks/search_seeds.py     # 36 min on 2 cores; writes benchmarks/results/search_seeds.json
+    python benchmarks/search_seeds.py     # 21 min on 2 cores; writes benchmarks/results/search_seeds.json
 """
 
 from __future__ import annotations
