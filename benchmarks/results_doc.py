@@ -112,11 +112,12 @@ def section_zoo() -> str:
 
 
 def section_budget_curve() -> str:
-    d = load("budget_curve")
+    d, default = load("budget_curve"), "python benchmarks/budget_curve.py"
     s = "## int8 top-1 against the SRAM and flash budget\n\n"
     if not d:
-        return s + "Command: `python benchmarks/budget_curve.py`.\n\n" + missing("python benchmarks/budget_curve.py")
-    s += f"Command: `{d.get('command', 'python benchmarks/budget_curve.py').strip()}` ({d['seconds']} s).\n\n"
+        return s + f"Command: `{default}`.\n\n" + missing(default)
+    took = f" ({d['seconds']} s)" if "seconds" in d else ""
+    s += f"Command: `{d.get('command', default).strip()}`{took}.\n\n"
     sha = f" (sha256 {d['supernet_sha256'][:12]}…)" if d.get("supernet_sha256") else ""
     s += (f"Supernet `{d['supernet']}`{sha}; each point is one search (population {d['evolution']['population']}, "
           f"{d['evolution']['generations']} generations, fitness: held-out {d.get('fitness', 'top1')}) against random "
