@@ -69,7 +69,9 @@ def main() -> int:
         supernet_stage(cfg, ledger)
         try:
             searched = search_stage(cfg, ckpt, board, workers=1, progress=True, ledger=ledger)
-            deployed = finetune_stage(cfg, ckpt, searched, progress=True, ledger=ledger)
+            # a board whose search picked a subnet another board's run already fine-tuned copies its weights
+            deployed = finetune_stage(cfg, ckpt, searched, progress=True, ledger=ledger,
+                                      donors=[Path(args.work) / b for b in BOARDS if b != name])
             acc = quantize_stage(cfg, deployed, searched, progress=True, ledger=ledger)
             engine = engine_stage(cfg, board, progress=True, ledger=ledger)
         except McuformerError as e:  # one board's failure (say a link that overflows) does not stop the others
@@ -77,6 +79,7 @@ def main() -> int:
             not_built[name] = str(e)
             continue
         emu = engine.get("emulator") or {}
+        copied = ledger.records.get("finetune", {}).get("reused_from") if args.finetune_epochs else None
         dest = ckpt.parent / f"int8-{name}"
         tmp = dest.with_name(dest.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -91,6 +94,7 @@ def main() -> int:
             "search_generations": args.generations, "search_evaluations": searched.get("evaluations"),
             "fine_tuned_epochs": args.finetune_epochs,
             **({"fine_tune_teacher": args.finetune_teacher} if args.finetune_epochs else {}),
+            **({"fine_tune_copied_from": copied} if copied else {}),
             "float_top1": acc["float_top1"], "int8_top1": acc["int8_top1"], "test_images": acc["count"],
             "planned_arena_bytes": engine["export"]["arena_bytes"],
             "planned_flash_bytes": engine["export"]["planned_flash_bytes"],

@@ -309,10 +309,12 @@ def search_stage(cfg: PipelineConfig, ckpt: Path, board, workers: int, progress:
             "arch_file": str(out / "best_arch.yaml")}
 
 
-def finetune_stage(cfg: PipelineConfig, ckpt: Path, searched: dict, progress: bool, ledger=None) -> Path | None:
+def finetune_stage(cfg: PipelineConfig, ckpt: Path, searched: dict, progress: bool, ledger=None,
+                   donors=()) -> Path | None:
     """4. (``finetune.epochs`` > 0) train the searched subnet on its own, taught by the supernet's largest
     subnet; returns the checkpoint to quantise (the supernet's when there is no fine-tuning; None when
-    interrupted)."""
+    interrupted). ``donors``: other run folders (other boards' runs) whose finished fine-tune of the same
+    subnet, supernet, data and settings is copied instead of trained again (see ``reusable_finetune``)."""
     from mcuformer.api import finetune_subnet
     from mcuformer.stages import digest_files, digest_settings
     from mcuformer.train import TrainConfig, load_checkpoint
@@ -332,14 +334,64 @@ def finetune_stage(cfg: PipelineConfig, ckpt: Path, searched: dict, progress: bo
                        state="continuing its checkpoint")
     _say(plan)
     if plan.run:
-        train_cfg = TrainConfig.from_dict(finetune_settings(load_checkpoint(ckpt).get("config"), epochs=t["epochs"],
-                                                            workers=1), where="fine-tune settings")
-        summary = finetune_subnet(ckpt, searched["arch_file"], out, train_cfg, data_path=cfg.data_path,
-                                  teacher=t["teacher"], resume=(out / "checkpoint.pt").exists(), progress=progress)
-        if summary["interrupted"]:
-            return None
+        donor = reusable_finetune(donors, searched["arch"], inputs, t["epochs"])
+        if donor is not None:
+            from tqdm import tqdm
+            tqdm.write(f"fine-tune: {donor} fine-tuned the same subnet from the same supernet, data and settings: "
+                       "its checkpoint is copied, not trained again")
+            _copy_folder(donor / "finetune", out)
+            ledger.records["finetune"]["reused_from"] = donor.name
+        else:
+            train_cfg = TrainConfig.from_dict(finetune_settings(load_checkpoint(ckpt).get("config"),
+                                                                epochs=t["epochs"], workers=1),
+                                              where="fine-tune settings")
+            summary = finetune_subnet(ckpt, searched["arch_file"], out, train_cfg, data_path=cfg.data_path,
+                                      teacher=t["teacher"], resume=(out / "checkpoint.pt").exists(),
+                                      progress=progress)
+            if summary["interrupted"]:
+                return None
         ledger.finish("finetune")
     return out / "checkpoint.pt"
+
+
+def reusable_finetune(donors, arch: dict, inputs: dict, epochs: int) -> Path | None:
+    """The first of ``donors`` (run folders) that finished fine-tuning ``arch`` from the same supernet, data
+    and settings (``inputs``: this run's fine-tune inputs). Fine-tuning does not depend on the board, and it
+    is seeded (the stage-10 F746 and F427 runs gave the same weights), so when two boards' searches pick the
+    same subnet the second copies the first one's weights. A donor counts only if its record says its fine-tune finished on the arch file its search
+    holds now, and its checkpoint loads and reached ``epochs``; any doubt and the subnet is trained here."""
+    from mcuformer.errors import McuformerError
+    from mcuformer.stages import StageLedger, digest_files
+    from mcuformer.train import load_checkpoint
+
+    for donor in map(Path, donors):
+        arch_file, ckpt = donor / "search" / "best_arch.yaml", donor / "finetune" / "checkpoint.pt"
+        if not (arch_file.is_file() and ckpt.is_file()):
+            continue
+        try:
+            record = StageLedger(donor).records.get("finetune")
+            if not (record and record["complete"]
+                    and all(record["inputs"].get(k) == inputs[k] for k in ("checkpoint", "fine-tune settings", "data"))
+                    and record["inputs"].get("searched arch") == digest_files(arch_file)):
+                continue
+            searched = read_structured(arch_file)
+            if isinstance(searched, dict) and searched.get("arch") == arch and load_checkpoint(ckpt).get("epoch", 0) >= epochs:
+                return donor
+        except McuformerError:  # an unreadable donor is no donor
+            continue
+    return None
+
+
+def _copy_folder(src: Path, dest: Path) -> None:
+    """Copy a folder in place of ``dest`` (the stage's own output), through a temporary sibling."""
+    import shutil
+
+    tmp = dest.with_name(dest.name + ".copying")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    if dest.exists():
+        shutil.rmtree(dest)
+    tmp.rename(dest)
 
 
 def quantize_stage(cfg: PipelineConfig, ckpt: Path, searched: dict, progress: bool, ledger=None) -> dict:

@@ -1,0 +1,79 @@
+"""benchmarks/model_zoo.py builds one run per board; when two boards' searches pick the same subnet of the
+same supernet, the second board copies the first one's fine-tuned weights instead of training them again
+(fine-tuning does not depend on the board). A donor that differs in anything the weights depend on, or
+whose record does not hold, is not used."""
+
+import torch
+import yaml
+
+from conftest import make_image_folder
+
+from mcuformer.pipeline import PipelineConfig, finetune_stage
+from mcuformer.stages import StageLedger
+from mcuformer.train.checkpoint import FORMAT
+
+ARCH = {"embed_dim": 96, "depth": 4, "num_heads": [4, 6, 6, 3], "stem_width": 48}
+
+
+def _checkpoint(path, epoch, value=0.0):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": FORMAT, "space": {}, "model": {"w": torch.full((2,), value)}, "num_classes": 10,
+                "epoch": epoch}, path)
+
+
+def _run(tmp_path, board, monkeypatch, trained, *, epochs=2, arch=ARCH, donors=()):
+    """The fine-tune stage of one board's run, with the training itself faked: it records the call."""
+    def fake_finetune(ckpt, arch_file, out, cfg, **_):
+        trained.append(board)
+        _checkpoint(out / "checkpoint.pt", cfg.epochs, value=len(trained))
+        return {"interrupted": False}
+
+    monkeypatch.setattr("mcuformer.api.finetune_subnet", fake_finetune)
+    run = tmp_path / "work" / board
+    arch_file = run / "search" / "best_arch.yaml"
+    ledger = StageLedger(run)
+    ledger.plan("search", {"board": board}, done=True, owned=[arch_file.parent])
+    arch_file.parent.mkdir(parents=True, exist_ok=True)  # the budget in it is the board's: the files differ
+    arch_file.write_text(yaml.safe_dump({"arch": arch, "budget": {"board": board}}))
+    ledger.finish("search")
+    cfg = PipelineConfig(space=[], train_config=None, output=run, supernet=tmp_path / "supernet.pt",
+                         data_path=tmp_path / "data", board=board, finetune={"epochs": epochs, "teacher": False})
+    out = finetune_stage(cfg, tmp_path / "supernet.pt", {"arch": arch, "arch_file": str(arch_file)},
+                         progress=False, ledger=ledger, donors=donors)
+    return out, StageLedger(run).records["finetune"]
+
+
+def test_a_board_whose_search_picked_a_fine_tuned_subnet_copies_it(tmp_path, monkeypatch):
+    make_image_folder(tmp_path / "data")
+    _checkpoint(tmp_path / "supernet.pt", 0)
+    work, trained = tmp_path / "work", []
+    first, _ = _run(tmp_path, "stm32f746", monkeypatch, trained)
+    second, record = _run(tmp_path, "stm32f427", monkeypatch, trained, donors=[work / "stm32f746", work / "missing"])
+    assert trained == ["stm32f746"]
+    assert second.read_bytes() == first.read_bytes() and second != first
+    assert record["complete"] and record["reused_from"] == "stm32f746"
+
+    # what the weights depend on differs: trained here
+    _, record = _run(tmp_path, "stm32h743", monkeypatch, trained, arch={**ARCH, "depth": 5},
+                     donors=[work / "stm32f746"])
+    _, record2 = _run(tmp_path, "stm32f411re", monkeypatch, trained, epochs=3, donors=[work / "stm32f746"])
+    assert trained == ["stm32f746", "stm32h743", "stm32f411re"]
+    assert "reused_from" not in record and "reused_from" not in record2
+
+    # the donor's search reran after its fine-tune (its arch file is not the one its weights were trained on)
+    arch_file = work / "stm32f746" / "search" / "best_arch.yaml"
+    arch_file.write_text(arch_file.read_text() + "# searched again\n")
+    _run(tmp_path, "stm32l432kc", monkeypatch, trained, donors=[work / "stm32f746"])
+    assert trained[-1] == "stm32l432kc"
+
+
+def test_a_donor_with_a_broken_checkpoint_or_record_is_no_donor(tmp_path, monkeypatch):
+    make_image_folder(tmp_path / "data")
+    _checkpoint(tmp_path / "supernet.pt", 0)
+    work, trained = tmp_path / "work", []
+    _run(tmp_path, "stm32f746", monkeypatch, trained)
+    (work / "stm32f746" / "finetune" / "checkpoint.pt").write_bytes(b"truncated")
+    _run(tmp_path, "stm32f427", monkeypatch, trained, donors=[work / "stm32f746"])
+    (work / "stm32f427" / "stages.json").write_text("{not json")
+    _run(tmp_path, "stm32h743", monkeypatch, trained, donors=[work / "stm32f746", work / "stm32f427"])
+    assert trained == ["stm32f746", "stm32f427", "stm32h743"]
