@@ -83,6 +83,8 @@ def section_zoo() -> str:
     pct = lambda u: "-" if u is None else f"{100 * u:.1f} %"  # noqa: E731  (one decimal: 79.9 % must not print as 80 %)
     tuned = lambda r: (f", fine-tuned {r['fine_tuned_epochs']} epochs"  # noqa: E731
                        + (" (no teacher)" if r.get("fine_tune_teacher") == "none" else "")
+                       + (f", weights copied from {r['fine_tune_copied_from']}'s run (the same subnet)"
+                          if r.get("fine_tune_copied_from") else "")
                        if r.get("fine_tuned_epochs") else "")
     searched = lambda r: (f"; searched {r['search_population']} x {r['search_generations']} "  # noqa: E731
                           f"({r['search_evaluations']} subnets)" if r.get("search_evaluations") else "")
