@@ -358,8 +358,9 @@ def reusable_finetune(donors, arch: dict, inputs: dict, epochs: int) -> Path | N
     """The first of ``donors`` (run folders) that finished fine-tuning ``arch`` from the same supernet, data
     and settings (``inputs``: this run's fine-tune inputs). Fine-tuning does not depend on the board, and it
     is seeded (the stage-10 F746 and F427 runs gave the same weights), so when two boards' searches pick the
-    same subnet the second copies the first one's weights. A donor counts only if its record says its fine-tune finished on the arch file its search
-    holds now, and its checkpoint loads and reached ``epochs``; any doubt and the subnet is trained here."""
+    same subnet the second copies the first one's weights. A donor counts only if its record says its fine-tune
+    finished on the arch file its search holds now, and its checkpoint loads and reached ``epochs``; any doubt
+    and the subnet is trained here."""
     from mcuformer.errors import McuformerError
     from mcuformer.stages import StageLedger, digest_files
     from mcuformer.train import load_checkpoint
@@ -375,7 +376,8 @@ def reusable_finetune(donors, arch: dict, inputs: dict, epochs: int) -> Path | N
                     and record["inputs"].get("searched arch") == digest_files(arch_file)):
                 continue
             searched = read_structured(arch_file)
-            if isinstance(searched, dict) and searched.get("arch") == arch and load_checkpoint(ckpt).get("epoch", 0) >= epochs:
+            if (isinstance(searched, dict) and searched.get("arch") == arch
+                    and load_checkpoint(ckpt).get("epoch", 0) >= epochs):
                 return donor
         except McuformerError:  # an unreadable donor is no donor
             continue
