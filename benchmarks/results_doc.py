@@ -139,6 +139,23 @@ def section_budget_curve() -> str:
                       "flash", "subnet"], rows)
 
 
+def section_flash_fill() -> str:
+    d, default = load("flash_fill"), "python benchmarks/flash_fill.py"
+    s = "## Does filling the flash pay once fine-tuned?\n\n"
+    if not d:
+        return s + f"Command: `{default}`.\n\n" + missing(default)
+    p = d["pick"]
+    s += (f"Command: `{d['command']}`. Board {d['board']}, supernet sha256 {d['supernet_sha256'][:12]}…. "
+          f"The filling subnet is the best held-out log-likelihood ({p['heldout_loglik']:.4f}) of {p['candidates']} "
+          f"seeded random subnets that fit the board with at least {100 * d['fill']:g} % of its flash "
+          f"({p['draws']} draws, {p['seconds']} s); both were then fine-tuned {d['finetune_epochs']} epochs with "
+          f"the zoo's recipe (teacher: {d['teacher']}), quantised, and tested on the 10k test split.\n\n")
+    rows = [[r["subnet"], r["summary"], kb(r["flash_bytes"]), f"{r['float_top1']:.2f} %", f"{r['int8_top1']:.2f} %",
+             f"{r['train_loss']:.4f}", r["train_seconds"]] for r in d["rows"]]
+    return s + table(["subnet", "arch", "flash (planned)", "float top-1", "int8 top-1", "final training loss",
+                      "training s"], rows)
+
+
 def section_search_seeds() -> str:
     d = load("search_seeds")
     s = ("## Evolution against random search, over seeds\n\n"
@@ -308,7 +325,7 @@ def main() -> int:
              "measured by the command named above its table, on a 2-core x86-64 CPU unless a table says "
              "otherwise. CIFAR-10 is the JPEG (q75) re-encoding in `../shared/data`: accuracies are comparable "
              "with published CIFAR-10 figures, but not identical to them.\n",
-             section_zoo_supernet(), section_zoo(), section_budget_curve(), section_search_seeds(),
+             section_zoo_supernet(), section_zoo(), section_budget_curve(), section_flash_fill(), section_search_seeds(),
              section_fitness_fidelity(),
              section_budget(), section_memory(), section_engine(), section_quant(),
              section_throughput()]

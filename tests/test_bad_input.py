@@ -608,8 +608,18 @@ def test_a_running_writers_temp_file_is_kept(tmp_path):
     assert remove_stale_temps(tmp_path / "f.json") == []
 
 
-CHECKPOINT_BENCHMARKS = ("budget_curve", "fitness_fidelity", "model_zoo", "search_compare", "search_latency",
-                         "search_seeds")
+CHECKPOINT_BENCHMARKS = ("budget_curve", "fitness_fidelity", "flash_fill", "model_zoo", "search_compare",
+                         "search_latency", "search_seeds")
+
+
+@pytest.mark.parametrize("args, words", [(["--fill", "1.5"], ("--fill", "1.5")),
+                                          (["--board", "stm32f103"], ("no zoo model", "stm32f103"))])
+def test_flash_fill_refuses_an_impossible_fill_or_a_board_without_a_zoo_model(args, words, tmp_path):
+    before = _results_hashes()
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks/flash_fill.py"), *args, "--work", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert_one_line_error(proc, "flash_fill.py: error: ", *words)
+    assert _results_hashes() == before and not any(tmp_path.iterdir())
 
 
 def _results_hashes():

@@ -1,0 +1,166 @@
+"""Does a subnet that fills the board's flash beat the search's pick once both are fine-tuned?
+
+The search ranks subnets by their inherited (supernet) weights, and on the zoo supernet that ranking is flat
+from about 500 KB of int8 flash up, so the 1 MB boards get ~0.5 MB models. Inherited weights may undersell
+large subnets if those gain more from training on their own. This benchmark measures it: among seeded random
+subnets whose flash lies in [fill x budget, budget] (and that fit the board's arena), it takes the one with the
+best held-out log-likelihood (the search's fitness), fine-tunes it and the board's zoo pick with the same
+settings and epochs, and reports both int8 top-1s on the full 10k test split.
+
+    python benchmarks/flash_fill.py [--board stm32f746] [--fill 0.8] [--finetune-epochs 3]
+    # 2 cores: 1 min to pick, then both fine-tunes (F746: 2.5 min per epoch for the zoo pick, 3.6 for an 830 KB one)
+
+Resumable: the pick is kept in --work, and each fine-tune continues its checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from mcuformer.errors import CheckpointError, ConfigError, run_script  # noqa: E402
+from mcuformer.pipeline import QUANTIZE_DEFAULTS, SEARCH_DEFAULTS  # noqa: E402
+from mcuformer.utils.io import read_structured, write_json, write_yaml  # noqa: E402
+
+
+def pick_filling(ckpt: Path, board: str, fill: float, candidates: int, seed: int, max_draws: int) -> dict:
+    """The best held-out log-likelihood among ``candidates`` distinct random subnets that fit the board
+    and use at least ``fill`` of its flash."""
+    from mcuformer.search.fitness import (FitnessCache, default_heldout_split, heldout_dataset, load_supernet,
+                                          preload, resolve_search_data)
+    from mcuformer.search.runner import make_budget
+    from mcuformer.train.distributed import cleanup, init_distributed
+
+    budget = make_budget(board)
+    info = init_distributed("auto")
+    try:
+        net = load_supernet(ckpt, info)
+        rng, found, draws = random.Random(seed), {}, 0
+        while len(found) < candidates and draws < max_draws:
+            draws += 1
+            arch = net.space.sample(rng, net.num_classes)
+            if arch in found:
+                continue
+            sram, flash, fits = budget.measure(arch)
+            if fits and flash >= fill * budget.flash_bytes:
+                found[arch] = (sram, flash)
+        if not found:
+            raise ConfigError(f"no subnet in {draws} draws fits {board} with at least {100 * fill:g} % of its flash")
+        data = resolve_search_data(net, None)
+        heldout, _ = heldout_dataset(net, data, default_heldout_split(net, data), SEARCH_DEFAULTS["per_class"], 0)
+        cache = FitnessCache(net.model, preload(heldout, info, 500, 1), info, "auto", "loglik")
+        archs = list(found)
+        scores = cache.evaluate(archs)
+        top1 = cache.heldout_top1(archs)
+    finally:
+        cleanup(info)
+    best = max(range(len(archs)), key=lambda i: scores[i])
+    arch = archs[best]
+    sram, flash = found[arch]
+    return {"arch": arch.to_dict(), "summary": arch.short(), "params": arch.num_params(),
+            "sram_bytes": sram, "flash_bytes": flash, "flash_used": flash / budget.flash_bytes,
+            "heldout_loglik": scores[best], "heldout_top1": top1[best], "candidates": len(archs), "draws": draws,
+            "candidate_flash_kb": [round(found[a][1] / 1024, 1) for a in archs],
+            "candidate_loglik": [round(s, 4) for s in scores]}
+
+
+def finetune_and_test(ckpt: Path, arch: dict, work: Path, epochs: int, data_path) -> dict:
+    """The zoo's recipe (model_zoo --finetune-teacher none): fine-tune, quantise, int8 top-1 on the 10k test."""
+    from mcuformer.api import finetune_subnet
+    from mcuformer.quantize.workflow import evaluate_quantized, quantize_checkpoint
+    from mcuformer.train import TrainConfig, load_checkpoint
+    from mcuformer.train.config import finetune_settings
+
+    report = work / "accuracy.json"
+    if report.exists():
+        return read_structured(report)
+    arch_file = work / "arch.yaml"
+    write_yaml(arch_file, {"arch": arch})
+    t0 = time.time()
+    cfg = TrainConfig.from_dict(finetune_settings(load_checkpoint(ckpt).get("config"), epochs=epochs, workers=1),
+                                where="fine-tune settings")
+    out = work / "finetune"
+    summary = finetune_subnet(ckpt, arch_file, out, cfg, data_path=data_path, teacher=False,
+                              resume=(out / "checkpoint.pt").exists(), progress=True)
+    if summary["interrupted"]:
+        raise ConfigError(f"fine-tune of {work.name} interrupted; run again to continue it")
+    trained = time.time() - t0
+    qdir = work / "int8"
+    quantize_checkpoint(out / "checkpoint.pt", arch_file, qdir, data_path=data_path,
+                        num_images=QUANTIZE_DEFAULTS["calibration_images"], method=QUANTIZE_DEFAULTS["method"])
+    acc = evaluate_quantized(qdir, checkpoint=out / "checkpoint.pt", data_path=data_path, limit=0, progress=True)
+    acc = {**acc, "train_seconds_this_run": round(trained, 1)}
+    write_json(report, acc)
+    return acc
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", default=str(ROOT / "models/cifar10-zoo/supernet.pt"))
+    ap.add_argument("--board", default="stm32f746")
+    ap.add_argument("--fill", type=float, default=0.8, help="the least share of the board's flash the pick uses")
+    ap.add_argument("--candidates", type=int, default=48, help="distinct random subnets scored on the held-out set")
+    ap.add_argument("--max-draws", type=int, default=200_000)
+    ap.add_argument("--finetune-epochs", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--data-path", default=None, help="default: the CIFAR-10 archive")
+    ap.add_argument("--work", default=str(ROOT / "runs/flash-fill"))
+    ap.add_argument("--output", default=str(ROOT / "benchmarks/results/flash_fill.json"))
+    args = ap.parse_args()
+    if not 0 < args.fill <= 1:
+        raise ConfigError(f"--fill must be in (0, 1], got {args.fill:g}")
+    if args.finetune_epochs < 1 or args.candidates < 1:
+        raise ConfigError("--finetune-epochs and --candidates must be at least 1")
+    ckpt = Path(args.checkpoint)
+    if not ckpt.is_file():
+        raise CheckpointError(f"supernet checkpoint not found: {ckpt}")
+    zoo_row = ckpt.parent / f"int8-{args.board}" / "zoo.json"
+    if not zoo_row.is_file():
+        raise ConfigError(f"no zoo model for {args.board} beside the supernet ({zoo_row} missing)")
+    zoo = read_structured(zoo_row)
+    work = Path(args.work) / f"{args.board}-fill{args.fill:g}-ep{args.finetune_epochs}"
+    work.mkdir(parents=True, exist_ok=True)
+    pick_file = work / "pick.json"
+    if pick_file.exists():
+        pick = read_structured(pick_file)
+    else:
+        t0 = time.time()
+        pick = pick_filling(ckpt, args.board, args.fill, args.candidates, args.seed, args.max_draws)
+        pick["seconds"] = round(time.time() - t0, 1)
+        write_json(pick_file, pick)
+    print(f"filling pick: {pick['summary']}, {pick['flash_bytes'] / 1024:.1f} KB flash "
+          f"({100 * pick['flash_used']:.1f} %), held-out top-1 {pick['heldout_top1']:.2f} %, "
+          f"log-likelihood {pick['heldout_loglik']:.4f} (best of {pick['candidates']})")
+    data_path = Path(args.data_path) if args.data_path else None
+    rows = []
+    for name, arch, flash in (("search's pick (zoo)", zoo["arch"], zoo["planned_flash_bytes"]),
+                              (f"fills >= {100 * args.fill:g} % of flash", pick["arch"], pick["flash_bytes"])):
+        folder = "zoo-pick" if "zoo" in name else "filling"
+        acc = finetune_and_test(ckpt, arch, work / folder, args.finetune_epochs, data_path)
+        rows.append({"subnet": name, "summary": zoo["summary"] if "zoo" in name else pick["summary"],
+                     "flash_bytes": flash, "float_top1": acc["float_top1"], "int8_top1": acc["int8_top1"],
+                     "test_images": acc["count"], "train_seconds": acc.get("train_seconds_this_run"),
+                     "train_loss": read_structured(work / folder / "finetune" / "summary.json")["final"]["train_loss"]})
+    result = {"board": args.board, "fill": args.fill, "finetune_epochs": args.finetune_epochs, "teacher": "none",
+              "supernet_sha256": zoo["supernet_sha256"], "pick": pick, "rows": rows,
+              "command": f"python benchmarks/flash_fill.py --board {args.board} --fill {args.fill:g} "
+                         f"--finetune-epochs {args.finetune_epochs}"}
+    print(f"\n{args.board}, both fine-tuned {args.finetune_epochs} epochs (labels only), int8 on the 10k test:\n")
+    print("| subnet | arch | flash (planned) | float top-1 | int8 top-1 | final training loss | training s |\n"
+          "|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['subnet']} | {r['summary']} | {r['flash_bytes'] / 1024:.1f} KB | {r['float_top1']:.2f} % | "
+              f"{r['int8_top1']:.2f} % | {r['train_loss']:.4f} | {r['train_seconds'] or '-'} |")
+    write_json(Path(args.output), result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_script(main, Path(__file__).name))
