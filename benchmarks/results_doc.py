@@ -152,7 +152,7 @@ def section_flash_fill() -> str:
           f"the zoo's recipe (teacher: {d['teacher']}), quantised, and tested on the 10k test split.\n\n")
     rows = [[r["subnet"], r["summary"], kb(r["flash_bytes"]), f"{r['float_top1']:.2f} %", f"{r['int8_top1']:.2f} %",
              f"{r['train_loss']:.4f}", r["train_seconds"]] for r in d["rows"]]
-    return s + table(["subnet", "arch", "flash (planned)", "float top-1", "int8 top-1", "final training loss",
+    return s + table(["subnet", "arch", "flash (memory model)", "float top-1", "int8 top-1", "final training loss",
                       "training s"], rows)
 
 
