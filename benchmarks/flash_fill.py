@@ -29,7 +29,7 @@ from mcuformer.errors import CheckpointError, ConfigError, run_script  # noqa: E
 from mcuformer.memory import estimate  # noqa: E402
 from mcuformer.pipeline import QUANTIZE_DEFAULTS, SEARCH_DEFAULTS  # noqa: E402
 from mcuformer.space import Arch  # noqa: E402
-from mcuformer.utils.io import read_structured, write_json, write_yaml  # noqa: E402
+from mcuformer.utils.io import file_sha256, read_structured, write_json, write_yaml  # noqa: E402
 
 
 def pick_filling(ckpt: Path, board: str, fill: float, candidates: int, seed: int, max_draws: int) -> dict:
@@ -73,6 +73,17 @@ def pick_filling(ckpt: Path, board: str, fill: float, candidates: int, seed: int
             "candidate_loglik": [round(s, 4) for s in scores]}
 
 
+def kept(path: Path, part):
+    """``part`` of a file this script wrote earlier: a damaged or foreign file is one error, not a traceback."""
+    try:
+        value = part(read_structured(path))
+    except (KeyError, TypeError, IndexError):
+        value = None
+    if value is None:
+        raise ConfigError(f"{path} is not this benchmark's (damaged?); delete it or use another --work")
+    return value
+
+
 def finetune_and_test(ckpt: Path, arch: dict, work: Path, epochs: int, data_path) -> dict:
     """The zoo's recipe (model_zoo --finetune-teacher none): fine-tune, quantise, int8 top-1 on the 10k test."""
     from mcuformer.api import finetune_subnet
@@ -80,10 +91,15 @@ def finetune_and_test(ckpt: Path, arch: dict, work: Path, epochs: int, data_path
     from mcuformer.train import TrainConfig, load_checkpoint
     from mcuformer.train.config import finetune_settings
 
-    report = work / "accuracy.json"
+    report, arch_file = work / "accuracy.json", work / "arch.yaml"
+    if arch_file.exists() and kept(arch_file, lambda d: d["arch"]) != arch:  # never continue another subnet's run
+        raise ConfigError(f"{work} holds the run of another subnet; use another --work")
     if report.exists():
-        return read_structured(report)
-    arch_file = work / "arch.yaml"
+        acc = kept(report, lambda d: d if {"float_top1", "int8_top1", "count"} <= set(d) else None)
+        if acc["arch"] != Arch.from_dict(arch).short():
+            raise ConfigError(f"{report} measured {acc['arch']}, not {Arch.from_dict(arch).short()}; "
+                              "use another --work")
+        return acc
     write_yaml(arch_file, {"arch": arch})
     t0 = time.time()
     cfg = TrainConfig.from_dict(finetune_settings(load_checkpoint(ckpt).get("config"), epochs=epochs, workers=1),
@@ -130,12 +146,17 @@ def main() -> int:
     work = Path(args.work) / f"{args.board}-fill{args.fill:g}-ep{args.finetune_epochs}"
     work.mkdir(parents=True, exist_ok=True)
     pick_file = work / "pick.json"
+    settings = {"supernet_sha256": file_sha256(ckpt), "board": args.board, "fill": args.fill,
+                "candidates": args.candidates, "seed": args.seed, "max_draws": args.max_draws}
     if pick_file.exists():
-        pick = read_structured(pick_file)
+        pick = kept(pick_file, lambda d: d if {"arch", "summary", "flash_bytes", "flash_used", "heldout_top1",
+                                                "heldout_loglik", "candidates", "settings"} <= set(d) else None)
+        if pick["settings"] != settings:
+            raise ConfigError(f"{pick_file} was picked with other settings or another supernet; use another --work")
     else:
         t0 = time.time()
         pick = pick_filling(ckpt, args.board, args.fill, args.candidates, args.seed, args.max_draws)
-        pick["seconds"] = round(time.time() - t0, 1)
+        pick.update(seconds=round(time.time() - t0, 1), settings=settings)
         write_json(pick_file, pick)
     print(f"filling pick: {pick['summary']}, {pick['flash_bytes'] / 1024:.1f} KB flash "
           f"({100 * pick['flash_used']:.1f} %), held-out top-1 {pick['heldout_top1']:.2f} %, "

@@ -622,6 +622,18 @@ def test_flash_fill_refuses_an_impossible_fill_or_a_board_without_a_zoo_model(ar
     assert _results_hashes() == before and not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("content", ["{not json", '{"arch": 1}', "[]"])
+def test_flash_fill_refuses_a_damaged_pick_and_keeps_it(content, tmp_path):
+    pick = tmp_path / "stm32f746-fill0.8-ep3" / "pick.json"
+    pick.parent.mkdir()
+    pick.write_text(content)
+    before = _results_hashes()
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks/flash_fill.py"), "--work", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert_one_line_error(proc, "flash_fill.py: error: ", "pick.json")
+    assert _results_hashes() == before and pick.read_text() == content
+
+
 def _results_hashes():
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (ROOT / "benchmarks/results").glob("*")
             if p.is_file()}
