@@ -32,7 +32,8 @@ from mcuformer.space import Arch  # noqa: E402
 from mcuformer.utils.io import file_sha256, read_structured, write_json, write_yaml  # noqa: E402
 
 
-def pick_filling(ckpt: Path, board: str, fill: float, candidates: int, seed: int, max_draws: int) -> dict:
+def pick_filling(ckpt: Path, board: str, fill: float, candidates: int, seed: int, max_draws: int,
+                 data_path=None) -> dict:
     """The best held-out log-likelihood among ``candidates`` distinct random subnets that fit the board
     and use at least ``fill`` of its flash."""
     from mcuformer.search.fitness import (FitnessCache, default_heldout_split, heldout_dataset, load_supernet,
@@ -55,7 +56,7 @@ def pick_filling(ckpt: Path, board: str, fill: float, candidates: int, seed: int
                 found[arch] = (sram, flash)
         if not found:
             raise ConfigError(f"no subnet in {draws} draws fits {board} with at least {100 * fill:g} % of its flash")
-        data = resolve_search_data(net, None)
+        data = resolve_search_data(net, data_path)
         heldout, _ = heldout_dataset(net, data, default_heldout_split(net, data), SEARCH_DEFAULTS["per_class"], 0)
         cache = FitnessCache(net.model, preload(heldout, info, 500, 1), info, "auto", "loglik")
         archs = list(found)
@@ -145,7 +146,7 @@ def main() -> int:
     zoo = read_structured(zoo_row)
     work = Path(args.work) / f"{args.board}-fill{args.fill:g}-ep{args.finetune_epochs}"
     work.mkdir(parents=True, exist_ok=True)
-    pick_file = work / "pick.json"
+    pick_file, data_path = work / "pick.json", Path(args.data_path) if args.data_path else None
     settings = {"supernet_sha256": file_sha256(ckpt), "board": args.board, "fill": args.fill,
                 "candidates": args.candidates, "seed": args.seed, "max_draws": args.max_draws}
     if pick_file.exists():
@@ -155,13 +156,12 @@ def main() -> int:
             raise ConfigError(f"{pick_file} was picked with other settings or another supernet; use another --work")
     else:
         t0 = time.time()
-        pick = pick_filling(ckpt, args.board, args.fill, args.candidates, args.seed, args.max_draws)
+        pick = pick_filling(ckpt, args.board, args.fill, args.candidates, args.seed, args.max_draws, data_path)
         pick.update(seconds=round(time.time() - t0, 1), settings=settings)
         write_json(pick_file, pick)
     print(f"filling pick: {pick['summary']}, {pick['flash_bytes'] / 1024:.1f} KB flash "
           f"({100 * pick['flash_used']:.1f} %), held-out top-1 {pick['heldout_top1']:.2f} %, "
           f"log-likelihood {pick['heldout_loglik']:.4f} (best of {pick['candidates']})")
-    data_path = Path(args.data_path) if args.data_path else None
     rows = []
     filling = f"fills >= {100 * args.fill:g} % of flash"
     for name, arch in (("search's pick (zoo)", zoo["arch"]), (filling, pick["arch"])):
