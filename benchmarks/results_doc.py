@@ -325,8 +325,8 @@ def main() -> int:
              "measured by the command named above its table, on a 2-core x86-64 CPU unless a table says "
              "otherwise. CIFAR-10 is the JPEG (q75) re-encoding in `../shared/data`: accuracies are comparable "
              "with published CIFAR-10 figures, but not identical to them.\n",
-             section_zoo_supernet(), section_zoo(), section_budget_curve(), section_flash_fill(), section_search_seeds(),
-             section_fitness_fidelity(),
+             section_zoo_supernet(), section_zoo(), section_budget_curve(), section_flash_fill(),
+             section_search_seeds(), section_fitness_fidelity(),
              section_budget(), section_memory(), section_engine(), section_quant(),
              section_throughput()]
     write_text(ROOT / "docs/results.md", "\n".join(parts))
