@@ -634,6 +634,32 @@ def test_flash_fill_refuses_a_damaged_pick_and_keeps_it(content, tmp_path):
     assert _results_hashes() == before and pick.read_text() == content
 
 
+@pytest.mark.parametrize("kept, words", [("arch.yaml", ("holds the run of another subnet",)),
+                                         ("accuracy.json", ("measured", "E64"))])
+def test_flash_fill_never_reuses_another_subnets_run(kept, words, tmp_path):
+    from mcuformer.utils.io import file_sha256
+    work = tmp_path / "stm32f746-fill0.8-ep3"
+    (work / "zoo-pick").mkdir(parents=True)
+    zoo = json.loads((ROOT / "models/cifar10-zoo/int8-stm32f746/zoo.json").read_text())
+    other = json.loads((ROOT / "models/cifar10-zoo/int8-stm32l432kc/zoo.json").read_text())
+    settings = {"supernet_sha256": file_sha256(ROOT / "models/cifar10-zoo/supernet.pt"), "board": "stm32f746",
+                "fill": 0.8, "candidates": 48, "seed": 0, "max_draws": 200000}
+    (work / "pick.json").write_text(json.dumps({
+        "arch": zoo["arch"], "summary": zoo["summary"], "flash_bytes": 1, "flash_used": 0.9, "heldout_top1": 1.0,
+        "heldout_loglik": -1.0, "candidates": 1, "settings": settings}))
+    if kept == "arch.yaml":  # a fine-tune of the L432KC's subnet sits where the F746's pick would continue
+        (work / "zoo-pick/arch.yaml").write_text(json.dumps({"arch": other["arch"]}))
+    else:
+        (work / "zoo-pick/accuracy.json").write_text(json.dumps({"arch": other["summary"], "float_top1": 1,
+                                                                 "int8_top1": 1, "count": 1}))
+    files = {p: p.read_bytes() for p in work.rglob("*") if p.is_file()}
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks/flash_fill.py"), "--work", str(tmp_path),
+                           "--output", str(tmp_path / "out.json")], capture_output=True, text=True, timeout=300)
+    assert_one_line_error(proc, "flash_fill.py: error: ", *words)
+    assert {p: p.read_bytes() for p in work.rglob("*") if p.is_file()} == files
+    assert not (tmp_path / "out.json").exists()
+
+
 def _results_hashes():
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (ROOT / "benchmarks/results").glob("*")
             if p.is_file()}
