@@ -28,8 +28,21 @@ sys.path.insert(0, str(ROOT / "src"))
 from mcuformer.errors import CheckpointError, ConfigError, run_script  # noqa: E402
 from mcuformer.memory import estimate  # noqa: E402
 from mcuformer.pipeline import QUANTIZE_DEFAULTS, SEARCH_DEFAULTS  # noqa: E402
+from mcuformer.search.evolution import Feasibility, draw_unique  # noqa: E402
 from mcuformer.space import Arch  # noqa: E402
 from mcuformer.utils.io import file_sha256, read_structured, write_json, write_yaml  # noqa: E402
+
+
+class FillsFlash(Feasibility):
+    """The board's budget, and at least ``fill`` of its flash used."""
+
+    def __init__(self, budget, fill: float):
+        super().__init__(budget)
+        self.floor = fill * budget.flash_bytes
+
+    def measure(self, arch):
+        sram, flash, fits = super().measure(arch)
+        return sram, flash, fits and flash >= self.floor
 
 
 def pick_filling(ckpt: Path, board: str, fill: float, candidates: int, seed: int, max_draws: int,
@@ -42,35 +55,34 @@ def pick_filling(ckpt: Path, board: str, fill: float, candidates: int, seed: int
     from mcuformer.train.distributed import cleanup, init_distributed
 
     budget = make_budget(board)
+    feasible = FillsFlash(budget, fill)
     info = init_distributed("auto")
     try:
         net = load_supernet(ckpt, info)
-        rng, found, draws = random.Random(seed), {}, 0
-        while len(found) < candidates and draws < max_draws:
+        rng, draws = random.Random(seed), 0
+
+        def draw():
+            nonlocal draws
             draws += 1
-            arch = net.space.sample(rng, net.num_classes)
-            if arch in found:
-                continue
-            sram, flash, fits = budget.measure(arch)
-            if fits and flash >= fill * budget.flash_bytes:
-                found[arch] = (sram, flash)
-        if not found:
+            return net.space.sample(rng, net.num_classes)
+
+        archs = draw_unique(draw, candidates, set(), feasible, max_draws)
+        if not archs:
             raise ConfigError(f"no subnet in {draws} draws fits {board} with at least {100 * fill:g} % of its flash")
         data = resolve_search_data(net, data_path)
         heldout, _ = heldout_dataset(net, data, default_heldout_split(net, data), SEARCH_DEFAULTS["per_class"], 0)
         cache = FitnessCache(net.model, preload(heldout, info, 500, 1), info, "auto", "loglik")
-        archs = list(found)
         scores = cache.evaluate(archs)
         top1 = cache.heldout_top1(archs)
     finally:
         cleanup(info)
     best = max(range(len(archs)), key=lambda i: scores[i])
     arch = archs[best]
-    sram, flash = found[arch]
+    sram, flash, _ = feasible.measure(arch)
     return {"arch": arch.to_dict(), "summary": arch.short(), "params": arch.num_params(),
             "sram_bytes": sram, "flash_bytes": flash, "flash_used": flash / budget.flash_bytes,
             "heldout_loglik": scores[best], "heldout_top1": top1[best], "candidates": len(archs), "draws": draws,
-            "candidate_flash_kb": [round(found[a][1] / 1024, 1) for a in archs],
+            "candidate_flash_kb": [round(feasible.measure(a)[1] / 1024, 1) for a in archs],
             "candidate_loglik": [round(s, 4) for s in scores]}
 
 
@@ -126,7 +138,7 @@ def main() -> int:
     ap.add_argument("--board", default="stm32f746")
     ap.add_argument("--fill", type=float, default=0.8, help="the least share of the board's flash the pick uses")
     ap.add_argument("--candidates", type=int, default=48, help="distinct random subnets scored on the held-out set")
-    ap.add_argument("--max-draws", type=int, default=200_000)
+    ap.add_argument("--max-draws", type=int, default=200_000, help="random draws per candidate, at most")
     ap.add_argument("--finetune-epochs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-path", default=None, help="default: the CIFAR-10 archive")
