@@ -143,7 +143,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-path", default=None, help="default: the CIFAR-10 archive")
     ap.add_argument("--work", default=str(ROOT / "runs/flash-fill"))
-    ap.add_argument("--output", default=str(ROOT / "benchmarks/results/flash_fill.json"))
+    ap.add_argument("--output", default=None, help="default: benchmarks/results/flash_fill_<board>.json")
     args = ap.parse_args()
     if not 0 < args.fill <= 1:
         raise ConfigError(f"--fill must be in (0, 1], got {args.fill:g}")
@@ -194,7 +194,7 @@ def main() -> int:
     for r in rows:
         print(f"| {r['subnet']} | {r['summary']} | {r['flash_bytes'] / 1024:.1f} KB | {r['float_top1']:.2f} % | "
               f"{r['int8_top1']:.2f} % | {r['train_loss']:.4f} | {r['train_seconds'] or '-'} |")
-    write_json(Path(args.output), result)
+    write_json(Path(args.output or ROOT / f"benchmarks/results/flash_fill_{args.board}.json"), result)
     return 0
 
 
