@@ -8,7 +8,8 @@ best held-out log-likelihood (the search's fitness), fine-tunes it and the board
 settings and epochs, and reports both int8 top-1s on the full 10k test split.
 
     python benchmarks/flash_fill.py [--board stm32f746] [--fill 0.8] [--finetune-epochs 3]
-    # 2 cores: 1 min to pick, then both fine-tunes (F746: 2.5 min per epoch for the zoo pick, 3.6 for an 830 KB one)
+    # 2 cores: 1-2 min to pick, then both fine-tunes (F746: 2.5 min per epoch for the zoo pick, 3.6 for an 830 KB
+    # one; H743: 6 min per epoch for a 1.7 MB one)
 
 Resumable: the pick is kept in --work, and each fine-tune continues its checkpoint.
 """
