@@ -109,7 +109,7 @@ def finetune_and_test(ckpt: Path, arch: dict, work: Path, epochs: int, data_path
     if arch_file.exists() and kept(arch_file, lambda d: d["arch"]) != arch:  # never continue another subnet's run
         raise ConfigError(f"{work} holds the run of another subnet; use another --work")
     if report.exists():
-        acc = kept(report, lambda d: d if {"float_top1", "int8_top1", "count"} <= set(d) else None)
+        acc = kept(report, lambda d: d if {"arch", "float_top1", "int8_top1", "count"} <= set(d) else None)
         if acc["arch"] != Arch.from_dict(arch).short():
             raise ConfigError(f"{report} measured {acc['arch']}, not {Arch.from_dict(arch).short()}; "
                               "use another --work")
