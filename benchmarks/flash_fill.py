@@ -11,7 +11,9 @@ settings and epochs, and reports both int8 top-1s on the full 10k test split.
     # 2 cores: 1-2 min to pick, then both fine-tunes (F746: 2.5 min per epoch for the zoo pick, 3.6 for an 830 KB
     # one; H743: 6 min per epoch for a 1.7 MB one)
 
-Resumable: the pick is kept in --work, and each fine-tune continues its checkpoint.
+Resumable: the pick is kept in --work, and each fine-tune continues its checkpoint. The zoo pick's fine-tune is
+copied from model_zoo.py's run of the board (--zoo-work) when that trained the same subnet of the same supernet
+with the same settings and epochs (fine-tuning is seeded: the copy is what training it again would give).
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from mcuformer.errors import CheckpointError, ConfigError, run_script  # noqa: E402
 from mcuformer.memory import estimate  # noqa: E402
-from mcuformer.pipeline import QUANTIZE_DEFAULTS, SEARCH_DEFAULTS  # noqa: E402
+from mcuformer.pipeline import QUANTIZE_DEFAULTS, SEARCH_DEFAULTS, copy_folder  # noqa: E402
 from mcuformer.search.evolution import Feasibility, draw_unique  # noqa: E402
 from mcuformer.space import Arch  # noqa: E402
 from mcuformer.utils.io import file_sha256, read_structured, write_json, write_yaml  # noqa: E402
+from model_zoo import relative  # noqa: E402
 
 
 class FillsFlash(Feasibility):
@@ -98,8 +101,31 @@ def kept(path: Path, part):
     return value
 
 
-def finetune_and_test(ckpt: Path, arch: dict, work: Path, epochs: int, data_path) -> dict:
-    """The zoo's recipe (model_zoo --finetune-teacher none): fine-tune, quantise, int8 top-1 on the 10k test."""
+def zoo_finetune(zoo_run: Path, ckpt: Path, arch: dict, cfg) -> Path | None:
+    """The fine-tune folder of the board's zoo run (model_zoo.py's --work) when it trained ``arch`` from
+    ``ckpt`` with exactly ``cfg`` to its end; None at any doubt."""
+    from mcuformer.errors import McuformerError
+    from mcuformer.stages import StageLedger, digest_files
+    from mcuformer.train import load_checkpoint
+
+    folder = zoo_run / "finetune"
+    if not (folder / "checkpoint.pt").is_file():
+        return None
+    try:
+        record = StageLedger(zoo_run).records.get("finetune")
+        state = load_checkpoint(folder / "checkpoint.pt")
+    except McuformerError:
+        return None
+    same = (record and record["complete"] and record["inputs"].get("checkpoint") == digest_files(ckpt)
+            and state.get("finetuned_arch") == arch and state.get("config") == cfg.to_dict()
+            and state.get("epoch") == state.get("planned_epochs") == cfg.epochs)
+    return folder if same else None
+
+
+def finetune_and_test(ckpt: Path, arch: dict, work: Path, epochs: int, data_path,
+                      zoo_run: Path | None = None) -> dict:
+    """The zoo's recipe (model_zoo --finetune-teacher none): fine-tune, quantise, int8 top-1 on the 10k test.
+    ``zoo_run``: the board's zoo run folder, whose finished fine-tune of the same subnet is reused."""
     from mcuformer.api import finetune_subnet
     from mcuformer.quantize.workflow import evaluate_quantized, quantize_checkpoint
     from mcuformer.train import TrainConfig, load_checkpoint
@@ -119,16 +145,25 @@ def finetune_and_test(ckpt: Path, arch: dict, work: Path, epochs: int, data_path
     cfg = TrainConfig.from_dict(finetune_settings(load_checkpoint(ckpt).get("config"), epochs=epochs, workers=1),
                                 where="fine-tune settings")
     out = work / "finetune"
-    summary = finetune_subnet(ckpt, arch_file, out, cfg, data_path=data_path, teacher=False,
-                              resume=(out / "checkpoint.pt").exists(), progress=True)
-    if summary["interrupted"]:
-        raise ConfigError(f"fine-tune of {work.name} interrupted; run again to continue it")
+    donor = zoo_finetune(zoo_run, ckpt, arch, cfg) if zoo_run and not out.exists() else None
+    if donor is not None:  # seeded: training it again gives these weights (the 3-epoch zoo-pick rows reproduced)
+        print(f"{work.name}: the zoo's run {relative(donor)} fine-tuned this subnet from this supernet with these "
+              "settings; its checkpoint is copied, not trained again")
+        copy_folder(donor, out)
+    else:
+        summary = finetune_subnet(ckpt, arch_file, out, cfg, data_path=data_path, teacher=False,
+                                  resume=(out / "checkpoint.pt").exists(), progress=True)
+        if summary["interrupted"]:
+            raise ConfigError(f"fine-tune of {work.name} interrupted; run again to continue it")
     trained = time.time() - t0
+    history = load_checkpoint(out / "checkpoint.pt")["history"]
     qdir = work / "int8"
     quantize_checkpoint(out / "checkpoint.pt", arch_file, qdir, data_path=data_path,
                         num_images=QUANTIZE_DEFAULTS["calibration_images"], method=QUANTIZE_DEFAULTS["method"])
     acc = evaluate_quantized(qdir, checkpoint=out / "checkpoint.pt", data_path=data_path, limit=0, progress=True)
-    acc = {**acc, "train_seconds_this_run": round(trained, 1)}
+    # training time over all its runs (a resumed or reused fine-tune's too), and this run's
+    acc = {**acc, "train_seconds": round(sum(h.get("seconds", 0) for h in history), 1),
+           "train_seconds_this_run": round(trained, 1), **({"reused_from": relative(donor)} if donor else {})}
     write_json(report, acc)
     return acc
 
@@ -144,6 +179,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-path", default=None, help="default: the CIFAR-10 archive")
     ap.add_argument("--work", default=str(ROOT / "runs/flash-fill"))
+    ap.add_argument("--zoo-work", default=str(ROOT / "runs/zoo-models"),
+                    help="model_zoo.py's run folders: the zoo pick's finished fine-tune there is reused, not redone")
     ap.add_argument("--output", default=None, help="default: benchmarks/results/flash_fill_<board>.json")
     args = ap.parse_args()
     if not 0 < args.fill <= 1:
@@ -180,10 +217,13 @@ def main() -> int:
     for name, arch in (("search's pick (zoo)", zoo["arch"]), (filling, pick["arch"])):
         flash = estimate(Arch.from_dict(arch))[1]  # the memory model's, as the search measures both
         folder = "zoo-pick" if "zoo" in name else "filling"
-        acc = finetune_and_test(ckpt, arch, work / folder, args.finetune_epochs, data_path)
+        acc = finetune_and_test(ckpt, arch, work / folder, args.finetune_epochs, data_path,
+                                zoo_run=Path(args.zoo_work) / args.board if folder == "zoo-pick" else None)
         rows.append({"subnet": name, "summary": zoo["summary"] if "zoo" in name else pick["summary"],
                      "flash_bytes": flash, "float_top1": acc["float_top1"], "int8_top1": acc["int8_top1"],
-                     "test_images": acc["count"], "train_seconds": acc.get("train_seconds_this_run"),
+                     "test_images": acc["count"],
+                     "train_seconds": acc.get("train_seconds", acc.get("train_seconds_this_run")),
+                     **({"reused_from": acc["reused_from"]} if "reused_from" in acc else {}),
                      "train_loss": read_structured(work / folder / "finetune" / "summary.json")["final"]["train_loss"]})
     result = {"board": args.board, "fill": args.fill, "finetune_epochs": args.finetune_epochs, "teacher": "none",
               "supernet_sha256": zoo["supernet_sha256"], "pick": pick, "rows": rows,

@@ -339,7 +339,7 @@ def finetune_stage(cfg: PipelineConfig, ckpt: Path, searched: dict, progress: bo
             from tqdm import tqdm
             tqdm.write(f"fine-tune: {donor} fine-tuned the same subnet from the same supernet, data and settings: "
                        "its checkpoint is copied, not trained again")
-            _copy_folder(donor / "finetune", out)
+            copy_folder(donor / "finetune", out)
             ledger.records["finetune"]["reused_from"] = donor.name
         else:
             train_cfg = TrainConfig.from_dict(finetune_settings(load_checkpoint(ckpt).get("config"),
@@ -384,7 +384,7 @@ def reusable_finetune(donors, arch: dict, inputs: dict, epochs: int) -> Path | N
     return None
 
 
-def _copy_folder(src: Path, dest: Path) -> None:
+def copy_folder(src: Path, dest: Path) -> None:
     """Copy a folder in place of ``dest`` (the stage's own output), through a temporary sibling."""
     import shutil
 
