@@ -181,7 +181,7 @@ def main() -> int:
     ap.add_argument("--work", default=str(ROOT / "runs/flash-fill"))
     ap.add_argument("--zoo-work", default=str(ROOT / "runs/zoo-models"),
                     help="model_zoo.py's run folders: the zoo pick's finished fine-tune there is reused, not redone")
-    ap.add_argument("--output", default=None, help="default: benchmarks/results/flash_fill_<board>.json")
+    ap.add_argument("--output", default=None, help="default: benchmarks/results/flash_fill_<board>_ep<epochs>.json")
     args = ap.parse_args()
     if not 0 < args.fill <= 1:
         raise ConfigError(f"--fill must be in (0, 1], got {args.fill:g}")
@@ -235,7 +235,8 @@ def main() -> int:
     for r in rows:
         print(f"| {r['subnet']} | {r['summary']} | {r['flash_bytes'] / 1024:.1f} KB | {r['float_top1']:.2f} % | "
               f"{r['int8_top1']:.2f} % | {r['train_loss']:.4f} | {r['train_seconds'] or '-'} |")
-    write_json(Path(args.output or ROOT / f"benchmarks/results/flash_fill_{args.board}.json"), result)
+    default = ROOT / f"benchmarks/results/flash_fill_{args.board}_ep{args.finetune_epochs}.json"
+    write_json(Path(args.output or default), result)
     return 0
 
 

@@ -142,19 +142,23 @@ def section_budget_curve() -> str:
 def section_flash_fill() -> str:
     default = "python benchmarks/flash_fill.py"
     s = "## Does filling the flash pay once fine-tuned?\n\n"
-    runs = [load(p.stem) for p in sorted(RESULTS.glob("flash_fill_*.json"))]
+    runs = sorted((load(p.stem) for p in RESULTS.glob("flash_fill_*.json")),
+                  key=lambda d: (d["board"], d["finetune_epochs"]))
     if not runs:
         return s + f"Command: `{default}`.\n\n" + missing(default)
     for d in runs:
         p = d["pick"]
-        s += (f"### {d['board']}\n\nCommand: `{d['command']}`. Supernet sha256 {d['supernet_sha256'][:12]}…. "
+        s += (f"### {d['board']}, {d['finetune_epochs']} epochs\n\n"
+              f"Command: `{d['command']}`. Supernet sha256 {d['supernet_sha256'][:12]}…. "
               f"The filling subnet is the best held-out log-likelihood ({p['heldout_loglik']:.4f}) of "
               f"{p['candidates']} seeded random subnets that fit the board with at least {100 * d['fill']:g} % of "
               f"its flash ({p['draws']} draws, {p['seconds']} s); both were then fine-tuned {d['finetune_epochs']} "
               f"epochs with the zoo's recipe (teacher: {d['teacher']}), quantised, and tested on the 10k test "
               "split.\n\n")
         rows = [[r["subnet"], r["summary"], kb(r["flash_bytes"]), f"{r['float_top1']:.2f} %",
-                 f"{r['int8_top1']:.2f} %", f"{r['train_loss']:.4f}", r["train_seconds"]] for r in d["rows"]]
+                 f"{r['int8_top1']:.2f} %", f"{r['train_loss']:.4f}",
+                 f"{r['train_seconds']} (the zoo's run, copied)" if r.get("reused_from") else r["train_seconds"]]
+                for r in d["rows"]]
         s += table(["subnet", "arch", "flash (memory model)", "float top-1", "int8 top-1", "final training loss",
                     "training s"], rows) + "\n"
     return s.rstrip("\n") + "\n"
