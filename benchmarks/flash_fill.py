@@ -12,8 +12,9 @@ settings and epochs, and reports both int8 top-1s on the full 10k test split.
     # one; H743: 6 min per epoch for a 1.7 MB one)
 
 Resumable: the pick is kept in --work, and each fine-tune continues its checkpoint. The zoo pick's fine-tune is
-copied from model_zoo.py's run of the board (--zoo-work) when that trained the same subnet of the same supernet
-with the same settings and epochs (fine-tuning is seeded: the copy is what training it again would give).
+copied from model_zoo.py's run of the board (--zoo-work) when that trained the same subnet of the same supernet on
+the same data with the same settings and epochs (fine-tuning is seeded: the copy is what training it again
+would give).
 """
 
 from __future__ import annotations
@@ -101,9 +102,9 @@ def kept(path: Path, part):
     return value
 
 
-def zoo_finetune(zoo_run: Path, ckpt: Path, arch: dict, cfg) -> Path | None:
+def zoo_finetune(zoo_run: Path, ckpt: Path, arch: dict, cfg, data: Path) -> Path | None:
     """The fine-tune folder of the board's zoo run (model_zoo.py's --work) when it trained ``arch`` from
-    ``ckpt`` with exactly ``cfg`` to its end; None at any doubt."""
+    ``ckpt`` on ``data`` with exactly ``cfg`` to its end; None at any doubt."""
     from mcuformer.errors import McuformerError
     from mcuformer.stages import StageLedger, digest_files
     from mcuformer.train import load_checkpoint
@@ -117,7 +118,8 @@ def zoo_finetune(zoo_run: Path, ckpt: Path, arch: dict, cfg) -> Path | None:
     except McuformerError:
         return None
     same = (record and record["complete"] and record["inputs"].get("checkpoint") == digest_files(ckpt)
-            and state.get("finetuned_arch") == arch and state.get("config") == cfg.to_dict()
+            and str(state.get("data_path")) == str(data) and state.get("finetuned_arch") == arch
+            and state.get("config") == cfg.to_dict()
             and state.get("epoch") == state.get("planned_epochs") == cfg.epochs)
     return folder if same else None
 
@@ -129,6 +131,7 @@ def finetune_and_test(ckpt: Path, arch: dict, work: Path, epochs: int, data_path
     from mcuformer.api import finetune_subnet
     from mcuformer.quantize.workflow import evaluate_quantized, quantize_checkpoint
     from mcuformer.train import TrainConfig, load_checkpoint
+    from mcuformer.train.checkpoint import data_path_of
     from mcuformer.train.config import finetune_settings
 
     report, arch_file = work / "accuracy.json", work / "arch.yaml"
@@ -145,7 +148,8 @@ def finetune_and_test(ckpt: Path, arch: dict, work: Path, epochs: int, data_path
     cfg = TrainConfig.from_dict(finetune_settings(load_checkpoint(ckpt).get("config"), epochs=epochs, workers=1),
                                 where="fine-tune settings")
     out = work / "finetune"
-    donor = zoo_finetune(zoo_run, ckpt, arch, cfg) if zoo_run and not out.exists() else None
+    data = data_path_of(load_checkpoint(ckpt), data_path)  # what finetune_subnet trains on
+    donor = zoo_finetune(zoo_run, ckpt, arch, cfg, data) if zoo_run and not out.exists() else None
     if donor is not None:  # seeded: training it again gives these weights (the 3-epoch zoo-pick rows reproduced)
         print(f"{work.name}: the zoo's run {relative(donor)} fine-tuned this subnet from this supernet with these "
               "settings; its checkpoint is copied, not trained again")

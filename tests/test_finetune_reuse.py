@@ -81,8 +81,8 @@ def test_a_donor_with_a_broken_checkpoint_or_record_is_no_donor(tmp_path, monkey
 
 def test_flash_fill_reuses_the_zoo_runs_fine_tune_only_when_nothing_differs(tmp_path, monkeypatch):
     """benchmarks/flash_fill.py fine-tunes the board's zoo pick with the zoo's recipe; the zoo's own run of it
-    (model_zoo.py's folder) is copied instead when it trained the same subnet of the same supernet with the
-    same settings to its end."""
+    (model_zoo.py's folder) is copied instead when it trained the same subnet of the same supernet on the same
+    data with the same settings to its end."""
     import sys
 
     from conftest import ROOT
@@ -97,30 +97,32 @@ def test_flash_fill_reuses_the_zoo_runs_fine_tune_only_when_nothing_differs(tmp_
     _checkpoint(supernet, 0)
     _checkpoint(other, 0, value=1.0)
     cfg, run = TrainConfig(epochs=20), tmp_path / "zoo" / "stm32f746"
-    ckpt = run / "finetune" / "checkpoint.pt"
+    ckpt, data = run / "finetune" / "checkpoint.pt", tmp_path / "cifar10.tar.gz"
 
     def fine_tuned(epoch=20, planned=20, config=cfg.to_dict(), arch=ARCH):
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"format": FORMAT, "space": {}, "model": {"w": torch.zeros(2)}, "num_classes": 10,
-                    "epoch": epoch, "planned_epochs": planned, "config": config, "finetuned_arch": arch}, ckpt)
+                    "epoch": epoch, "planned_epochs": planned, "config": config, "finetuned_arch": arch,
+                    "data_path": str(data)}, ckpt)
 
-    assert zoo_finetune(run, supernet, ARCH, cfg) is None  # no zoo run
+    assert zoo_finetune(run, supernet, ARCH, cfg, data) is None  # no zoo run
     fine_tuned()
-    assert zoo_finetune(run, supernet, ARCH, cfg) is None  # no record that its fine-tune finished
+    assert zoo_finetune(run, supernet, ARCH, cfg, data) is None  # no record that its fine-tune finished
     ledger = StageLedger(run)
     ledger.plan("finetune", {"checkpoint": digest_files(supernet)}, done=False, owned=[])
     ledger.finish("finetune")
-    assert zoo_finetune(run, supernet, ARCH, cfg) == run / "finetune"
-    assert zoo_finetune(run, other, ARCH, cfg) is None  # fine-tuned from another supernet
-    assert zoo_finetune(run, supernet, {**ARCH, "depth": 5}, cfg) is None  # another subnet
-    assert zoo_finetune(run, supernet, ARCH, TrainConfig(epochs=3)) is None  # other epochs
-    assert zoo_finetune(run, supernet, ARCH, TrainConfig(epochs=20, lr=2e-3)) is None  # other settings
+    assert zoo_finetune(run, supernet, ARCH, cfg, data) == run / "finetune"
+    assert zoo_finetune(run, other, ARCH, cfg, data) is None  # fine-tuned from another supernet
+    assert zoo_finetune(run, supernet, {**ARCH, "depth": 5}, cfg, data) is None  # another subnet
+    assert zoo_finetune(run, supernet, ARCH, cfg, tmp_path / "other.tar.gz") is None  # other data
+    assert zoo_finetune(run, supernet, ARCH, TrainConfig(epochs=3), data) is None  # other epochs
+    assert zoo_finetune(run, supernet, ARCH, TrainConfig(epochs=20, lr=2e-3), data) is None  # other settings
     fine_tuned(epoch=12)
-    assert zoo_finetune(run, supernet, ARCH, cfg) is None  # interrupted
+    assert zoo_finetune(run, supernet, ARCH, cfg, data) is None  # interrupted
     fine_tuned(epoch=20, planned=40)
-    assert zoo_finetune(run, supernet, ARCH, TrainConfig(epochs=20)) is None  # another schedule, stopped early
+    assert zoo_finetune(run, supernet, ARCH, TrainConfig(epochs=20), data) is None  # another schedule, stopped early
     ckpt.write_bytes(b"damaged")
-    assert zoo_finetune(run, supernet, ARCH, cfg) is None
+    assert zoo_finetune(run, supernet, ARCH, cfg, data) is None
     fine_tuned()
     (run / "stages.json").write_text("{not json")
-    assert zoo_finetune(run, supernet, ARCH, cfg) is None
+    assert zoo_finetune(run, supernet, ARCH, cfg, data) is None
