@@ -72,6 +72,9 @@ def main() -> int:
             # a board whose search picked a subnet another board's run already fine-tuned copies its weights
             deployed = finetune_stage(cfg, ckpt, searched, progress=True, ledger=ledger,
                                       donors=[Path(args.work) / b for b in BOARDS if b != name])
+            if deployed is None:  # SIGINT/SIGTERM: the fine-tune saved its step; the same command continues it
+                print(f"{name}: fine-tune interrupted: rerun the same command to continue", file=sys.stderr)
+                return 130
             acc = quantize_stage(cfg, deployed, searched, progress=True, ledger=ledger)
             engine = engine_stage(cfg, board, progress=True, ledger=ledger)
         except McuformerError as e:  # one board's failure (say a link that overflows) does not stop the others

@@ -126,3 +126,30 @@ def test_flash_fill_reuses_the_zoo_runs_fine_tune_only_when_nothing_differs(tmp_
     fine_tuned()
     (run / "stages.json").write_text("{not json")
     assert zoo_finetune(run, supernet, ARCH, cfg, data) is None
+
+
+def test_an_interrupted_fine_tune_stops_model_zoo_with_a_rerun_hint(tmp_path, monkeypatch, capsys):
+    """SIGINT/SIGTERM during a board's fine-tune: the trainer saves and returns, finetune_stage returns None,
+    and model_zoo.py stops there (status 130) instead of quantising no checkpoint (it once raised a TypeError
+    traceback) or going on to the next board."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "model_zoo.py"
+    spec = importlib.util.spec_from_file_location("model_zoo_script", script)
+    zoo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(zoo)
+    _checkpoint(tmp_path / "supernet.pt", 0)
+    calls = []
+    monkeypatch.setattr(zoo, "supernet_stage", lambda cfg, ledger: None)
+    monkeypatch.setattr(zoo, "search_stage", lambda cfg, *a, **k: calls.append(cfg.board) or {"arch": ARCH})
+    monkeypatch.setattr(zoo, "finetune_stage", lambda *a, **k: None)
+    monkeypatch.setattr(zoo, "quantize_stage", lambda *a, **k: calls.append("quantize"))
+    monkeypatch.setattr(sys, "argv", ["model_zoo.py", "--checkpoint", str(tmp_path / "supernet.pt"),
+                                      "--boards", "stm32f746", "stm32f427", "--finetune-epochs", "2",
+                                      "--work", str(tmp_path / "work"), "--output", str(tmp_path / "zoo.json")])
+    assert zoo.main() == 130
+    assert calls == ["stm32f746"]
+    assert "stm32f746: fine-tune interrupted: rerun the same command" in capsys.readouterr().err
+    assert not (tmp_path / "zoo.json").exists() and not (tmp_path / "int8-stm32f746").exists()
