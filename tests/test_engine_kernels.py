@@ -12,27 +12,19 @@ arm-none-eabi-gcc or qemu-system-arm is missing. The file takes a few seconds.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mcuformer.codegen.linker import QEMU_MPS2_AN500_COMMAND, cortex_m7_build_command, write_linker_script
-from mcuformer.memory.boards import get_board
+from kernel_harness import (C_OUTPUT, GUARD, c_array, check_outputs, needs_arm, needs_cc, run_cortex_m7, run_host,
+                            write_program)
+
 from mcuformer.quantize import intops
 from mcuformer.quantize.fixedpoint import quantize_multiplier
 
-LIBRARY = Path(__file__).resolve().parents[1] / "src" / "mcuformer" / "codegen" / "library"
-HAVE_ARM = shutil.which("arm-none-eabi-gcc") is not None and shutil.which("qemu-system-arm") is not None
-HAVE_CC = shutil.which("cc") is not None or shutil.which("gcc") is not None
-needs_arm = pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc or qemu-system-arm is not installed "
-                               "(apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)")
-
 PLAIN, TABLE, RESIDUAL, RESIDUAL_IN_PLACE = range(4)
-GUARD = 8  # bytes checked on each side of every output
 
 
 @dataclass
@@ -94,27 +86,9 @@ MAIN = r"""
 #include <string.h>
 #include "mcu_kernels.h"
 #include "cases.h"
-#ifdef MCU_CORTEX_M
-#include "semihost.h"
-#define PUT(s) mcu_write(s)
-#else
-#include <stdio.h>
-#define PUT(s) fputs(s, stdout)
-#endif
-
+""" + C_OUTPUT + r"""
 static int8_t out_buf[MAX_OUT + 2 * GUARD];
 static int8_t x_buf[MAX_IN + 8];
-
-static void put_hex(const int8_t *p, int32_t n)
-{
-    static const char digits[] = "0123456789abcdef";
-    char s[3] = {0, 0, 0};
-    for (int32_t i = 0; i < n; i++) {
-        s[0] = digits[(uint8_t)p[i] >> 4];
-        s[1] = digits[(uint8_t)p[i] & 15];
-        PUT(s);
-    }
-}
 
 int main(void)
 {
@@ -143,13 +117,6 @@ int main(void)
     return 0;
 }
 """
-
-
-def _c_array(ctype: str, name: str, values, per_line: int = 32) -> str:
-    values = [int(v) for v in values] or [0]
-    lines = [", ".join(map(str, values[i:i + per_line])) for i in range(0, len(values), per_line)]
-    return (f"static const {ctype} {name}[{len(values)}] __attribute__((aligned(4))) = {{\n" + ",\n".join(lines)
-            + "\n};\n")
 
 
 def make_cases(seed: int = 0):
@@ -220,9 +187,9 @@ def make_cases(seed: int = 0):
               f"#define NUM_CASES {len(CASES)}", f"#define MAX_OUT {max(c.count for c in CASES)}",
               f"#define MAX_IN {max(c.n_in for c in CASES)}", f"#define GUARD {GUARD}",
               "typedef struct { int32_t n_in, n_out, first, count, w, b, x, r, x_off, mode, out_zp, add; } case_t;",
-              _c_array("int8_t", "weight_pool", weights), _c_array("int32_t", "bias_pool", biases),
-              _c_array("int32_t", "mult_pool", mults), _c_array("int32_t", "shift_pool", shifts),
-              _c_array("int8_t", "x_pool", xs), _c_array("int8_t", "res_pool", ress), _c_array("int8_t", "lut", lut),
+              c_array("int8_t", "weight_pool", weights), c_array("int32_t", "bias_pool", biases),
+              c_array("int32_t", "mult_pool", mults), c_array("int32_t", "shift_pool", shifts),
+              c_array("int8_t", "x_pool", xs), c_array("int8_t", "res_pool", ress), c_array("int8_t", "lut", lut),
               "static const case_t cases[NUM_CASES] = {"]
     header += ["    {" + ", ".join(map(str, r)) + "}," for r in rows]
     header += ["};", "static const mcu_add_t adds[] = {"]
@@ -232,60 +199,19 @@ def make_cases(seed: int = 0):
     return "\n".join(header) + "\n", expected
 
 
-def _write_program(tmp: Path) -> list:
+def _write_program(tmp: Path) -> tuple[list, list]:
     text, expected = make_cases()
-    (tmp / "cases.h").write_text(text)
-    (tmp / "main.c").write_text(MAIN)
-    return expected
-
-
-def _sources(tmp: Path) -> list[Path]:
-    return [tmp / "main.c", *sorted(LIBRARY.glob("mcu_*.c"))]
+    return write_program(tmp, MAIN, text), expected
 
 
 def _check(stdout: str, expected: list, what: str) -> None:
-    lines = [ln for ln in stdout.splitlines() if ln.startswith(("y ", "guard "))]
-    assert "done" in stdout.split(), f"{what}: the program stopped early:\n{stdout[-2000:]}"
-    assert len(lines) == len(CASES), f"{what}: {len(lines)} result lines for {len(CASES)} cases"
-    bad = []
-    for i, (line, want) in enumerate(zip(lines, expected)):
-        kind, _, hexes = line.partition(" ")
-        got = np.frombuffer(bytes.fromhex(hexes), np.int8).astype(np.int64)
-        if kind != "y":
-            bad.append(f"case {i} {CASES[i]}: guard bytes overwritten")
-        elif not np.array_equal(got, want):
-            where = np.flatnonzero(got != want)[:5] if got.shape == want.shape else "shape"
-            bad.append(f"case {i} {CASES[i]}: differs at {where}")
-    assert not bad, f"{what}:\n" + "\n".join(bad)
+    check_outputs(stdout, expected, [f"case {i} {c}" for i, c in enumerate(CASES)], what)
 
 
-def _run_arm(tmp: Path, name: str, cflags: tuple) -> str:
-    script = write_linker_script(get_board("stm32h743"), tmp / "prog.ld")
-    elf = tmp / f"{name}.elf"
-    cmd = cortex_m7_build_command(_sources(tmp), script, elf,
-                                  extra_cflags=(f"-I{LIBRARY}", f"-I{tmp}", "-DMCU_CORTEX_M", "-Wall", "-Wextra",
-                                                *cflags))
-    build = subprocess.run(cmd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-    assert build.returncode == 0, f"{name}: build failed\n{build.stderr[-3000:]}"
-    prefix = ["timeout", "60"] if shutil.which("timeout") else []
-    run = subprocess.run([*prefix, *QEMU_MPS2_AN500_COMMAND, str(elf)], capture_output=True, text=True,
-                         timeout=90, stdin=subprocess.DEVNULL)
-    assert run.returncode == 0, f"{name}: exit status {run.returncode}\n{run.stdout[-2000:]}{run.stderr[-2000:]}"
-    return run.stdout
-
-
-@pytest.mark.skipif(not HAVE_CC, reason="no host C compiler")
+@needs_cc
 def test_factor_rows_host_portable(tmp_path):
-    expected = _write_program(tmp_path)
-    cc = shutil.which("cc") or shutil.which("gcc")
-    exe = tmp_path / "host"
-    cmd = [cc, "-std=c99", "-O1", "-Wall", "-Wextra", f"-I{LIBRARY}", f"-I{tmp_path}",
-           *map(str, _sources(tmp_path)), "-o", str(exe)]
-    build = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert build.returncode == 0, build.stderr[-3000:]
-    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
-    assert run.returncode == 0, run.stderr[-2000:]
-    _check(run.stdout, expected, "host")
+    sources, expected = _write_program(tmp_path)
+    _check(run_host(tmp_path, sources, ["-O1"]), expected, "host")
 
 
 @needs_arm
@@ -293,8 +219,8 @@ def test_factor_rows_host_portable(tmp_path):
                                           ("dsp-c", ("-DMCU_NO_ASM",))])
 def test_factor_rows_cortex_m7(tmp_path, path, cflags):
     """dsp: the assembly kernels; portable: plain C; dsp-c: the DSP intrinsics without the assembly."""
-    expected = _write_program(tmp_path)
-    _check(_run_arm(tmp_path, path, cflags), expected, f"Cortex-M7 {path}")
+    sources, expected = _write_program(tmp_path)
+    _check(run_cortex_m7(tmp_path, sources, path, cflags), expected, f"Cortex-M7 {path}")
 
 
 BENCH = r"""
@@ -329,7 +255,7 @@ int main(void)
 def test_factor_rows_dsp_speed(tmp_path):
     """The assembly path is the one that runs: a 192 -> 768 linear of one token takes < 1.5 instructions
     per MAC in QEMU (1.3 when written; the C paths take 2.2 and 3.0)."""
-    (tmp_path / "main.c").write_text(BENCH)
-    out = _run_arm(tmp_path, "bench", ())
+    sources = write_program(tmp_path, BENCH, "")
+    out = run_cortex_m7(tmp_path, sources, "bench", ())
     count = int(out.split("instructions")[1].split()[0])
     assert count / (192 * 768) < 1.5, f"{count / (192 * 768):.3f} instructions per MAC"

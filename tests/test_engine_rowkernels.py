@@ -12,23 +12,16 @@ Host (portable C) always; the Cortex-M7 in QEMU (DSP and portable) when the ARM 
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mcuformer.codegen.linker import QEMU_MPS2_AN500_COMMAND, cortex_m7_build_command, write_linker_script
-from mcuformer.memory.boards import get_board
+from kernel_harness import (C_OUTPUT, GUARD, c_array, check_outputs, needs_arm, needs_cc, run_cortex_m7, run_host,
+                            write_program)
+
 from mcuformer.quantize import intops
 from mcuformer.quantize.fixedpoint import quantize_multiplier
-
-LIBRARY = Path(__file__).resolve().parents[1] / "src" / "mcuformer" / "codegen" / "library"
-HAVE_ARM = shutil.which("arm-none-eabi-gcc") is not None and shutil.which("qemu-system-arm") is not None
-HAVE_CC = shutil.which("cc") is not None or shutil.which("gcc") is not None
-needs_arm = pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc or qemu-system-arm is not installed")
-GUARD = 8
 
 MAIN = r"""
 #include <stdint.h>
@@ -36,27 +29,9 @@ MAIN = r"""
 #include "mcu_kernels.h"
 #include "mcu_attention_row.h"
 #include "cases.h"
-#ifdef MCU_CORTEX_M
-#include "semihost.h"
-#define PUT(s) mcu_write(s)
-#else
-#include <stdio.h>
-#define PUT(s) fputs(s, stdout)
-#endif
-
+""" + C_OUTPUT + r"""
 static int8_t out_buf[MAX_OUT + 2 * GUARD];
 static int8_t in_buf[MAX_IN + 8];
-
-static void put_hex(const int8_t *p, int32_t n)
-{
-    static const char digits[] = "0123456789abcdef";
-    char s[3] = {0, 0, 0};
-    for (int32_t i = 0; i < n; i++) {
-        s[0] = digits[(uint8_t)p[i] >> 4];
-        s[1] = digits[(uint8_t)p[i] & 15];
-        PUT(s);
-    }
-}
 
 static void report(const int8_t *y, int32_t n)
 {
@@ -132,13 +107,6 @@ ATT_CASES = [(17, 16, 0, 0, False, False), (17, 16, 0, 0, True, False), (65, 8, 
 SOFTMAX_CASES = [(1, "random"), (3, "random"), (7, "random"), (8, "max-last"), (9, "random"), (65, "random"),
                  (65, "equal"), (33, "negative"), (64, "max-lane-2"), (200, "extremes"), (257, "random"),
                  (300, "extremes")]
-
-
-def _c_array(ctype: str, name: str, values, per_line: int = 32) -> str:
-    values = [int(v) for v in values] or [0]
-    lines = [", ".join(map(str, values[i:i + per_line])) for i in range(0, len(values), per_line)]
-    return (f"static const {ctype} {name}[{len(values)}] __attribute__((aligned(4))) = {{\n" + ",\n".join(lines)
-            + "\n};\n")
 
 
 def make_cases(seed: int = 0):
@@ -225,9 +193,9 @@ def make_cases(seed: int = 0):
               "typedef struct { int32_t dim, g, x, multiplier, shift, out_zp, in_place; } ln_case_t;",
               "typedef struct { int32_t tokens, hd, stride, off, av, q, x, m, s, zp; } att_case_t;",
               "typedef struct { int32_t n, x, table; } sm_case_t;", f"#define NUM_SM {len(SOFTMAX_CASES)}",
-              _c_array("uint16_t", "exp_pool", np.concatenate(tables)),
-              _c_array("int16_t", "gamma_pool", gammas), _c_array("int32_t", "beta_pool", betas),
-              _c_array("int8_t", "x_pool", xs), "static const ln_case_t ln_cases[NUM_LN] = {"]
+              c_array("uint16_t", "exp_pool", np.concatenate(tables)),
+              c_array("int16_t", "gamma_pool", gammas), c_array("int32_t", "beta_pool", betas),
+              c_array("int8_t", "x_pool", xs), "static const ln_case_t ln_cases[NUM_LN] = {"]
     header += ["    {" + ", ".join(map(str, r)) + "}," for r in ln_rows]
     header += ["};", "static const att_case_t att_cases[NUM_ATT] = {"]
     header += ["    {" + ", ".join(map(str, r)) + "}," for r in att_rows]
@@ -243,32 +211,9 @@ def _names() -> list[str]:
         for t, hd, e, o, av, x in ATT_CASES] + [f"softmax n={n} {kind}" for n, kind in SOFTMAX_CASES]
 
 
-def _write_program(tmp: Path) -> list:
+def _write_program(tmp: Path) -> tuple[list, list]:
     text, expected = make_cases()
-    (tmp / "cases.h").write_text(text)
-    (tmp / "main.c").write_text(MAIN)
-    return expected
-
-
-def _sources(tmp: Path) -> list[Path]:
-    return [tmp / "main.c", *sorted(LIBRARY.glob("mcu_*.c"))]
-
-
-def _check(stdout: str, expected: list, what: str) -> None:
-    names = _names()
-    lines = [ln for ln in stdout.splitlines() if ln.startswith(("y ", "guard "))]
-    assert "done" in stdout.split(), f"{what}: the program stopped early:\n{stdout[-2000:]}"
-    assert len(lines) == len(names), f"{what}: {len(lines)} result lines for {len(names)} cases"
-    bad = []
-    for name, line, want in zip(names, lines, expected):
-        kind, _, hexes = line.partition(" ")
-        got = np.frombuffer(bytes.fromhex(hexes), np.int8).astype(np.int64)
-        if kind != "y":
-            bad.append(f"{name}: guard bytes overwritten")
-        elif not np.array_equal(got, want):
-            where = np.flatnonzero(got != want)[:5] if got.shape == want.shape else "shape"
-            bad.append(f"{name}: differs at {where}")
-    assert not bad, f"{what}:\n" + "\n".join(bad)
+    return write_program(tmp, MAIN, text), expected
 
 
 def test_cases_reach_the_edges():
@@ -283,35 +228,16 @@ def test_cases_reach_the_edges():
     assert 512 * 512 * 128 * 128 >= 2 ** 32  # E = 512 is over: the 64-bit path
 
 
-@pytest.mark.skipif(not HAVE_CC, reason="no host C compiler")
+@needs_cc
 @pytest.mark.parametrize("sanitize", [False, True])
 def test_row_kernels_host(tmp_path, sanitize):
-    expected = _write_program(tmp_path)
-    cc = shutil.which("cc") or shutil.which("gcc")
-    exe = tmp_path / "host"
+    sources, expected = _write_program(tmp_path)
     flags = ["-O1", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"] if sanitize else ["-O2"]
-    cmd = [cc, "-std=c99", *flags, "-Wall", "-Wextra", "-Werror", f"-I{LIBRARY}", f"-I{tmp_path}",
-           *map(str, _sources(tmp_path)), "-o", str(exe)]
-    build = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert build.returncode == 0, build.stderr[-3000:]
-    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
-    assert run.returncode == 0, run.stderr[-2000:]
-    _check(run.stdout, expected, "host")
+    check_outputs(run_host(tmp_path, sources, [*flags, "-Werror"]), expected, _names(), "host")
 
 
 @needs_arm
 @pytest.mark.parametrize("path, cflags", [("dsp", ()), ("portable", ("-DMCU_PORTABLE",))])
 def test_row_kernels_cortex_m7(tmp_path, path, cflags):
-    expected = _write_program(tmp_path)
-    script = write_linker_script(get_board("stm32h743"), tmp_path / "prog.ld")
-    elf = tmp_path / f"{path}.elf"
-    cmd = cortex_m7_build_command(_sources(tmp_path), script, elf,
-                                  extra_cflags=(f"-I{LIBRARY}", f"-I{tmp_path}", "-DMCU_CORTEX_M", "-Wall", "-Wextra",
-                                                *cflags))
-    build = subprocess.run(cmd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-    assert build.returncode == 0, f"{path}: build failed\n{build.stderr[-3000:]}"
-    prefix = ["timeout", "60"] if shutil.which("timeout") else []
-    run = subprocess.run([*prefix, *QEMU_MPS2_AN500_COMMAND, str(elf)], capture_output=True, text=True,
-                         timeout=90, stdin=subprocess.DEVNULL)
-    assert run.returncode == 0, f"{path}: exit status {run.returncode}\n{run.stdout[-2000:]}{run.stderr[-2000:]}"
-    _check(run.stdout, expected, f"Cortex-M7 {path}")
+    sources, expected = _write_program(tmp_path)
+    check_outputs(run_cortex_m7(tmp_path, sources, path, cflags), expected, _names(), f"Cortex-M7 {path}")
