@@ -6,6 +6,8 @@ under models/<supernet>/int8-<board>/ with zoo.json: the measured figures, no ab
 
     python benchmarks/model_zoo.py [--checkpoint models/cifar10-zoo/supernet.pt] [--boards ...] [--finetune-epochs N]
     # a few minutes per board on 2 cores; writes benchmarks/results/model_zoo.json
+    python benchmarks/model_zoo.py --boards stm32f746 --finetuned finetune-fp16.pt
+    # deploys a subnet fine-tuned elsewhere (scripts/device_train.sh's GPU fine-tune) instead of searching
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from mcuformer.errors import CheckpointError, McuformerError, run_script  # noqa: E402
+from mcuformer.errors import CheckpointError, ConfigError, McuformerError, run_script  # noqa: E402
 from mcuformer.memory import BOARDS  # noqa: E402
 from mcuformer.pipeline import (SEARCH_DEFAULTS, PipelineConfig, engine_stage, finetune_stage,  # noqa: E402
                                 quantize_stage, search_stage, supernet_stage)
@@ -32,6 +34,47 @@ def relative(path) -> str:
     """A path as the manifests hold it: relative to the repository (never absolute)."""
     p = Path(path).resolve()
     return str(p.relative_to(ROOT)) if ROOT in p.parents else p.name
+
+
+def adopt_finetuned(cfg: PipelineConfig, finetuned: Path, board, ledger: StageLedger) -> dict:
+    """Stages 3-4 for a subnet fine-tuned elsewhere (``mcuformer finetune``'s checkpoint, e.g. the GPU slot's
+    finetune-fp16.pt): its arch (``finetuned_arch``) stands for the search's pick and the checkpoint for the
+    fine-tune, both recorded in the run's ledger so that the stages after them notice when it changes. The
+    subnet must fit the board (the memory model says so before anything is built)."""
+    from mcuformer.memory import memory_report
+    from mcuformer.space import Arch
+    from mcuformer.stages import digest_files, digest_settings
+    from mcuformer.train import load_checkpoint
+    from mcuformer.utils.io import write_yaml
+
+    state = load_checkpoint(finetuned)
+    if not isinstance(state.get("finetuned_arch"), dict):
+        raise ConfigError(f"{finetuned}: not a fine-tuned subnet (no finetuned_arch): give `mcuformer finetune`'s "
+                          "checkpoint")
+    try:
+        arch = Arch.from_dict(state["finetuned_arch"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{finetuned}: its finetuned_arch is damaged ({e})") from None
+    rep = memory_report(arch, board)
+    if not rep.fits:
+        raise ConfigError(f"{finetuned}: its subnet {arch.short()} does not fit {board.name} "
+                          f"({rep.binding} is over budget)")
+    arch_file, tuned = cfg.output / "search" / "best_arch.yaml", cfg.output / "finetune" / "checkpoint.pt"
+    inputs = {"fine-tuned checkpoint": digest_files(finetuned), "board": digest_settings(board.to_dict())}
+    for stage, target in (("search", arch_file), ("finetune", tuned)):
+        plan = ledger.plan(stage, inputs, done=target.exists(), owned=[target.parent])
+        if plan.line:
+            print(plan.line)
+        if plan.run:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if stage == "search":
+                write_yaml(arch_file, {"arch": arch.to_dict(), "budget": board.to_dict(),
+                                       "adopted_from": finetuned.name})
+            else:
+                shutil.copyfile(finetuned, tuned)
+            ledger.finish(stage)
+    return {"evaluations": 0, "arch": arch.to_dict(), "summary": arch.short(), "heldout_top1": None,
+            "arch_file": str(arch_file), "epochs": state.get("epoch")}
 
 
 def main() -> int:
@@ -47,6 +90,10 @@ def main() -> int:
                     help="the search's held-out score (default: the pipeline's)")
     ap.add_argument("--test-limit", type=int, default=0,
                     help="int8 top-1 on this many test images spread over the split (0: all 10,000)")
+    ap.add_argument("--finetuned", default=None, metavar="CKPT",
+                    help="deploy this fine-tuned subnet (a `mcuformer finetune` checkpoint) on the one board of "
+                         "--boards instead of searching and fine-tuning (e.g. scripts/device_train.sh's "
+                         "finetune-fp16.pt)")
     ap.add_argument("--data-path", default=None, help="default: the CIFAR-10 archive")
     ap.add_argument("--work", default=str(ROOT / "runs/zoo-models"), help="the per-board run folders")
     ap.add_argument("--output", default=str(ROOT / "benchmarks/results/model_zoo.json"))
@@ -54,6 +101,11 @@ def main() -> int:
     ckpt = Path(args.checkpoint)
     if not ckpt.is_file():
         raise CheckpointError(f"supernet checkpoint not found: {ckpt}")
+    finetuned = Path(args.finetuned) if args.finetuned else None
+    if finetuned is not None and (len(args.boards) != 1 or args.finetune_epochs):
+        raise ConfigError("--finetuned deploys one fine-tuned subnet: give one board and no --finetune-epochs")
+    if finetuned is not None and not finetuned.is_file():
+        raise CheckpointError(f"fine-tuned checkpoint not found: {finetuned}")
     sha = file_sha256(ckpt)  # each model names the exact supernet it was cut from; the file may be replaced later
     rows, not_built = [], {}
     for name in args.boards:
@@ -68,10 +120,14 @@ def main() -> int:
         ledger = StageLedger(cfg.output)
         supernet_stage(cfg, ledger)
         try:
-            searched = search_stage(cfg, ckpt, board, workers=1, progress=True, ledger=ledger)
-            # a board whose search picked a subnet another board's run already fine-tuned copies its weights
-            deployed = finetune_stage(cfg, ckpt, searched, progress=True, ledger=ledger,
-                                      donors=[Path(args.work) / b for b in BOARDS if b != name])
+            if finetuned is not None:
+                searched = adopt_finetuned(cfg, finetuned, board, ledger)
+                deployed = cfg.output / "finetune" / "checkpoint.pt"
+            else:
+                searched = search_stage(cfg, ckpt, board, workers=1, progress=True, ledger=ledger)
+                # a board whose search picked a subnet another board's run already fine-tuned copies its weights
+                deployed = finetune_stage(cfg, ckpt, searched, progress=True, ledger=ledger,
+                                          donors=[Path(args.work) / b for b in BOARDS if b != name])
             if deployed is None:  # SIGINT/SIGTERM: the fine-tune saved its step; the same command continues it
                 print(f"{name}: fine-tune interrupted: rerun the same command to continue", file=sys.stderr)
                 return 130
@@ -83,6 +139,7 @@ def main() -> int:
             continue
         emu = engine.get("emulator") or {}
         copied = ledger.records.get("finetune", {}).get("reused_from") if args.finetune_epochs else None
+        tuned_epochs = searched["epochs"] if finetuned is not None else args.finetune_epochs
         dest = ckpt.parent / f"int8-{name}"
         tmp = dest.with_name(dest.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -93,10 +150,12 @@ def main() -> int:
         row = {
             "board": board.to_dict(), "model": relative(dest), "supernet": relative(ckpt), "supernet_sha256": sha,
             "arch": searched["arch"], "summary": searched["summary"], "heldout_top1": searched["heldout_top1"],
-            "search_fitness": args.fitness, "search_population": args.population,
-            "search_generations": args.generations, "search_evaluations": searched.get("evaluations"),
-            "fine_tuned_epochs": args.finetune_epochs,
+            **({"search_fitness": args.fitness, "search_population": args.population,
+                "search_generations": args.generations, "search_evaluations": searched.get("evaluations")}
+               if finetuned is None else {"search": "none: the fine-tuned checkpoint's subnet"}),
+            "fine_tuned_epochs": tuned_epochs,
             **({"fine_tune_teacher": args.finetune_teacher} if args.finetune_epochs else {}),
+            **({"fine_tuned_checkpoint": finetuned.name} if finetuned is not None else {}),
             **({"fine_tune_copied_from": copied} if copied else {}),
             "float_top1": acc["float_top1"], "int8_top1": acc["int8_top1"], "test_images": acc["count"],
             "planned_arena_bytes": engine["export"]["arena_bytes"],
@@ -111,17 +170,20 @@ def main() -> int:
             "command": f"python benchmarks/model_zoo.py --checkpoint {relative(ckpt)} --boards {name}"
                        + (f" --finetune-epochs {args.finetune_epochs} --finetune-teacher {args.finetune_teacher}"
                           if args.finetune_epochs else "")
+                       + (f" --finetuned {relative(finetuned)}" if finetuned is not None else "")
                        + (f" --population {args.population} --generations {args.generations}"
-                          if (args.population, args.generations)
+                          if finetuned is None and (args.population, args.generations)
                           != (SEARCH_DEFAULTS["population"], SEARCH_DEFAULTS["generations"]) else "")
                        + (f" --test-limit {args.test_limit}" if args.test_limit else "")
-                       + (f" --fitness {args.fitness}" if args.fitness != "top1" else ""),
+                       + (f" --fitness {args.fitness}" if finetuned is None and args.fitness != "top1" else ""),
             "data": f"CIFAR-10 JPEG tarball ../shared/data/cifar10-jpg.tar.gz ({acc['count']:,} test images)",
         }
         manifest = json.loads((tmp / "manifest.json").read_text())
         manifest["info"]["checkpoint"] = "../supernet.pt"  # relative to the model's folder: no absolute path
         if args.finetune_epochs:  # its weights are params.npz's: the supernet's subnet, trained on alone
             manifest["info"]["fine_tuned"] = {"epochs": args.finetune_epochs, "teacher": args.finetune_teacher}
+        elif finetuned is not None:
+            manifest["info"]["fine_tuned"] = {"epochs": tuned_epochs, "checkpoint": finetuned.name}
         write_json(tmp / "manifest.json", manifest)
         write_json(tmp / "zoo.json", row)
         if dest.exists():

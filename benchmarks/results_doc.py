@@ -85,6 +85,8 @@ def section_zoo() -> str:
                        + (" (no teacher)" if r.get("fine_tune_teacher") == "none" else "")
                        + (f", weights copied from {r['fine_tune_copied_from']}'s run (the same subnet)"
                           if r.get("fine_tune_copied_from") else "")
+                       + (f", elsewhere ({r['fine_tuned_checkpoint']}, not searched here)"
+                          if r.get("fine_tuned_checkpoint") else "")
                        if r.get("fine_tuned_epochs") else "")
     searched = lambda r: (f"; searched {r['search_population']} x {r['search_generations']} "  # noqa: E731
                           f"({r['search_evaluations']} subnets)" if r.get("search_evaluations") else "")

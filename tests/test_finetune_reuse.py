@@ -132,14 +132,9 @@ def test_an_interrupted_fine_tune_stops_model_zoo_with_a_rerun_hint(tmp_path, mo
     """SIGINT/SIGTERM during a board's fine-tune: the trainer saves and returns, finetune_stage returns None,
     and model_zoo.py stops there (status 130) instead of quantising no checkpoint (it once raised a TypeError
     traceback) or going on to the next board."""
-    import importlib.util
     import sys
-    from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "model_zoo.py"
-    spec = importlib.util.spec_from_file_location("model_zoo_script", script)
-    zoo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(zoo)
+    zoo = _model_zoo()
     _checkpoint(tmp_path / "supernet.pt", 0)
     calls = []
     monkeypatch.setattr(zoo, "supernet_stage", lambda cfg, ledger: None)
@@ -153,3 +148,60 @@ def test_an_interrupted_fine_tune_stops_model_zoo_with_a_rerun_hint(tmp_path, mo
     assert calls == ["stm32f746"]
     assert "stm32f746: fine-tune interrupted: rerun the same command" in capsys.readouterr().err
     assert not (tmp_path / "zoo.json").exists() and not (tmp_path / "int8-stm32f746").exists()
+
+
+def _model_zoo():
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "model_zoo.py"
+    spec = importlib.util.spec_from_file_location("model_zoo_script", script)
+    zoo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(zoo)
+    return zoo
+
+
+ZOO_ARCH = {"img_size": 32, "patch_size": 1, "rank_ratio": 0.75, "embed_dim": 96, "depth": 4, "num_heads": [4, 6, 6, 3],
+            "mlp_ratio": [2.0, 3.0, 1.5, 3.0], "num_classes": 10, "head_dim": 32, "in_chans": 3, "cls_token": False,
+            "pool": "gap", "stem": "conv", "stem_layers": 2, "stem_width": 48, "stem_pool": [True, True]}
+
+
+def test_model_zoo_adopts_a_subnet_fine_tuned_elsewhere(tmp_path):
+    """--finetuned (a GPU slot's fine-tune): its arch and weights stand for stages 3-4 in the run's ledger, so
+    that the stages after them keep their work while it is the same file and redo it when it changes; a
+    checkpoint that is no fine-tune, whose arch is damaged or does not fit the board is refused by name."""
+    import pytest
+
+    from mcuformer.errors import McuformerError
+    from mcuformer.memory import get_board
+
+    zoo = _model_zoo()
+    tuned = tmp_path / "finetune-fp16.pt"
+    _checkpoint(tuned, 60)
+    state = torch.load(tuned, weights_only=False)
+    torch.save({**state, "finetuned_arch": ZOO_ARCH}, tuned)
+    run = tmp_path / "work" / "stm32f746"
+    cfg = PipelineConfig(space=[], train_config=None, output=run, supernet=tmp_path / "supernet.pt",
+                         board="stm32f746")
+    f746 = get_board("stm32f746")
+    searched = zoo.adopt_finetuned(cfg, tuned, f746, StageLedger(run))
+    assert searched["summary"].startswith("E96 D4 c48") and searched["epochs"] == 60
+    assert yaml.safe_load((run / "search" / "best_arch.yaml").read_text())["arch"] == ZOO_ARCH
+    assert (run / "finetune" / "checkpoint.pt").read_bytes() == tuned.read_bytes()
+    ledger = StageLedger(run)
+    assert ledger.records["search"]["complete"] and ledger.records["finetune"]["complete"]
+    fingerprint = ledger.fingerprint("finetune")
+
+    zoo.adopt_finetuned(cfg, tuned, f746, StageLedger(run))  # the same file: the same record
+    assert StageLedger(run).fingerprint("finetune") == fingerprint
+    torch.save({**state, "finetuned_arch": ZOO_ARCH, "epoch": 61}, tuned)  # another fine-tune: a new record
+    zoo.adopt_finetuned(cfg, tuned, f746, StageLedger(run))
+    assert StageLedger(run).fingerprint("finetune") != fingerprint
+    assert (run / "finetune" / "checkpoint.pt").read_bytes() == tuned.read_bytes()
+
+    for arch, board, needle in ((None, f746, "not a fine-tuned subnet"),
+                                ({**ZOO_ARCH, "depth": "x"}, f746, "depth"),
+                                (ZOO_ARCH, get_board("stm32l432kc"), "does not fit stm32l432kc")):
+        torch.save({**state, **({"finetuned_arch": arch} if arch else {})}, tuned)
+        with pytest.raises(McuformerError, match=needle):
+            zoo.adopt_finetuned(cfg, tuned, board, StageLedger(run))
