@@ -217,7 +217,8 @@ def test_finetune_a_subnet_with_the_teacher_then_quantize_it(tmp_path, cifar_arc
 @pytest.mark.slow
 def test_device_script_dry_run_fits_a_gpu_slot(tmp_path, cifar_archive):
     """The whole slot on the CPU. Its first training attempt fails, as bf16 did on the first real slot (a
-    stand-in python refuses `mcuformer train` without --amp off), so the fp32 retry must save the slot."""
+    stand-in python refuses `mcuformer train` without --amp off), so the fp32 retry must save the slot; then
+    a subnet is fine-tuned from the supernet just trained, and the eight files come back."""
     out = tmp_path / "out"
     python = tmp_path / "python"
     python.write_text('#!/usr/bin/env bash\n'
@@ -243,3 +244,14 @@ def test_device_script_dry_run_fits_a_gpu_slot(tmp_path, cifar_archive):
     assert record["train_exit"] == 0 and record["images_seen"] == 3 * 3 * 16 and record["retried_in_fp32"]
     assert record["config"] == "configs/train-cifar10-zoo-gpu.yaml"
     assert json.loads((out / "input_path_throughput.json").read_text())["rows"][1]["path"] == "device-resident"
+    # the fine-tune: 2 epochs of the tiny space's largest subnet, from the fp32 retry's supernet
+    assert "device_train: fine-tune exited 0" in log and "--checkpoint-every-s 60" in log
+    assert "run-fp32/checkpoint.pt --arch largest" in log
+    tuned = load_checkpoint(out / "finetune-fp16.pt")
+    space = SearchSpace.from_dict(tuned["space"])
+    assert tuned["finetuned_arch"] == space.largest(10).to_dict() and tuned["epoch"] == 2
+    assert "optimizer" not in tuned and all(v.dtype == torch.float16 for v in tuned["model"].values()
+                                            if v.is_floating_point())
+    assert any(not torch.equal(state["model"][k], tuned["model"][k]) for k in state["model"])
+    assert record["finetune"]["epochs_done"] == 2 and record["finetune"]["exit"] == 0
+    assert record["finetune"]["last_eval"]["eval"]["subnet"]["count"] == 64
