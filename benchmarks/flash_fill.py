@@ -145,10 +145,11 @@ def finetune_and_test(ckpt: Path, arch: dict, work: Path, epochs: int, data_path
         return acc
     write_yaml(arch_file, {"arch": arch})
     t0 = time.time()
-    cfg = TrainConfig.from_dict(finetune_settings(load_checkpoint(ckpt).get("config"), epochs=epochs, workers=1),
+    supernet = load_checkpoint(ckpt)
+    cfg = TrainConfig.from_dict(finetune_settings(supernet.get("config"), epochs=epochs, workers=1),
                                 where="fine-tune settings")
     out = work / "finetune"
-    data = data_path_of(load_checkpoint(ckpt), data_path)  # what finetune_subnet trains on
+    data = data_path_of(supernet, data_path)  # what finetune_subnet trains on
     donor = zoo_finetune(zoo_run, ckpt, arch, cfg, data) if zoo_run and not out.exists() else None
     if donor is not None:  # seeded: training it again gives these weights (the 3-epoch zoo-pick rows reproduced)
         print(f"{work.name}: the zoo's run {relative(donor)} fine-tuned this subnet from this supernet with these "
