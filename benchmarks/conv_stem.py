@@ -39,10 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from mcuformer.codegen.export import export_model  # noqa: E402
-from mcuformer.codegen.linker import QEMU_MPS2_AN500_COMMAND, cortex_m7_build_command, write_linker_script  # noqa: E402
 from mcuformer.errors import run_script  # noqa: E402
 from mcuformer.memory import TECHNIQUES, Techniques, memory_report  # noqa: E402
-from mcuformer.memory.boards import get_board  # noqa: E402
 from mcuformer.memory.schedule import section_cost, stem_dims  # noqa: E402
 from mcuformer.quantize import intops  # noqa: E402
 from mcuformer.quantize.fixedpoint import quantize_multiplier  # noqa: E402
@@ -50,6 +48,7 @@ from mcuformer.quantize.synthetic import random_conv_arch, random_quant_model  #
 from mcuformer.space import Arch  # noqa: E402
 from mcuformer.utils.io import write_json  # noqa: E402
 from mcuformer.verify import verify  # noqa: E402
+from m7_bench import PROLOGUE, Blob, build_and_run, write_program  # noqa: E402
 
 LIBRARY = ROOT / "src" / "mcuformer" / "codegen" / "library"
 GUARD_BYTES = 64  # the verification builds' MCUFORMER_GUARD_BYTES
@@ -153,17 +152,7 @@ def models(tmp: Path) -> list[dict]:
 
 # ---------------------------------------------------------------- 3. kernel speed on the M7
 
-MAIN = r"""
-#include <stdint.h>
-#include "mcu_kernels.h"
-#include "counter.h"
-#include "semihost.h"
-#include "bench.h"
-
-__asm__(".pushsection .rodata.bench_data, \"a\", %progbits\n.p2align 2\n.global bench_data\nbench_data:\n"
-        ".incbin \"" BENCH_DATA "\"\n.popsection\n");
-extern const int8_t bench_data[];
-
+MAIN = PROLOGUE + r"""
 static int8_t row[MAX_ROW];
 static int8_t col[MAX_COL];
 
@@ -227,15 +216,8 @@ def fnv(data: np.ndarray) -> int:
 
 def make_kernel_data(folder: Path, seed: int = 0):
     rng = np.random.default_rng(seed)
-    blob = bytearray()
-
-    def put(arr) -> int:
-        while len(blob) % 4:
-            blob.append(0)
-        at = len(blob)
-        blob.extend(np.ascontiguousarray(arr).tobytes())
-        return at
-
+    blob = Blob()
+    put = blob.put
     rows, expected = [], []
     for size, cin, cout in CONV_SHAPES:
         x = rng.integers(-128, 128, (size, size, cin)).astype(np.int8)
@@ -251,35 +233,17 @@ def make_kernel_data(folder: Path, seed: int = 0):
         x = rng.integers(-128, 128, (size, size, ch)).astype(np.int8)
         expected.append(fnv(intops.maxpool3x3s2(x)))
         rows.append((size, ch, ch, 1, put(x), 0, 0, 0, 0, 0, 0))
-    (folder / "bench.bin").write_bytes(bytes(blob))
-    lines = ["#include <stdint.h>", f"#define BENCH_DATA \"{folder / 'bench.bin'}\"",
-             f"#define NUM_SHAPES {len(rows)}", f"#define MAX_ROW {max(s * c for s, _, c in CONV_SHAPES)}",
-             f"#define MAX_COL {9 * max(c for _, c, _ in CONV_SHAPES)}",
-             "typedef struct { int32_t size, cin, cout, pool, x, w, bias, mult, shift, in_zp, out_zp; } conv_t;",
-             "static const conv_t shapes[NUM_SHAPES] = {"]
-    lines += ["    {" + ", ".join(map(str, r)) + "}," for r in rows]
-    lines.append("};")
-    (folder / "bench.h").write_text("\n".join(lines) + "\n")
-    (folder / "main.c").write_text(MAIN)
+    write_program(folder, blob, MAIN, "conv_t", "size, cin, cout, pool, x, w, bias, mult, shift, in_zp, out_zp",
+                  rows, [f"#define MAX_ROW {max(s * c for s, _, c in CONV_SHAPES)}",
+                         f"#define MAX_COL {9 * max(c for _, c, _ in CONV_SHAPES)}"])
     return expected
 
 
 def run_kernels(folder: Path, portable: bool, expected) -> list[int]:
     label = "portable" if portable else "dsp"
-    script = write_linker_script(get_board("stm32h743"), folder / "bench.ld")
-    elf = folder / f"{label}.elf"
-    cflags = [f"-I{LIBRARY}", f"-I{folder}"] + (["-DMCU_PORTABLE"] if portable else [])
-    cmd = cortex_m7_build_command([folder / "main.c", *sorted(LIBRARY.glob("mcu_*.c"))], script, elf,
-                                  extra_cflags=cflags)
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
-    if r.returncode:
-        raise SystemExit(f"{label}: build failed:\n{r.stderr[-3000:]}")
-    r = subprocess.run([*QEMU_MPS2_AN500_COMMAND, str(elf)], capture_output=True, text=True, timeout=600,
-                       stdin=subprocess.DEVNULL)
-    if r.returncode or "done" not in r.stdout.split():
-        raise SystemExit(f"{label}: the run failed (status {r.returncode}):\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
+    stdout = build_and_run(folder, LIBRARY, portable, label, run_timeout_s=600)
     counts = {}
-    for line in r.stdout.splitlines():
+    for line in stdout.splitlines():
         m = re.match(r"shape (\d+) (\d+) (?:0x)?([0-9a-fA-F]+)$", line.strip())
         if m:
             i = int(m[1])
@@ -287,7 +251,7 @@ def run_kernels(folder: Path, portable: bool, expected) -> list[int]:
                 raise SystemExit(f"{label}: shape {i}: outputs differ from the integer reference")
             counts[i] = int(m[2])
     if len(counts) != len(expected):
-        raise SystemExit(f"{label}: {len(counts)} results for {len(expected)} shapes:\n{r.stdout[-1000:]}")
+        raise SystemExit(f"{label}: {len(counts)} results for {len(expected)} shapes:\n{stdout[-1000:]}")
     return [counts[i] for i in range(len(expected))]
 
 

@@ -46,15 +46,14 @@ from mcuformer.codegen.export import export_model  # noqa: E402
 from mcuformer.errors import run_script  # noqa: E402
 from mcuformer.quantize.model import QuantModel  # noqa: E402
 from mcuformer.space import SearchSpace  # noqa: E402
-from mcuformer.codegen.linker import (CORTEX_M7_CFLAGS, QEMU_MPS2_AN500_COMMAND, cortex_m7_build_command,  # noqa: E402
-                                      write_linker_script)
-from mcuformer.memory.boards import get_board  # noqa: E402
+from mcuformer.codegen.linker import CORTEX_M7_CFLAGS  # noqa: E402
 from mcuformer.quantize import intops  # noqa: E402
 from mcuformer.quantize.fixedpoint import quantize_multiplier  # noqa: E402
 from mcuformer.quantize.synthetic import random_quant_model  # noqa: E402
 from mcuformer.space import Arch  # noqa: E402
 from mcuformer.utils.io import write_json  # noqa: E402
 from mcuformer.verify import verify  # noqa: E402
+from m7_bench import PROLOGUE, Blob, build_and_run, write_program  # noqa: E402
 
 LIBRARY = ROOT / "src" / "mcuformer" / "codegen" / "library"
 LIBRARY_IN_GIT = "src/mcuformer/codegen/library"
@@ -94,17 +93,7 @@ def model_cases():
             cases.append((f"zoo {folder.parent.name}/{folder.name}", lambda f=folder: QuantModel.load(f), board))
     return cases
 
-MAIN = r"""
-#include <stdint.h>
-#include "mcu_kernels.h"
-#include "counter.h"
-#include "semihost.h"
-#include "bench.h"
-
-__asm__(".pushsection .rodata.bench_data, \"a\", %progbits\n.p2align 2\n.global bench_data\nbench_data:\n"
-        ".incbin \"" BENCH_DATA "\"\n.popsection\n");
-extern const int8_t bench_data[];
-
+MAIN = PROLOGUE + r"""
 static int8_t y[MAX_OUT];
 
 static void put_hex(const int8_t *p, int32_t n)
@@ -149,14 +138,8 @@ int main(void)
 def make_data(folder: Path, seed: int = 0):
     """bench.bin (all arrays, 4-byte aligned), bench.h (their offsets), the expected outputs."""
     rng = np.random.default_rng(seed)
-    blob = bytearray()
-
-    def put(arr) -> int:
-        while len(blob) % 4:
-            blob.append(0)
-        at = len(blob)
-        blob.extend(np.ascontiguousarray(arr).tobytes())
-        return at
+    blob = Blob()
+    put = blob.put
 
     lut = rng.integers(-128, 128, 256).astype(np.int8)
     lut_at = put(lut)
@@ -179,38 +162,18 @@ def make_data(folder: Path, seed: int = 0):
         expected.append(np.asarray(y, np.int64))
         rows.append((n_in, n_out, put(w), put(x), put(bias), put(m.astype(np.int32)), put(sh.astype(np.int32)),
                      put(res), out_zp, mode))
-    (folder / "bench.bin").write_bytes(bytes(blob))
-    lines = ["#include <stdint.h>", f"#define BENCH_DATA \"{folder / 'bench.bin'}\"",
-             f"#define NUM_SHAPES {len(SHAPES)}", f"#define MAX_OUT {max(s[2] for s in SHAPES)}",
-             f"#define LUT_AT {lut_at}",
-             f"#define ADD_PARAMS {{{za}, {add_p['m1']}, {add_p['s1']}, {zb}, {add_p['m2']}, {add_p['s2']}, "
-             f"{add_p['mo']}, {add_p['so']}, {zo}}}",
-             "typedef struct { int32_t n_in, n_out, w, x, bias, mult, shift, res, out_zp, mode; } shape_t;",
-             "static const shape_t shapes[NUM_SHAPES] = {"]
-    lines += ["    {" + ", ".join(map(str, r)) + "}," for r in rows]
-    lines.append("};")
-    (folder / "bench.h").write_text("\n".join(lines) + "\n")
-    (folder / "main.c").write_text(MAIN)
+    write_program(folder, blob, MAIN, "shape_t", "n_in, n_out, w, x, bias, mult, shift, res, out_zp, mode", rows,
+                  [f"#define MAX_OUT {max(s[2] for s in SHAPES)}", f"#define LUT_AT {lut_at}",
+                   f"#define ADD_PARAMS {{{za}, {add_p['m1']}, {add_p['s1']}, {zb}, {add_p['m2']}, {add_p['s2']}, "
+                   f"{add_p['mo']}, {add_p['so']}, {zo}}}"])
     return expected
 
 
 def run_kernels(folder: Path, library: Path, portable: bool, expected, label: str) -> list[int]:
     """instructions per shape; raises SystemExit when the build fails or an output is wrong"""
-    script = write_linker_script(get_board("stm32h743"), folder / "bench.ld")  # 2 MB flash for the weights
-    elf = folder / f"{label}.elf"
-    cflags = [f"-I{library}", f"-I{folder}"] + (["-DMCU_PORTABLE"] if portable else [])
-    cmd = cortex_m7_build_command([folder / "main.c", *sorted(library.glob("mcu_*.c"))], script, elf,
-                                  extra_cflags=cflags)
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
-    if r.returncode:
-        raise SystemExit(f"{label}: build failed:\n{r.stderr[-3000:]}")
-    prefix = ["timeout", "120"] if shutil.which("timeout") else []
-    r = subprocess.run([*prefix, *QEMU_MPS2_AN500_COMMAND, str(elf)], capture_output=True, text=True,
-                       timeout=180, stdin=subprocess.DEVNULL)
-    if r.returncode or "done" not in r.stdout.split():
-        raise SystemExit(f"{label}: the run failed (status {r.returncode}):\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
+    stdout = build_and_run(folder, library, portable, label)
     counts = []
-    for line in r.stdout.splitlines():
+    for line in stdout.splitlines():
         m = re.match(r"shape (\d+) (\d+) ([0-9a-f]*)$", line)
         if m:
             i = int(m[1])
