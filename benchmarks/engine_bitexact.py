@@ -69,21 +69,31 @@ def print_summary(rows: list[dict]) -> dict:
     return summary
 
 
-def one(tmp: Path, i: int, target: str) -> dict:
-    rng = random.Random(50_000 + i)
-    arch = random_arch(rng)
+def check_one(tmp: Path, i: int, target: str, arch: Arch, rng: random.Random, portable_too: bool = False) -> dict:
+    """Exports ``arch`` with random weights (seed i), techniques drawn from ``rng`` and i's schedule, and
+    verifies it on ``target`` (the host with the sanitizers); ``portable_too``: also the portable kernels."""
     flags = Techniques(**{t: rng.random() < 0.6 for t in TECHNIQUES})
     schedule = "fastest" if i % 2 else "smallest"
     folder = tmp / f"{target}-{i}"
     info = export_model(random_quant_model(arch, seed=i), folder, "stm32f746", flags, schedule=schedule)
     r = verify(folder, target, images=2, seed=i, sanitize=True)
     ok = r.bit_exact and r.guard_damage == 0 and (target != "host" or r.sanitizers)
+    portable = None
+    if portable_too:
+        p = verify(folder, target, images=2, seed=i, portable=True)
+        portable = p.bit_exact and p.predictions == r.predictions
+        ok = ok and portable
     kernels = sorted({line.split("mcu_")[1].split("(")[0] for line in (folder / "mcuformer_model.c").read_text()
                       .splitlines() if line.strip().startswith("mcu_") and "(" in line})
-    return {"index": i, "target": target, "arch": arch.short(), "tokens": arch.num_tokens, "techniques": flags.label(),
-            "schedule": schedule, "arena_bytes": info["arena_bytes"], "bit_exact": r.bit_exact,
-            "guard_damage": r.guard_damage, "ok": ok, "kernels": kernels,
-            "instructions": r.instructions_per_inference if target == "cortex-m7" else None}
+    return {"index": i, "target": target, "arch": arch.short(), "rel_pos": arch.rel_pos, "tokens": arch.num_tokens,
+            "techniques": flags.label(), "schedule": schedule, "arena_bytes": info["arena_bytes"],
+            "bit_exact": r.bit_exact, "portable_bit_exact": portable, "guard_damage": r.guard_damage, "ok": ok,
+            "kernels": kernels, "instructions": r.instructions_per_inference if target == "cortex-m7" else None}
+
+
+def one(tmp: Path, i: int, target: str) -> dict:
+    rng = random.Random(50_000 + i)
+    return check_one(tmp, i, target, random_arch(rng), rng)
 
 
 def main() -> int:

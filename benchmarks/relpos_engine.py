@@ -35,7 +35,6 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from mcuformer.codegen.export import export_model  # noqa: E402
 from mcuformer.errors import run_script  # noqa: E402
-from mcuformer.memory import TECHNIQUES, Techniques  # noqa: E402
 from mcuformer.quantize.synthetic import random_quant_model  # noqa: E402
 from mcuformer.space import Arch  # noqa: E402
 from mcuformer.utils.io import write_json  # noqa: E402
@@ -50,24 +49,8 @@ def random_arch(rng: random.Random) -> Arch:
 
 def one(tmp: Path, i: int, target: str) -> dict:
     rng = random.Random(70_000 + i)
-    arch = random_arch(rng)
-    flags = Techniques(**{t: rng.random() < 0.6 for t in TECHNIQUES})
-    schedule = "fastest" if i % 2 else "smallest"
-    folder = tmp / f"{target}-{i}"
-    info = export_model(random_quant_model(arch, seed=i), folder, "stm32f746", flags, schedule=schedule)
-    r = verify(folder, target, images=2, seed=i, sanitize=True)
-    ok = r.bit_exact and r.guard_damage == 0 and (target != "host" or r.sanitizers)
-    portable = None
-    if target == "cortex-m7" and i == 10_000:
-        p = verify(folder, target, images=2, seed=i, portable=True)
-        portable = p.bit_exact and p.predictions == r.predictions
-        ok = ok and portable
-    kernels = sorted({line.split("mcu_")[1].split("(")[0] for line in (folder / "mcuformer_model.c").read_text()
-                      .splitlines() if line.strip().startswith("mcu_") and "(" in line})
-    return {"index": i, "target": target, "arch": arch.short(), "rel_pos": arch.rel_pos, "tokens": arch.num_tokens,
-            "techniques": flags.label(), "schedule": schedule, "arena_bytes": info["arena_bytes"],
-            "bit_exact": r.bit_exact, "portable_bit_exact": portable, "guard_damage": r.guard_damage, "ok": ok,
-            "kernels": kernels}
+    return engine_bitexact.check_one(tmp, i, target, random_arch(rng), rng,
+                                     portable_too=target == "cortex-m7" and i == 10_000)
 
 
 def agreement(count: int, images: int = 64) -> list[dict]:
