@@ -4,9 +4,12 @@ mixup/cutmix with label smoothing driven by an explicit generator (so a resumed 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
-from torchvision.transforms import v2
+
+if TYPE_CHECKING:
+    from torchvision.transforms import v2
 
 CIFAR_MEAN, CIFAR_STD = (0.4913, 0.4821, 0.4465), (0.2452, 0.2428, 0.2606)  # measured on the JPEG tarball
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -30,6 +33,8 @@ class AugmentConfig:
 
 def build_train_transform(cfg: AugmentConfig, img_size: int, source_size: int | None) -> v2.Compose:
     """``source_size`` is the stored image side when known (arrays), None for files of any size."""
+    from torchvision.transforms import v2  # here, not at the top: importing torchvision takes 1.5 s
+
     crop = cfg.crop
     if crop == "auto":  # small stored images (CIFAR at native size) use pad+crop, others random-resized
         crop = "pad-crop" if source_size is not None and source_size <= 64 else "random-resized"
@@ -52,6 +57,8 @@ def build_train_transform(cfg: AugmentConfig, img_size: int, source_size: int | 
 
 
 def build_eval_transform(cfg: AugmentConfig, img_size: int, source_size: int | None) -> v2.Compose:
+    from torchvision.transforms import v2
+
     t = [v2.ToImage()]
     if source_size != img_size:
         if source_size is None or source_size > img_size:  # ImageNet style: resize to img/0.875, centre crop

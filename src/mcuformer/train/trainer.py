@@ -20,7 +20,6 @@ from tqdm import tqdm
 from mcuformer.data import (build_eval_transform, build_train_transform, complement, load_subsplit, mix_batch,
                             open_split, resolve_data_path)
 from mcuformer.data.datasets import sample_seed, spread
-from mcuformer.data.device_batches import DeviceBatches
 from mcuformer.errors import CheckpointError, ConfigError, McuformerError
 from mcuformer.space import Arch, SearchSpace
 from mcuformer.supernet import SuperViT
@@ -169,6 +168,8 @@ def _train(space, output, cfg, data_path, resume, init_from, progress, info: Dis
     on_device = cfg.data_on_device == "on" or (cfg.data_on_device == "auto" and info.device.type == "cuda")
     device_train = device_val = None
     if on_device:
+        from mcuformer.data.device_batches import DeviceBatches  # imports torchvision (1.5 s): only when used
+
         device_train = DeviceBatches(train_set, cfg.augment, space.img_size, info.device,
                                      aug_groups=cfg.aug_groups, progress=progress and info.is_main)
         if val_set.source_size == space.img_size:  # other sizes keep the eval transform's resize + crop
