@@ -1,4 +1,5 @@
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,16 @@ OFFICIAL = [CONFIGS / "official/supernet-T.yaml", CONFIGS / "official/supernet-T
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Decoded archives go to one cache per test session, never into the checkout."""
     monkeypatch.setenv("MCUFORMER_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture
+def cached_host_cc(tmp_path_factory, monkeypatch) -> Path:
+    """The host builds of this test go through tests/cc_cache.py: the kernel library is compiled once per
+    session and set of flags, not once per export. Returns the folder of the cached objects."""
+    cache = tmp_path_factory.getbasetemp() / "cc-cache"
+    monkeypatch.setenv("CC_CACHE_DIR", str(cache))
+    monkeypatch.setenv("HOST_CC", f"{shlex.quote(sys.executable)} {shlex.quote(str(ROOT / 'tests/cc_cache.py'))}")
+    return cache
 
 
 @pytest.fixture(scope="session")

@@ -257,7 +257,7 @@ def _export(tmp, i: int, board="stm32f746"):
     return folder, arch, flags, info
 
 
-def test_random_conv_archs_bit_exact_on_the_host_under_sanitizers(tmp_path):
+def test_random_conv_archs_bit_exact_on_the_host_under_sanitizers(tmp_path, cached_host_cc):
     def one(i):
         folder, arch, flags, _ = _export(tmp_path, i)
         return i, arch, flags, verify(folder, "host", images=2, seed=i, sanitize=True)

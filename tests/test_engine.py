@@ -61,7 +61,7 @@ def _export(tmp: Path, i: int, board="stm32f746"):
     return folder, arch, flags
 
 
-def test_random_archs_bit_exact_on_the_host_under_sanitizers(tmp_path):
+def test_random_archs_bit_exact_on_the_host_under_sanitizers(tmp_path, cached_host_cc):
     """>= 50 random archs and technique sets: gcc -O2, then ASan+UBSan; logits equal the reference."""
     def one(i):
         folder, arch, flags = _export(tmp_path, i)
@@ -73,6 +73,7 @@ def test_random_archs_bit_exact_on_the_host_under_sanitizers(tmp_path):
     bad = [(i, a.short(), f.label(), r.mismatched_images, r.guard_damage) for i, a, f, r in results
            if not (r.bit_exact and r.sanitizers and r.guard_damage == 0)]
     assert not bad, bad
+    assert len(list(cached_host_cc.glob("mcu_linear-*.o"))) == 2  # the kernels were compiled once a build kind
     kernels = set()
     for i, arch, flags, _ in results:
         kernels |= {line.split("mcu_")[1].split("(")[0] for line in (tmp_path / f"m{i}/mcuformer_model.c").read_text()
@@ -101,7 +102,7 @@ def _kernels(folder: Path) -> set[str]:
             if line.strip().startswith("mcu_") and "(" in line}
 
 
-def test_rel_pos_archs_bit_exact_on_the_host_under_sanitizers(tmp_path):
+def test_rel_pos_archs_bit_exact_on_the_host_under_sanitizers(tmp_path, cached_host_cc):
     """Relative position in the C engine: a handful of random archs (benchmarks/relpos_engine.py runs
     30), fused and layer-wise attention, ASan + UBSan; a corrupted value table is caught."""
     def one(i):
