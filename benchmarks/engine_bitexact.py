@@ -9,7 +9,7 @@ widths 4-16), random technique sets, random weights, exported for the STM32F746 
 int8 logits compared with the NumPy integer reference (mcuformer.verify), guard bytes checked. The CI
 tests (tests/test_engine.py) run fewer; this is the closing figure.
 
-    python benchmarks/engine_bitexact.py                  # 100 host + 12 M7 archs, ~10 min on 2 cores
+    python benchmarks/engine_bitexact.py                  # 100 host + 12 M7 archs, ~3 min on 2 idle cores
     python benchmarks/engine_bitexact.py --host 20 --m7 4
 """
 
@@ -22,6 +22,8 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -107,7 +109,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="mcuformer-bitexact-") as tmp:
         jobs = [(i, "host") for i in range(args.host)] + [(10_000 + i, "cortex-m7") for i in range(args.m7)]
         with ThreadPoolExecutor(args.workers) as pool:
-            rows = list(pool.map(lambda job: one(Path(tmp), *job), jobs))
+            rows = list(tqdm(pool.map(lambda job: one(Path(tmp), *job), jobs), total=len(jobs), desc="archs",
+                             unit="arch"))
     elapsed = time.time() - t0
     summary = print_summary(rows)
     kernels = sorted({k for r in rows for k in r["kernels"]})

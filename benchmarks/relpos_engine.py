@@ -29,6 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -112,7 +113,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="mcuformer-relpos-") as tmp:
         jobs = [(i, "host") for i in range(args.host)] + [(10_000 + i, "cortex-m7") for i in range(args.m7)]
         with ThreadPoolExecutor(args.workers) as pool:
-            rows = list(pool.map(lambda job: one(Path(tmp), *job), jobs))
+            rows = list(tqdm(pool.map(lambda job: one(Path(tmp), *job), jobs), total=len(jobs), desc="archs",
+                             unit="arch"))
         cost = [] if args.no_cost else m7_cost(Path(tmp))
     summary = engine_bitexact.print_summary(rows)
     kernels = sorted({k for r in rows for k in r["kernels"]})
