@@ -132,8 +132,8 @@ class PipelineConfig:
         for k in ("sram_kb", "flash_kb"):
             if d.get(k) is not None and (isinstance(d[k], bool) or not isinstance(d[k], (int, float))):
                 raise ConfigError(f"{path}: '{k}' must be a number of KB, got {d[k]!r}")
-        opt = lambda k: (here / d[k]) if d.get(k) else None  # noqa: E731
-        return cls(space=[here / s for s in spaces], train_config=opt("train_config"),
+        opt = lambda k: (here / d[k]).resolve() if d.get(k) else None  # noqa: E731 (no "configs/../" in messages)
+        return cls(space=[(here / s).resolve() for s in spaces], train_config=opt("train_config"),
                    output=Path(output).resolve() if output else (here / d["output"]).resolve(),
                    data_path=opt("data_path"), board=board or d.get("board") or "stm32f746",
                    search=d.get("search"), quantize=d.get("quantize"), verify=d.get("verify"),
