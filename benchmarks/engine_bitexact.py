@@ -98,6 +98,13 @@ def one(tmp: Path, i: int, target: str) -> dict:
     return check_one(tmp, i, target, random_arch(rng), rng)
 
 
+def check_all(one, tmp: Path, host: int, m7: int, workers: int) -> list[dict]:
+    """``one(tmp, index, target)`` for ``host`` archs on the host and ``m7`` on the emulated M7, in parallel."""
+    jobs = [(i, "host") for i in range(host)] + [(10_000 + i, "cortex-m7") for i in range(m7)]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(tqdm(pool.map(lambda job: one(tmp, *job), jobs), total=len(jobs), desc="archs", unit="arch"))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--host", type=int, default=100, help="random archs on the host (ASan + UBSan)")
@@ -107,10 +114,7 @@ def main() -> int:
     args = ap.parse_args()
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="mcuformer-bitexact-") as tmp:
-        jobs = [(i, "host") for i in range(args.host)] + [(10_000 + i, "cortex-m7") for i in range(args.m7)]
-        with ThreadPoolExecutor(args.workers) as pool:
-            rows = list(tqdm(pool.map(lambda job: one(Path(tmp), *job), jobs), total=len(jobs), desc="archs",
-                             unit="arch"))
+        rows = check_all(one, Path(tmp), args.host, args.m7, args.workers)
     elapsed = time.time() - t0
     summary = print_summary(rows)
     kernels = sorted({k for r in rows for k in r["kernels"]})

@@ -24,12 +24,10 @@ import random
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -111,10 +109,7 @@ def main() -> int:
     args = ap.parse_args()
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="mcuformer-relpos-") as tmp:
-        jobs = [(i, "host") for i in range(args.host)] + [(10_000 + i, "cortex-m7") for i in range(args.m7)]
-        with ThreadPoolExecutor(args.workers) as pool:
-            rows = list(tqdm(pool.map(lambda job: one(Path(tmp), *job), jobs), total=len(jobs), desc="archs",
-                             unit="arch"))
+        rows = engine_bitexact.check_all(one, Path(tmp), args.host, args.m7, args.workers)
         cost = [] if args.no_cost else m7_cost(Path(tmp))
     summary = engine_bitexact.print_summary(rows)
     kernels = sorted({k for r in rows for k in r["kernels"]})
