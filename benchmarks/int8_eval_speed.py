@@ -1,8 +1,9 @@
 """How fast the int8 top-1 is measured on a CPU: the torch integer path (quantize/torchpath.py, what
-`mcuformer evaluate --quantized` and the pipeline's quantize stage run) against two baselines in the same
-run, on the same images: the NumPy oracle (quantize/fakequant.py) and the torch path with a plain port
-of fixedpoint.requantize (a fresh tensor per operation, the form the torch path had before). Every path
-must give the same logits, bit for bit; the benchmark stops if not.
+`mcuformer evaluate --quantized` and the pipeline's quantize stage run) against three baselines in the
+same run, on the same images: the NumPy oracle (quantize/fakequant.py), the torch path with every
+matmul in float64 (``TorchInt8(float32=False)``, the path before float32 was used where it is exact),
+and that with a plain port of fixedpoint.requantize (a fresh tensor per operation, the first form of
+the torch path). Every path must give the same logits, bit for bit; the benchmark stops if not.
 
     python benchmarks/int8_eval_speed.py [--model models/cifar10-zoo/int8-stm32f746] [--images 256] [--threads 1 2]
     # writes benchmarks/results/int8_eval_speed.json
@@ -38,16 +39,24 @@ def plain_requantize(acc, m, s):
     return (high >> e) + ((high & mask) > ((mask >> 1) + (high < 0).to(I64))).to(I64)
 
 
-def time_torch(q, images, batch: int, plain: bool) -> tuple[float, np.ndarray]:
-    fast = torchpath.requantize
-    torchpath.requantize = plain_requantize if plain else fast
+TORCH_PATHS = {  # label: (plain requantize, float32 where exact)
+    "torch, plain requantize, float64 (first baseline)": (True, False),
+    "torch, float64 matmuls (baseline)": (False, False),
+    "torch, float32 where exact (default)": (False, True),
+}
+BASELINE = "torch, float64 matmuls (baseline)"
+
+
+def time_torch(q, images, batch: int, plain: bool, float32: bool) -> tuple[float, np.ndarray]:
+    fast = torchpath.requantize_
+    torchpath.requantize_ = plain_requantize if plain else fast
     try:
-        runner = torchpath.TorchInt8(q)
+        runner = torchpath.TorchInt8(q, float32=float32)
         t0 = time.perf_counter()
         out = np.concatenate([runner.forward(images[i:i + batch]).numpy() for i in range(0, len(images), batch)])
         return time.perf_counter() - t0, out
     finally:
-        torchpath.requantize = fast
+        torchpath.requantize_ = fast
 
 
 def main() -> int:
@@ -72,24 +81,23 @@ def main() -> int:
                                for i in range(0, args.numpy_images, args.batch)]).astype(np.int64)
         rows.append({"path": "NumPy oracle (fakequant)", "threads": threads, "images": args.numpy_images,
                      "seconds": time.perf_counter() - t0})
-        for plain in (True, False):
-            sec, got = time_torch(q, images, args.batch, plain)
+        for label, (plain, float32) in TORCH_PATHS.items():
+            sec, got = time_torch(q, images, args.batch, plain, float32)
             if not np.array_equal(got[:args.numpy_images], want):
-                print(f"the torch path ({'plain' if plain else 'in-place'}) differs from the NumPy oracle", file=sys.stderr)
+                print(f"the torch path ({label}) differs from the NumPy oracle", file=sys.stderr)
                 return 1
-            rows.append({"path": "torch, plain requantize (baseline)" if plain else "torch, in-place requantize",
-                         "threads": threads, "images": args.images, "seconds": sec})
+            rows.append({"path": label, "threads": threads, "images": args.images, "seconds": sec})
     print(f"int8 forward of {Path(args.model).name} ({a.short()}), "
           f"batch {args.batch}, bit-exact across paths")
-    print("| path | threads | images | seconds | images/s | vs plain |")
+    print("| path | threads | images | seconds | images/s | vs float64 |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         r["images_per_s"] = r["images"] / r["seconds"]
     for r in rows:
-        base = next(b for b in rows if b["threads"] == r["threads"] and "plain" in b["path"])
-        r["speedup_vs_plain"] = r["images_per_s"] / base["images_per_s"]
+        base = next(b for b in rows if b["threads"] == r["threads"] and b["path"] == BASELINE)
+        r["speedup_vs_float64"] = r["images_per_s"] / base["images_per_s"]
         print(f"| {r['path']} | {r['threads']} | {r['images']} | {r['seconds']:.2f} | {r['images_per_s']:.1f} | "
-              f"{r['speedup_vs_plain']:.2f}x |")
+              f"{r['speedup_vs_float64']:.2f}x |")
     write_json(args.output, {"model": str(Path(args.model).resolve().relative_to(ROOT))
                              if ROOT in Path(args.model).resolve().parents else Path(args.model).name,
                              "batch": args.batch, "rows": rows, "bit_exact": True,

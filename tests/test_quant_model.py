@@ -189,3 +189,46 @@ def test_torch_path_equals_the_numpy_path_on_random_archs():
         q = random_quant_model(arch, seed=i)
         img = q.quantize_image(torch.rand(3, arch.in_chans, arch.img_size, arch.img_size))
         assert np.array_equal(TorchInt8(q).forward(img).numpy(), fakequant.forward(q, img)), arch.short()
+
+
+def test_float32_matmuls_are_used_only_where_exact():
+    """The torch path multiplies in float32 only when every partial sum is an integer of at most 2^24; past
+    that it falls back to float64. Here a sum of 2^25 + 1 that float32 cannot hold."""
+    from mcuformer.quantize.torchpath import _fits_float32, _mm_any
+    k = 2048
+    a = torch.full((1, k), 127, dtype=torch.int64)
+    a[0, -1] = 1
+    b = a.T.clone()
+    exact = int((a.double() @ b.double()).item())
+    assert exact == 2047 * 127 * 127 + 1 and exact > 1 << 24
+    assert int((a.float() @ b.float()).item()) != exact  # what float32 alone would give
+    assert not _fits_float32(a.float(), 127.0, k)
+    assert int(_mm_any(a, b, True).item()) == exact
+    # the bound: partial sums below 2^24 fit, 2^24 does not
+    row = torch.tensor([[-128.0]])
+    assert _fits_float32(row, 128.0, 1023) and not _fits_float32(row, 128.0, 1024)
+
+
+def test_torch_path_uses_float32_by_default_and_not_under_reduced_precision():
+    """The default (float32 where exact), the all-float64 path and the NumPy oracle give the same integers,
+    on a patch-stem and a conv-stem arch; under ``set_float32_matmul_precision("medium")`` (bfloat16 in
+    oneDNN) the path keeps to float64."""
+    import random
+    import sys
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from engine_bitexact import random_arch
+    from mcuformer.quantize.synthetic import random_conv_arch, random_quant_model
+    rng = random.Random(11)
+    for i, arch in enumerate([random_arch(rng), random_conv_arch(rng)]):
+        q = random_quant_model(arch, seed=i)
+        img = q.quantize_image(torch.rand(4, arch.in_chans, arch.img_size, arch.img_size))
+        want = fakequant.forward(q, img)
+        runner = TorchInt8(q)
+        assert np.array_equal(runner.forward(img).numpy(), want) and runner.float32
+        assert np.array_equal(TorchInt8(q, float32=False).forward(img).numpy(), want)
+        before = torch.get_float32_matmul_precision()
+        try:
+            torch.set_float32_matmul_precision("medium")
+            assert np.array_equal(runner.forward(img).numpy(), want) and not runner.float32
+        finally:
+            torch.set_float32_matmul_precision(before)
