@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mcuformer.space import patch_padding
-from mcuformer.supernet.vit import LN_EPS, ConvStem, LowRankLinear, PatchEmbed
+from mcuformer.supernet.vit import LN_EPS, ConvStem, LowRankLinear, PatchEmbed, channels_last, map_tokens
 
 
 def factorise(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -219,11 +219,12 @@ class SuperConvStem(nn.Module):
         return [(convs[i], cin, cout, pooled) for i, (_, cin, cout, pooled) in enumerate(self.arch.stem_convs())]
 
     def forward(self, x):
+        x = channels_last(x)
         for conv, cin, cout, pooled in self.layers():
-            x = F.relu(F.conv2d(x, conv.weight[:cout, :cin], conv.bias[:cout], padding=1))
+            x = F.relu(F.conv2d(x, conv.weight[:cout, :cin], conv.bias[:cout], padding=1), inplace=True)
             if pooled:
                 x = F.max_pool2d(x, 3, 2, 1)
-        return x.flatten(2).transpose(1, 2)
+        return map_tokens(x)
 
     @torch.no_grad()
     def active_module(self) -> ConvStem:

@@ -55,6 +55,17 @@ class PatchEmbed(nn.Module):
         return self.proj(x).flatten(2).transpose(1, 2)
 
 
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """The conv stem runs on NHWC maps: oneDNN's 3x3 convs are 1.6x and its max-pools 4-13x faster
+    on them than on NCHW ones (2 CPU cores, 500 CIFAR maps), and the tokens are then a view."""
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def map_tokens(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) maps -> (B, H*W, C) tokens, pixels row-major (a view of channels-last maps)."""
+    return x.permute(0, 2, 3, 1).flatten(1, 2)
+
+
 class ConvStem(nn.Module):
     """The convolutional tokenizer (CCT-like): 3x3 convolutions (padding 1) with ReLU, each optionally
     followed by a 3x3 stride-2 max-pool (padding 1); the last conv has embed_dim channels, so the last
@@ -66,11 +77,12 @@ class ConvStem(nn.Module):
         self.pools = tuple(arch.stem_pool)
 
     def forward(self, x):
+        x = channels_last(x)
         for conv, pooled in zip(self.convs, self.pools):
-            x = F.relu(conv(x))
+            x = F.relu(conv(x), inplace=True)
             if pooled:
                 x = F.max_pool2d(x, 3, 2, 1)
-        return x.flatten(2).transpose(1, 2)
+        return map_tokens(x)
 
 
 def make_stem(arch: Arch) -> nn.Module:
