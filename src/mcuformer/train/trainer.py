@@ -305,7 +305,8 @@ def _train(space, output, cfg, data_path, resume, init_from, progress, info: Dis
                     save_checkpoint(ckpt_path, snapshot(epoch, step))
                 barrier(info)
                 break
-            record = {"epoch": epoch + 1, "lr": lr, "train_loss": epoch_stats["loss_sum"] / max(epoch_stats["steps"], 1),
+            record = {"epoch": epoch + 1, "lr": lr,
+                      "train_loss": epoch_stats["loss_sum"] / max(epoch_stats["steps"], 1),
                       "img_per_s": epoch_stats["images"] / max(epoch_stats["seconds"], 1e-9),
                       "seconds": round(epoch_stats["seconds"], 2)}
             record["images_seen"] = images_seen
