@@ -12,7 +12,7 @@ from tqdm import tqdm
 from mcuformer.errors import ConfigError, DataError, SpaceError
 from mcuformer.quantize.model import QuantModel, build_quant_model
 
-INT8_CHUNK = 64  # images per int8 forward (benchmarks/int8_eval_speed.py --batch: 32-128 alike, 256 slower)
+INT8_CHUNK = 64  # images per int8 forward on a CPU (int8_eval_speed.py --batch: 32-128 alike, 256 slower)
 
 
 def load_subnet(checkpoint, arch_spec):
@@ -109,8 +109,9 @@ def evaluate_quantized(quantized, *, checkpoint=None, data_path=None, split: str
             pred_f = model(images.to(device)).argmax(1).cpu().numpy()
             image_q = q.quantize_image(images)
             # the int8 path passes over int64 tensors: in chunks that stay in cache it is faster on a CPU
-            logits_q = torch.cat([runner.forward(image_q[i:i + INT8_CHUNK])
-                                  for i in range(0, len(image_q), INT8_CHUNK)]).cpu().numpy()
+            chunk = INT8_CHUNK if runner.device.type == "cpu" else len(image_q)
+            logits_q = torch.cat([runner.forward(image_q[i:i + chunk])
+                                  for i in range(0, len(image_q), chunk)]).cpu().numpy()
             pred_q = logits_q.argmax(1)
             y = labels.numpy()
             hits_f, hits_q = hits_f + int((pred_f == y).sum()), hits_q + int((pred_q == y).sum())
