@@ -98,16 +98,34 @@ class VerifyResult:
         return "\n".join(lines)
 
 
-def _run(cmd, cwd, timeout: int, what: str) -> subprocess.CompletedProcess:
+def _start(cmd, cwd, what: str) -> subprocess.Popen:
     try:
-        r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        return subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                stdin=subprocess.DEVNULL)
     except FileNotFoundError:
         if "/" in str(cmd[0]):  # a program the build should have made, not a tool to install
             raise VerifyError(f"{what}: {cmd[0]} was not built") from None
         raise VerifyError(f"{what}: {cmd[0]} is not installed (scripts/setup.sh installs it)") from None
+
+
+def _finish(proc: subprocess.Popen, timeout: int, what: str) -> subprocess.CompletedProcess:
+    try:
+        out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        _stop(proc)
         raise VerifyError(f"{what}: no result within {timeout} s") from None
-    return r
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """End a started process that ``_finish`` did not collect (killing an exited one does nothing)."""
+    if proc.returncode is None:
+        proc.kill()
+        proc.communicate()
+
+
+def _run(cmd, cwd, timeout: int, what: str) -> subprocess.CompletedProcess:
+    return _finish(_start(cmd, cwd, what), timeout, what)
 
 
 def _tail(text: str) -> str:
@@ -232,8 +250,6 @@ _FLASH_SECTIONS = (".isr_vector", ".text", ".rodata", ".data", ".ARM.exidx", ".i
 def verify(folder, target: str = "host", images: int = 5, seed: int = 0, data_path=None, sanitize: bool = True,
            portable: bool = False, timeout: int = 600) -> VerifyResult:
     """Build, run and compare; raises VerifyError when the build or the run fails."""
-    from mcuformer.quantize.reference import Reference
-
     if target not in TARGETS:
         raise ConfigError(f"--target {target!r}: use {', '.join(TARGETS)}")
     if images < 1:
@@ -242,7 +258,25 @@ def verify(folder, target: str = "host", images: int = 5, seed: int = 0, data_pa
     target = _cortex_m_target(target, info, folder)
     imgs, labels, source = pick_images(q, images, seed, data_path)
     write_verify_data(folder, imgs)
+    # the builds run while the reference computes the logits they must give (both host builds at once)
+    if target == "host":
+        runs = [False] + ([True] if sanitize else [])
+        builds = {san: _start(["make", "-s", "host"] + (["SANITIZE=1"] if san else []), folder, "make host")
+                  for san in runs}
+    else:
+        make = ["make", "-s", "emulator", f"MCU_CPU={target}"] + (["PORTABLE=1"] if portable else [])
+        builds = {"emulator": _start(make, folder, "make emulator")}
+    try:
+        return _verify_built(folder, info, q, target, imgs, labels, source, builds, portable, timeout)
+    finally:
+        for proc in builds.values():
+            _stop(proc)  # a build the result no longer needs (the first run already failed)
+
+
+def _verify_built(folder: Path, info: dict, q: QuantModel, target: str, imgs, labels, source: str, builds: dict,
+                  portable: bool, timeout: int) -> VerifyResult:
     from mcuformer.memory import build_ops
+    from mcuformer.quantize.reference import Reference
 
     techniques = Techniques(**info["techniques"])
     budget = info.get("schedule_budget_bytes")  # the exporter's schedule: the reference runs the same op list
@@ -252,9 +286,8 @@ def verify(folder, target: str = "host", images: int = 5, seed: int = 0, data_pa
     result = VerifyResult(target, len(imgs), False, image_source=source, arena_bytes=info["arena_bytes"],
                           macs=info["macs"], labels=None if labels is None else labels.tolist())
     if target == "host":
-        runs = [False] + ([True] if sanitize else [])
-        for san in runs:
-            r = _run(["make", "-s", "host"] + (["SANITIZE=1"] if san else []), folder, timeout, "make host")
+        for san, build in builds.items():
+            r = _finish(build, timeout, "make host")
             if r.returncode:
                 raise VerifyError(f"host build failed: {_tail(r.stderr or r.stdout)}")
             exe = folder / ("build/host-sanitize/verify" if san else "build/host/verify")
@@ -268,8 +301,7 @@ def verify(folder, target: str = "host", images: int = 5, seed: int = 0, data_pa
             if not result.bit_exact or result.guard_damage:
                 break
         return result
-    make = ["make", "-s", "emulator", f"MCU_CPU={target}"] + (["PORTABLE=1"] if portable else [])
-    r = _run(make, folder, timeout, "make emulator")
+    r = _finish(builds["emulator"], timeout, "make emulator")
     if r.returncode:
         msg = r.stderr or r.stdout
         over = re.search(r"region `(\w+)' overflowed by (\d+) bytes", msg)
