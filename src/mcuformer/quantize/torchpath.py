@@ -20,7 +20,7 @@ def requantize(acc, m, s):
 
 
 def requantize_to_int8(acc, m, s, zero_point: int):
-    return requantize_(acc.clone(), m, s).add_(zero_point).clamp_(-128, 127)
+    return requantize_to_int8_(acc.clone(), m, s, zero_point)
 
 
 def requantize_(acc, m, s):
@@ -155,7 +155,7 @@ class TorchInt8:
     def conv3x3(self, xp, key: str):
         """The accumulators of a 3x3 convolution without padding of padded HWC maps (B, H+2, W+2, C):
         by ``conv2d`` in float32 where ``_fits_float32`` proves it exact, else as ``weight_mm`` of the
-        (ky, kx, c) windows in float64."""
+        (ky, kx, c) windows."""
         b, hp, wp, c = xp.shape
         h, w = hp - 2, wp - 2
         if self.float32:
@@ -166,7 +166,7 @@ class TorchInt8:
                 out = torch.nn.functional.conv2d(x32.permute(0, 3, 1, 2), self.conv_w32[key])
                 return out.permute(0, 2, 3, 1).to(I64)
         cols = torch.stack([xp[:, ky:ky + h, kx:kx + w] for ky in range(3) for kx in range(3)], 3)
-        return (cols.reshape(b, h, w, 9 * c).to(F64) @ self.w64[key]).to(I64)
+        return self.weight_mm(cols.reshape(b, h, w, 9 * c), key)
 
     @torch.no_grad()
     def forward(self, image):
