@@ -12,11 +12,21 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 OFFICIAL = [CONFIGS / "official/supernet-T.yaml", CONFIGS / "official/supernet-T-new.yaml"]
 
+# Under pytest-xdist each worker is one process of its own: one intra-op thread each (and in the processes
+# the tests start), so that N workers share N cores instead of oversubscribing them.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Decoded archives go to one cache per test session, never into the checkout."""
-    monkeypatch.setenv("MCUFORMER_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Decoded archives go to one cache per test session, never into the checkout. Session-scoped, so that it
+    also holds for module fixtures that load data. Under xdist the workers share it (its writes are atomic)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if "PYTEST_XDIST_WORKER" in os.environ else base
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MCUFORMER_CACHE", str(shared / "cache"))
+        yield
 
 
 @pytest.fixture
