@@ -38,7 +38,8 @@ def run(args) -> int:
           f"M{space.super_mlp_ratio:g} ({'low-rank' if space.low_rank else 'dense'} linears)")
     if space.evolution:
         print(f"  evolution grid: {space.evolution}")
-    print(f"  {space.size():.3g} subnets; parameters {small.num_params():,} (smallest) to {large.num_params():,} (largest)")
+    print(f"  {_count(space.size())} subnets; parameters {small.num_params():,} (smallest) to {large.num_params():,} "
+          "(largest)")
     for path in args.check:
         space.check(Arch.load(path))
         print(f"{path}: inside the space")
@@ -54,3 +55,9 @@ def run(args) -> int:
             out = arch.save(Path(args.output) / f"{name}.yaml")
             print(f"wrote {out}: {arch.short()}, {arch.num_params():,} parameters")
     return 0
+
+
+def _count(n: int) -> str:
+    """``n`` to 3 significant digits; a count past a float's range goes through Decimal (exact for any int)."""
+    from decimal import Decimal
+    return f"{n:.3g}" if n < 1e300 else f"{Decimal(n):.3g}"

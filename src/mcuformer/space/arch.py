@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mcuformer.errors import SpaceError
@@ -109,6 +109,8 @@ class Arch:
             raise SpaceError(f"arch: rank_ratio must be in [0, 1], got {self.rank_ratio}")
         if self.patch_size > self.img_size:
             raise SpaceError(f"arch: patch_size {self.patch_size} is larger than img_size {self.img_size}")
+        if not isinstance(self.cls_token, bool):
+            raise SpaceError(f"arch: cls_token must be true or false, got {self.cls_token!r}")
         if self.pool not in POOLS:
             raise SpaceError(f"arch: pool must be one of {POOLS}, got {self.pool!r}")
         if self.pool == "cls" and not self.cls_token:

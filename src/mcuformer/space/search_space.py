@@ -17,8 +17,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
-from mcuformer.errors import SpaceError
+from mcuformer.errors import ConfigError, SpaceError
 from mcuformer.space.arch import LOW_RANK_FORMS, POOLS, STEMS, Arch, is_dense
+from mcuformer.utils.checks import check_number
 from mcuformer.utils.io import read_structured, write_yaml
 
 ELASTIC = ("embed_dim", "depth", "num_heads", "mlp_ratio", "rank_ratio", "patch_size")
@@ -30,6 +31,17 @@ OFFICIAL_KEYS = {"MLP_RATIO": "mlp_ratio", "NUM_HEADS": "num_heads", "EMBED_DIM"
 # additions under SUPERNET: the official scripts take them from --relative_position / the code
 OFFICIAL_DEFAULTS = {"img_size": 240, "head_dim": 64, "cls_token": True, "pool": "gap",
                      "rank_ratio": [1.0], "patch_size": [16]}
+# check_number's rules for the numbers of a space (its choices and supernet sizes by dimension). The upper
+# bounds stop a typo from making later stages allocate gigabytes or count subnets for minutes; they lie far
+# above the official ImageNet T space (240 px, supernet E256 D14 H4 M4, head_dim 64, patches up to 32) and
+# within what the memory model measures (memory.schedule.LIMITS; mlp_ratio: Arch's own bound).
+_POSITIVE_INT = dict(integer=True, positive=True)
+RULES = {"embed_dim": dict(_POSITIVE_INT, maximum=4096), "depth": dict(_POSITIVE_INT, maximum=64),
+         "num_heads": dict(_POSITIVE_INT, maximum=64), "mlp_ratio": dict(positive=True, maximum=64),
+         "rank_ratio": dict(minimum=0, maximum=1), "patch_size": dict(_POSITIVE_INT, maximum=1024),
+         "img_size": dict(_POSITIVE_INT, maximum=1024), "head_dim": dict(_POSITIVE_INT, maximum=512),
+         "in_chans": dict(_POSITIVE_INT, maximum=16), "num_classes": dict(_POSITIVE_INT, maximum=100000),
+         "stem_width": dict(_POSITIVE_INT, maximum=4096)}
 
 
 @dataclass
@@ -69,24 +81,10 @@ class SearchSpace:
     rel_pos: int = 0  # >0: 2-D relative position tables (keys and values), distances clipped at this
 
     def __post_init__(self):
-        for k in ELASTIC:
-            v = getattr(self, k)
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                v = [v]
-            if not isinstance(v, (list, tuple)) or not v:
-                raise SpaceError(f"space {self.name}: {k} must be a non-empty list of choices, got {v!r}")
-            cast = float if k in ("mlp_ratio", "rank_ratio") else int
-            try:
-                vals = sorted({cast(x) for x in v})
-            except (TypeError, ValueError):
-                raise SpaceError(f"space {self.name}: {k} choices must be numbers, got {v!r}") from None
-            if any(x <= 0 for x in vals) and k != "rank_ratio":
-                raise SpaceError(f"space {self.name}: {k} choices must be positive, got {vals}")
-            setattr(self, k, vals)
-        if any(not (0 <= r <= 1) for r in self.rank_ratio):
-            raise SpaceError(f"space {self.name}: rank_ratio choices must lie in [0, 1], got {self.rank_ratio}")
-        if any(p > self.img_size for p in self.patch_size):
-            raise SpaceError(f"space {self.name}: patch sizes {self.patch_size} exceed img_size {self.img_size}")
+        for k in ("img_size", "in_chans", "head_dim") + (("num_classes",) if self.num_classes is not None else ()):
+            setattr(self, k, self._number(k, getattr(self, k)))
+        if not isinstance(self.cls_token, bool):
+            raise SpaceError(f"space {self.name}: cls_token must be true or false, got {self.cls_token!r}")
         if self.pool not in POOLS:
             raise SpaceError(f"space {self.name}: pool must be one of {POOLS}, got {self.pool!r}")
         if self.pool == "cls" and not self.cls_token:
@@ -96,28 +94,47 @@ class SearchSpace:
         if isinstance(self.rel_pos, bool) or not isinstance(self.rel_pos, int) or self.rel_pos < 0:
             raise SpaceError(f"space {self.name}: rel_pos must be a non-negative integer (the clipping distance, "
                              f"14 in the official code; 0 = off), got {self.rel_pos!r}")
-        if self.low_rank_form == "official" and any(is_dense(r) for r in self.rank_ratio):
-            raise SpaceError(f"space {self.name}: low_rank official needs rank ratios strictly between 0 and 1, "
-                             f"got {self.rank_ratio}")
-        for k in ("img_size", "in_chans", "head_dim"):
-            v = getattr(self, k)
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise SpaceError(f"space {self.name}: {k} must be a positive integer, got {v!r}")
-        if self.num_classes is not None and (not isinstance(self.num_classes, int) or self.num_classes <= 0):
-            raise SpaceError(f"space {self.name}: num_classes must be a positive integer, got {self.num_classes!r}")
-        self.super_embed_dim = int(self.super_embed_dim or max(self.embed_dim))
-        self.super_depth = int(self.super_depth or max(self.depth))
-        self.super_num_heads = int(self.super_num_heads or max(self.num_heads))
-        self.super_mlp_ratio = float(self.super_mlp_ratio or max(self.mlp_ratio))
+        for k in ELASTIC:
+            setattr(self, k, self._choices(k, getattr(self, k)))
         for k in ("embed_dim", "depth", "num_heads", "mlp_ratio"):
-            if max(getattr(self, k)) > getattr(self, "super_" + k):
+            v = getattr(self, "super_" + k)
+            v = max(getattr(self, k)) if v is None else self._number(f"supernet {k}", v, rule=k)
+            setattr(self, "super_" + k, float(v) if k == "mlp_ratio" else v)
+            if max(getattr(self, k)) > v:
                 raise SpaceError(f"space {self.name}: largest {k} choice {max(getattr(self, k))} exceeds the "
-                                 f"supernet's {getattr(self, 'super_' + k)}")
+                                 f"supernet's {v}")
         self._check_stem()
+        if self.evolution is None:  # an empty `evolution:` section
+            self.evolution = {}
+        if not isinstance(self.evolution, dict):
+            raise SpaceError(f"space {self.name}: evolution must be a mapping of rank_ratio and patch_size choices, "
+                             f"got {self.evolution!r}")
         for k, v in list(self.evolution.items()):
-            if k not in ("rank_ratio", "patch_size") or not isinstance(v, (list, tuple)) or not v:
+            if k not in ("rank_ratio", "patch_size"):
                 raise SpaceError(f"space {self.name}: evolution may list rank_ratio and patch_size choices only")
-            self.evolution[k] = sorted({float(x) if k == "rank_ratio" else int(x) for x in v})
+            self.evolution[k] = self._choices(k, v, "evolution ")
+
+    def _number(self, name: str, value, rule: str | None = None):
+        """``value`` checked by ``RULES[rule or name]``, or a SpaceError of this space naming ``name``."""
+        try:
+            return check_number(value, f"space {self.name}: {name}", **RULES[rule or name])
+        except ConfigError as e:
+            raise SpaceError(str(e)) from None
+
+    def _choices(self, k: str, v, where: str = "") -> list:
+        """The sorted distinct choices ``v`` of elastic dimension ``k`` (``where``: a prefix naming the section)."""
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            v = [v]
+        if not isinstance(v, (list, tuple)) or not v:
+            raise SpaceError(f"space {self.name}: {where}{k} must be a non-empty list of choices, got {v!r}")
+        cast = float if k in ("mlp_ratio", "rank_ratio") else int
+        vals = sorted({cast(self._number(f"{where}{k} choice", x, rule=k)) for x in v})
+        if k == "patch_size" and vals[-1] > self.img_size:
+            raise SpaceError(f"space {self.name}: {where}patch sizes {vals} exceed img_size {self.img_size}")
+        if k == "rank_ratio" and self.low_rank_form == "official" and any(is_dense(r) for r in vals):
+            raise SpaceError(f"space {self.name}: low_rank official needs {where}rank ratios strictly between 0 and 1, "
+                             f"got {vals}")
+        return vals
 
     def _check_stem(self) -> None:
         lists = {}
@@ -131,9 +148,7 @@ class SearchSpace:
             raise SpaceError(f"space {self.name}: stem choices must be among {STEMS}, got {lists['stem']}")
         if any(isinstance(v, bool) or v not in (1, 2) for v in lists["stem_layers"]):
             raise SpaceError(f"space {self.name}: stem_layers choices must be 1 or 2, got {lists['stem_layers']}")
-        if any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in lists["stem_width"]):
-            raise SpaceError(f"space {self.name}: stem_width choices must be positive integers, got "
-                             f"{lists['stem_width']}")
+        lists["stem_width"] = [self._number("stem_width choice", v, rule="stem_width") for v in lists["stem_width"]]
         if any(not isinstance(v, bool) for v in lists["stem_pool"]):
             raise SpaceError(f"space {self.name}: stem_pool choices must be true/false, got {lists['stem_pool']}")
         self.stem = [s for s in STEMS if s in lists["stem"]]
