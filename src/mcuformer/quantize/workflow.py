@@ -20,6 +20,7 @@ def load_subnet(checkpoint, arch_spec):
     from mcuformer.space.specs import resolve_archs
     from mcuformer.supernet import SuperViT
     from mcuformer.train import load_checkpoint, space_of
+    from mcuformer.train.checkpoint import load_weights
 
     state = load_checkpoint(checkpoint)
     space, num_classes = space_of(state), int(state["num_classes"])
@@ -31,7 +32,7 @@ def load_subnet(checkpoint, arch_spec):
     if arch.num_classes != num_classes:
         raise SpaceError(f"arch {name} has {arch.num_classes} classes, the checkpoint {num_classes}")
     supernet = SuperViT(space, num_classes)
-    supernet.load_state_dict(state["model"])
+    load_weights(supernet, state, f"checkpoint {checkpoint}")
     return supernet.get_active_subnet(arch).eval(), state
 
 

@@ -15,7 +15,8 @@ from mcuformer.errors import ConfigError
 from mcuformer.space import Arch, SearchSpace
 from mcuformer.supernet import SuperViT
 from mcuformer.train import evaluate_archs, load_checkpoint, space_of
-from mcuformer.train.checkpoint import augment_of, check_classes, data_path_of, recorded_split, trained_on
+from mcuformer.train.checkpoint import (augment_of, check_classes, data_path_of, load_weights, recorded_split,
+                                        trained_on)
 from mcuformer.train.distributed import DistInfo
 from mcuformer.train.evaluate import make_eval_loader
 
@@ -38,7 +39,7 @@ def load_supernet(checkpoint, info: DistInfo) -> Supernet:
     state = load_checkpoint(checkpoint)
     space, num_classes = space_of(state), int(state["num_classes"])
     model = SuperViT(space, num_classes)
-    model.load_state_dict(state["model"])
+    load_weights(model, state, f"checkpoint {checkpoint}")
     model.to(info.device).eval()
     return Supernet(model, space, num_classes, state.get("classes"), augment_of(state), trained_on(state),
                     state.get("config"), recorded_split(checkpoint, state))

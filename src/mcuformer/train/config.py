@@ -55,14 +55,19 @@ class TrainConfig:
     def __post_init__(self):
         if isinstance(self.augment, dict):
             known = {f.name for f in fields(AugmentConfig)}
-            bad = sorted(set(self.augment) - known)
+            bad = sorted(map(str, set(self.augment) - known))
             if bad:
                 raise ConfigError(f"unknown augment setting(s) {bad}; known: {sorted(known)}")
             aug = dict(self.augment)
             for k in ("mean", "std"):
                 if k in aug:
+                    if not isinstance(aug[k], (list, tuple)):
+                        raise ConfigError(f"augment.{k} must hold 3 numbers (R, G, B), got {aug[k]!r}")
                     aug[k] = tuple(aug[k])
             self.augment = AugmentConfig(**aug)
+        if not isinstance(self.augment, AugmentConfig):
+            raise ConfigError(f"augment must be a mapping of augmentation settings (crop: ..., mixup: ...), "
+                              f"got {self.augment!r}")
         if isinstance(self.data_on_device, bool):  # YAML reads a bare on/off as a boolean
             self.data_on_device = "on" if self.data_on_device else "off"
         if self.sampling not in SAMPLING:

@@ -16,7 +16,8 @@ from mcuformer.errors import ConfigError, SpaceError
 from mcuformer.space import Arch
 from mcuformer.space.specs import resolve_archs
 from mcuformer.supernet import SuperViT
-from mcuformer.train.checkpoint import augment_of, check_classes, data_path_of, load_checkpoint, space_of
+from mcuformer.train.checkpoint import (augment_of, check_classes, data_path_of, load_checkpoint, load_weights,
+                                        space_of)
 from mcuformer.train.distributed import DistInfo, all_reduce_sum, cleanup, init_distributed
 from mcuformer.train.sampler import EpochSampler
 
@@ -112,7 +113,7 @@ def evaluate_checkpoint(checkpoint, archs: list[str] | list[Arch], *, data_path=
     info = init_distributed(device)
     try:
         model = SuperViT(space, num_classes)
-        model.load_state_dict(state["model"])
+        load_weights(model, state, f"checkpoint {checkpoint}")
         model.to(info.device)
         loader = make_eval_loader(ds, info, batch_size, workers)
         accs = evaluate_archs(model, [a for _, a in resolved], loader, info, amp, progress=progress)

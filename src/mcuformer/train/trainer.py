@@ -23,7 +23,7 @@ from mcuformer.data.datasets import sample_seed, spread
 from mcuformer.errors import CheckpointError, ConfigError, McuformerError
 from mcuformer.space import Arch, SearchSpace
 from mcuformer.supernet import SuperViT
-from mcuformer.train.checkpoint import check_same_space, load_checkpoint, save_checkpoint
+from mcuformer.train.checkpoint import check_same_space, load_checkpoint, load_weights, save_checkpoint
 from mcuformer.train.config import TrainConfig
 from mcuformer.train.distributed import DistInfo, any_rank, barrier, cleanup, init_distributed
 from mcuformer.train.evaluate import autocast_for, evaluate_archs, make_eval_loader
@@ -140,6 +140,9 @@ def _train(space, output, cfg, data_path, resume, init_from, progress, info: Dis
         if "optimizer" not in state:
             raise CheckpointError(f"{ckpt_path} is weights-only (no optimizer state): it cannot --resume; start a "
                                   "new run from it with --init-from")
+        for k in ("epoch", "step"):
+            if k not in state:
+                raise CheckpointError(f"checkpoint {ckpt_path} lacks '{k}': it cannot --resume")
 
     # ---- data ----
     data_path = resolve_data_path(data_path)
@@ -209,12 +212,12 @@ def _train(space, output, cfg, data_path, resume, init_from, progress, info: Dis
     images_seen = int(init_report.get("images_seen", 0)) if init_report else 0
     epoch_stats = {"loss_sum": 0.0, "steps": 0, "seconds": 0.0, "images": 0}
     if state is not None:
+        load_weights(model, state, f"checkpoint {ckpt_path}", "this supernet")
         try:
-            model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise CheckpointError(f"checkpoint {ckpt_path} does not match this supernet: "
-                                  f"{str(e).splitlines()[0][:200]}") from None
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(f"checkpoint {ckpt_path} does not match this supernet: its optimizer state "
+                                  f"({' '.join(str(e).split())[:160]})") from None
         if use_scaler and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         epoch, step0 = int(state["epoch"]), int(state["step"])
@@ -414,10 +417,7 @@ def _load_teacher(path, space: SearchSpace, num_classes: int, device) -> SuperVi
     state = load_checkpoint(path)
     check_same_space(state, space, path)
     teacher = SuperViT(space, num_classes)
-    try:
-        teacher.load_state_dict(state["model"])
-    except (RuntimeError, KeyError) as e:
-        raise CheckpointError(f"teacher {path} does not match this supernet: {str(e).splitlines()[0][:200]}") from None
+    load_weights(teacher, state, f"teacher {path}", "this supernet")
     teacher.set_active_subnet(space.largest(num_classes))
     return teacher.get_active_subnet().to(device).eval().requires_grad_(False)
 

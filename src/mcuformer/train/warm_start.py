@@ -11,7 +11,7 @@ import torch
 from mcuformer.errors import CheckpointError
 from mcuformer.space import SearchSpace
 from mcuformer.supernet import SuperViT
-from mcuformer.train.checkpoint import FORMAT, check_same_space, load_checkpoint
+from mcuformer.train.checkpoint import FORMAT, NotASupernetCheckpoint, check_same_space, load_checkpoint, load_weights
 
 
 @torch.no_grad()
@@ -22,18 +22,14 @@ def init_weights_from(model: SuperViT, path, space: SearchSpace) -> dict:
         raise CheckpointError(f"--init-from: no such file: {path}")
     try:
         state = load_checkpoint(path)
-    except CheckpointError:  # not an mcuformer supernet: a dense pretrained ViT, or the loader says why not
+    except NotASupernetCheckpoint:  # a dense pretrained ViT, or its loader says why not
         from mcuformer.supernet.pretrained import load_dense_pretrained
         report = load_dense_pretrained(model, path)
         return {"kind": f"dense pretrained ViT ({report['layout']} layout)", **report}
     check_same_space(state, space, path)
     if int(state["num_classes"]) != model.num_classes:
         raise CheckpointError(f"--init-from {path} has {state['num_classes']} classes, this run {model.num_classes}")
-    try:
-        model.load_state_dict(state["model"])  # fp16 weights-only files are cast to the model's fp32
-    except (RuntimeError, KeyError) as e:
-        raise CheckpointError(f"--init-from {path} does not match this supernet: "
-                              f"{str(e).strip().splitlines()[0][:200]}") from None
+    load_weights(model, state, f"--init-from {path}", "this supernet")
     history = state.get("history") or []
     return {"kind": f"mcuformer supernet ({FORMAT}, space {state['space'].get('name')})",
             "loaded": [f"{len(state['model'])} tensors"], "skipped": [],
