@@ -7,6 +7,8 @@ workspace (a checkpoint, quantised folders, exported engines, crafted files) is 
 """
 
 import contextlib
+import dataclasses
+import gzip
 import hashlib
 import io
 import json
@@ -163,6 +165,14 @@ def ws(tmp_path_factory):
     (w / "user-export" / "Makefile").write_text("all:\n\techo my own Makefile\n")
     (w / "user-export" / "quantized").mkdir()
     (w / "user-export" / "quantized" / "notes.txt").write_text("keep me\n")
+    # files nested deeper than a parser's recursion: a settings file, an arch, a quantised model's manifest
+    (w / "deep.yaml").write_text("a: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    (w / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    shutil.copytree(q, w / "q-deep")
+    shutil.copy(w / "deep.json", w / "q-deep" / "manifest.json")
+    # a gzip file that holds no tar
+    with gzip.open(w / "not-tar.tar.gz", "wb") as f:
+        f.write(b"plain text, not a tar archive\n" * 40)
     # archives: a member past the size cap, an image that declares 20000 x 10000 pixels
     _tar_gz(w / "big-member.tar.gz", {"train/cat/0.png": (64 << 20) + 1})
     _tar_gz(w / "bomb.tar.gz", {"train/cat/0.png": _png_header_only(20000, 10000),
@@ -213,6 +223,7 @@ CASES = [
     ("space-pipe", ["space", "--space", "{w}/pipe"], ["named pipe"]),
     ("space-folder", ["space", "--space", "{w}/folder"], ["folder"]),
     ("space-malformed", ["space", "--space", "{w}/bad.yaml"], ["malformed yaml", "line"]),
+    ("space-deep", ["space", "--space", "{w}/deep.yaml"], ["deep.yaml", "nested too deeply"]),
     ("space-classes-zero", ["space", "--space", TINY, "--num-classes", "0"], ["--num-classes", "positive"]),
     ("space-classes-nan", ["space", "--space", TINY, "--num-classes", "nan"], ["--num-classes", "integer"]),
     ("space-output-file", ["space", "--space", TINY, "--arch", "largest", "--output", "{w}/a-file"], ["not a folder"]),
@@ -241,6 +252,8 @@ CASES = [
                              "--output", "{w}/s.json"], ["64 mb"]),
     ("subsplit-bomb", ["sub-split", "--per-class", "1", "--data-path", "{w}/bomb.tar.gz", "--output", "{w}/s.json"],
      ["too large to decode"]),
+    ("subsplit-not-tar", ["sub-split", "--per-class", "1", "--data-path", "{w}/not-tar.tar.gz", "--output",
+                          "{w}/s.json"], ["not-tar.tar.gz", "not a tar"]),
     # train
     ("train-epochs-zero", ["train", "--space", TINY, "--output", "{w}/run", "--epochs", "0"],
      ["epochs must be positive"]),
@@ -306,6 +319,7 @@ CASES = [
     ("memory-reserve-nan", ["memory", "--space", TINY, "--reserve-kb", "nan"], ["--reserve-kb"]),
     ("memory-classes-zero", ["memory", "--space", TINY, "--num-classes", "0"], ["--num-classes"]),
     ("memory-rank", ["memory", "--space", TINY, "--rank-ratio", "2"], ["--rank-ratio", "at most 1"]),
+    ("memory-arch-deep", ["memory", "--arch", "{w}/deep.json"], ["deep.json", "nested too deeply"]),
     ("memory-patch", ["memory", "--space", TINY, "--patch-size", "0"], ["--patch-size"]),
     ("memory-arch-pipe", ["memory", "--arch", "{w}/pipe"], ["named pipe"]),
     ("memory-plot-exists", ["memory", "--space", TINY, "--plot", "{w}/existing.png"], ["--force"]),
@@ -318,6 +332,8 @@ CASES = [
                                  "--heldout-limit", "-1"], ["--heldout-limit"]),
     ("search-population-zero", ["search", "--checkpoint", "{w}/supernet.pt", "--output", "{w}/s2",
                                 "--population", "0"], ["--population"]),
+    ("search-population-huge", ["search", "--checkpoint", "{w}/supernet.pt", "--output", "{w}/s2",
+                                "--population", "100000000"], ["population", "draws"]),
     ("search-population-nan", ["search", "--checkpoint", "{w}/supernet.pt", "--output", "{w}/s2",
                                "--population", "nan"], ["--population"]),
     ("search-m-prob", ["search", "--checkpoint", "{w}/supernet.pt", "--output", "{w}/s2", "--m-prob", "1.5"],
@@ -386,6 +402,7 @@ CASES = [
     ("export-no-const", ["export", "--quantized", "{w}/q-noconst", "--output", "{w}/c"], ["'norm'"]),
     ("export-arch", ["export", "--quantized", "{w}/q-arch", "--output", "{w}/c"], ["shape"]),
     ("export-format", ["export", "--quantized", "{w}/q-format", "--output", "{w}/c"], ["format"]),
+    ("export-deep-manifest", ["export", "--quantized", "{w}/q-deep", "--output", "{w}/c"], ["q-deep", "nested"]),
     ("export-json", ["export", "--quantized", "{w}/q-json", "--output", "{w}/c"], ["not a quantised model"]),
     ("export-npz-pipe", ["export", "--quantized", "{w}/q-pipe", "--output", "{w}/c"], ["named pipe"]),
     ("export-npz-bomb", ["export", "--quantized", "{w}/q-bomb", "--output", "{w}/c"], ["cap"]),
@@ -404,6 +421,7 @@ CASES = [
     ("verify-export-json-malformed", ["verify", "{w}/engine-nojson"], ["not an exported engine"]),
     ("verify-images-zero", ["verify", "{w}/engine", "--images", "0"], ["--images"]),
     ("verify-images-nan", ["verify", "{w}/engine", "--images", "nan"], ["--images"]),
+    ("verify-images-huge", ["verify", "{w}/engine", "--images", "100000000"], ["--images", "10,000"]),
     ("verify-seed", ["verify", "{w}/engine", "--seed", "-1"], ["--seed"]),
     ("verify-json-exists", ["verify", "{w}/engine", "--json", "{w}/existing.json"], ["--force"]),
     ("verify-data-path", ["verify", "{w}/engine", "--data-path", "{w}/nope"], ["nope"]),
@@ -536,6 +554,61 @@ def test_validated_constants_are_plain_integers(ws):
     values = [x for c in v.consts.values() for x in c.values()] + [zp for _, zp in v.act.values()]
     assert values and all(type(x) is int for x in values)
     assert all(type(s) is float for s, _ in v.act.values())
+
+
+def test_a_failed_quantized_save_keeps_the_old_pair(ws, tmp_path):
+    """params.npz and manifest.json are replaced together or not at all (here a folder holds the manifest's place)."""
+    from mcuformer.quantize.model import QuantModel
+    out = tmp_path / "q"
+    shutil.copytree(ws / "q", out)
+    (out / "manifest.json").unlink()
+    (out / "manifest.json").mkdir()
+    before = _digest(out)
+    with pytest.raises(IsADirectoryError):
+        QuantModel.load(ws / "q-extra").save(out)
+    assert _digest(out) == before
+
+
+def test_files_written_together_keep_the_old_ones_when_a_write_fails(tmp_path):
+    from mcuformer.utils.io import atomic_write_all
+    (tmp_path / "a").write_text("old a")
+    (tmp_path / "b").write_text("old b")
+
+    def full_disk(f):
+        f.write("half of b")
+        raise OSError(28, "No space left on device")
+    with pytest.raises(OSError, match="No space left"):
+        atomic_write_all([(tmp_path / "a", lambda f: f.write("new a"), "w"), (tmp_path / "b", full_disk, "w")])
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {"a": "old a", "b": "old b"}
+
+
+def test_a_search_state_with_damaged_records_is_refused(tmp_path):
+    """A resumed state is checked before the search starts: its history records and that its archs lie in the
+    supernet's space (a damaged record used to fail in the plots, after the progress bar)."""
+    from mcuformer.errors import ConfigError
+    from mcuformer.search.evolution import EvolutionState, Scored
+    from mcuformer.search.runner import _check_state_archs
+    from mcuformer.space import SearchSpace
+    space = SearchSpace.load(TINY)
+    n = space.num_classes or 2
+    arch = space.smallest(n)
+    record = {"generation": 0, "best_fitness": 50.0, "topk_mean_fitness": 50.0, "population_mean_fitness": 50.0}
+    good = EvolutionState(1, [arch], [Scored(arch, 50.0, 1, 1)], [record], 0).to_dict({})
+    assert EvolutionState.from_dict(good, {}, "state.json").history == [record]
+    for history in ("x", ["x"], [{**record, "best_fitness": "high"}], [{**record, "generation": None}]):
+        with pytest.raises(ConfigError, match="state.json is damaged"):
+            EvolutionState.from_dict({**good, "history": history}, {}, "state.json")
+    with pytest.raises(ConfigError, match="fractional generation"):
+        EvolutionState.from_dict({**good, "generation": 0.5}, {}, "state.json")
+    net = SimpleNamespace(space=space, num_classes=n)
+    _check_state_archs(EvolutionState.from_dict(good, {}, "state.json"), net, "state.json")
+    outside = dataclasses.replace(arch, embed_dim=40)
+    for state in (EvolutionState(1, [outside], [], [record], 0), EvolutionState(1, [arch], [Scored(outside, 1.0, 1, 1)],
+                                                                               [record], 0)):
+        with pytest.raises(ConfigError, match="state.json is damaged .*embed_dim 40"):
+            _check_state_archs(state, net, "state.json")
+    with pytest.raises(ConfigError, match="num_classes"):
+        _check_state_archs(EvolutionState(1, [space.smallest(n + 1)], [], [record], 0), net, "state.json")
 
 
 # ---- full disk ---------------------------------------------------------------------------------------

@@ -95,6 +95,9 @@ def test_subsplit_is_per_class_seeded_and_checked(image_folder, tmp_path):
     other = make_image_folder(tmp_path / "other", per_class=9)
     with pytest.raises(DataError, match="another dataset"):
         load_subsplit(tmp_path / "s.json", open_split(other, "train"))
+    renamed = make_image_folder(tmp_path / "renamed", classes=("ant", "bee"))  # as many images, other classes
+    with pytest.raises(DataError, match=r"another dataset \(classes \['cat', 'dog'\], this one has ant, bee\)"):
+        load_subsplit(tmp_path / "s.json", open_split(renamed, "train"))
 
 
 def test_augmentation_is_a_function_of_seed_epoch_and_index(image_folder):

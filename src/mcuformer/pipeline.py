@@ -77,7 +77,8 @@ class PipelineConfig:
         check_number(q["test_limit"], "pipeline quantize.test_limit", integer=True, minimum=0)
         if q["method"] not in ("minmax", "percentile"):
             raise ConfigError(f"pipeline quantize.method must be minmax or percentile, got {q['method']!r}")
-        check_number(v["images"], "pipeline verify.images", integer=True, positive=True)
+        from mcuformer.verify.engine import MAX_VERIFY_IMAGES
+        check_number(v["images"], "pipeline verify.images", integer=True, positive=True, maximum=MAX_VERIFY_IMAGES)
         check_number(t["epochs"], "pipeline finetune.epochs", integer=True, minimum=0)
         for section, key in (("verify", "emulator"), ("finetune", "teacher")):
             if not isinstance(getattr(self, section)[key], bool):

@@ -41,6 +41,13 @@ def _split_of(member: str) -> tuple[str, str, str] | None:
     return parts[-3], parts[-2], parts[-1]
 
 
+def _open_tar(path: Path) -> tarfile.TarFile:
+    try:
+        return tarfile.open(path, "r:*")
+    except tarfile.ReadError:  # its message lists every decompressor tried, one per line
+        raise DataError(f"cannot read archive {path}: not a tar, tar.gz, tar.bz2 or tar.xz file") from None
+
+
 def decode_archive(path: Path) -> Path:
     """Decode every image of the archive into ``<cache>/<name>-<fingerprint>/<split>.npz``; return the folder.
 
@@ -52,7 +59,7 @@ def decode_archive(path: Path) -> Path:
         return out
     per_split: dict[str, dict[str, list[tuple[str, bytes]]]] = {}
     try:
-        with tarfile.open(path, "r:*") as tar:
+        with _open_tar(path) as tar:
             for m in tqdm(tar, desc=f"reading {path.name}", unit=" files", leave=False, disable=None):  # no bar off a terminal
                 loc = _split_of(m.name) if m.isfile() else None
                 if loc is None:

@@ -4,7 +4,6 @@ subImageNet), stored as a small JSON index so that it works for archives and fol
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 from mcuformer.data.datasets import ImageDataset, open_split
 from mcuformer.data.paths import resolve_data_path
@@ -40,9 +39,13 @@ def load_subsplit(path, train: ImageDataset) -> list[int]:
     d = read_structured(path)
     if not isinstance(d, dict) or d.get("format") != "mcuformer-subsplit-v1":
         raise ConfigError(f"{path} is not a sub-split file (make one with `mcuformer sub-split`)")
-    if d.get("num_train") != len(train) or d.get("classes") != train.classes:
-        raise DataError(f"sub-split {path} was made from another dataset ({d.get('num_train')} train images, "
+    if d.get("num_train") != len(train):
+        raise DataError(f"sub-split {path} was made from another dataset ({d.get('num_train')!r} train images, "
                         f"this one has {len(train)})")
+    if d.get("classes") != train.classes:
+        shown = ", ".join(map(str, train.classes[:4])) + (", ..." if len(train.classes) > 4 else "")
+        raise DataError(f"sub-split {path} was made from another dataset (classes {str(d.get('classes'))[:80]}, "
+                        f"this one has {shown})")
     heldout = d.get("heldout")
     if not isinstance(heldout, list) or not heldout or not all(
             isinstance(i, int) and not isinstance(i, bool) and 0 <= i < len(train) for i in heldout) \

@@ -18,7 +18,7 @@ from mcuformer.quantize.fixedpoint import quantize_multiplier
 from mcuformer.space import Arch
 from mcuformer.supernet.vit import LowRankLinear, ViT
 from mcuformer.utils.checks import input_file
-from mcuformer.utils.io import atomic_write, write_json
+from mcuformer.utils.io import atomic_write_all
 
 FORMAT = "mcuformer-int8-v1"
 # int8 tensors with zero point 0: the image (zero padding stays zero) and q, k, v (the attention
@@ -57,10 +57,12 @@ class QuantModel:
     def save(self, folder) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write(folder / "params.npz", lambda f: np.savez(f, **self.params), mode="wb")
-        write_json(folder / "manifest.json", {"format": FORMAT, "arch": self.arch.to_dict(),
-                                              "act": {k: list(v) for k, v in self.act.items()},
-                                              "consts": self.consts, "info": self.info})
+        manifest = json.dumps({"format": FORMAT, "arch": self.arch.to_dict(),
+                               "act": {k: list(v) for k, v in self.act.items()},
+                               "consts": self.consts, "info": self.info}, indent=2) + "\n"
+        # both files are written before either replaces an old one: a failure leaves the old pair
+        atomic_write_all([(folder / "params.npz", lambda f: np.savez(f, **self.params), "wb"),
+                          (folder / "manifest.json", lambda f: f.write(manifest), "w")])
 
     @classmethod
     def load(cls, folder) -> "QuantModel":
@@ -78,6 +80,8 @@ class QuantModel:
             params = _load_npz(params_file)
         except CheckpointError as exc:
             raise CheckpointError(f"{folder}: not a quantised model ({exc})") from None
+        except RecursionError:
+            raise CheckpointError(f"{folder}: not a quantised model (manifest.json is nested too deeply)") from None
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
             raise CheckpointError(f"{folder}: not a quantised model ({str(exc)[:200]})") from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:

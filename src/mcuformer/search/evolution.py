@@ -17,6 +17,7 @@ from mcuformer.search.budget import Budget
 from mcuformer.space import Arch, SearchSpace
 
 STATE_FORMAT = "mcuformer-search-state-v1"
+MAX_DRAWS_PER_GENERATION = 10_000_000  # the defaults draw at most 20,000
 SETTINGS_BEFORE_THEY_WERE_RECORDED = {"fitness": "top1"}  # what older state files ran with
 ScoreFn = Callable[[list[Arch]], list[float]]
 
@@ -45,6 +46,10 @@ class EvolutionConfig:
         for k in ("m_prob", "s_prob"):
             if not 0 <= getattr(self, k) <= 1:
                 raise ConfigError(f"{k} must lie in [0, 1], got {getattr(self, k)}")
+        draws = (self.population + self.mutations + self.crossovers) * self.max_tries
+        if draws > MAX_DRAWS_PER_GENERATION:  # a tight budget can make a generation spend every one of them
+            raise ConfigError(f"(population + mutations + crossovers) x max_tries is {draws:,} random draws a "
+                              f"generation; at most {MAX_DRAWS_PER_GENERATION:,}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -108,7 +113,19 @@ class EvolutionState:
             raise ConfigError(f"{where} is damaged ({type(e).__name__}: {str(e)[:100]}); use another --output") from None
         if state.generation < 0 or any(not math.isfinite(s.fitness) for s in state.evaluated):
             raise ConfigError(f"{where} is damaged (a negative generation or a non-finite fitness)")
+        if not isinstance(d["generation"], int) or not all(map(_is_history_record, state.history)):
+            raise ConfigError(f"{where} is damaged (a fractional generation or a history record without its "
+                              f"figures); use another --output")
         return state
+
+
+HISTORY_FIGURES = ("generation", "best_fitness", "topk_mean_fitness", "population_mean_fitness")
+
+
+def _is_history_record(h) -> bool:
+    """A generation's record as ``run_generation`` writes it: the figures the plots and the bar read."""
+    return isinstance(h, dict) and all(isinstance(h.get(k), (int, float)) and not isinstance(h.get(k), bool)
+                                       and math.isfinite(h[k]) for k in HISTORY_FIGURES)
 
 
 class Feasibility:

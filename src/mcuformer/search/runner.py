@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from mcuformer.errors import ConfigError
+from mcuformer.errors import ConfigError, SpaceError
 from mcuformer.memory import get_board
 from mcuformer.search.baselines import hand_scaled, random_candidates
 from mcuformer.search.budget import Budget, check_feasible
@@ -64,6 +64,7 @@ def run_search(checkpoint, output, budget: Budget, cfg: EvolutionConfig, *, data
         state = None
         if state_path.exists():
             state = EvolutionState.from_dict(read_structured(state_path), settings, str(state_path))
+            _check_state_archs(state, net, state_path)
         overlap = _warn_overlap(net, data, subsplit, per_class, cfg.seed, info.is_main)
         cache = FitnessCache(net.model, preload(heldout, info, batch_size, workers), info, amp, fitness)
         if state is not None:
@@ -149,6 +150,17 @@ def _warn_overlap(net, data, subsplit, per_class: int, seed: int, is_main: bool)
         print(f"mcuformer search: warning: {why}, so held-out top-1 is optimistic; train with "
               "`--exclude-split` on this sub-split (`mcuformer sub-split`) to keep them out", file=sys.stderr)
     return n
+
+
+def _check_state_archs(state: EvolutionState, net, where: Path) -> None:
+    """Every arch a resumed state holds lies in the supernet's space (checked before any progress bar)."""
+    for arch in [*state.population, *(s.arch for s in state.evaluated)]:
+        try:
+            net.space.check(arch)
+            if arch.num_classes != net.num_classes:
+                raise SpaceError(f"num_classes is {arch.num_classes}, the supernet has {net.num_classes}")
+        except SpaceError as e:
+            raise ConfigError(f"{where} is damaged ({e}); use another --output") from None
 
 
 def _json_line(obj) -> str:

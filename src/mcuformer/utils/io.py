@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -21,7 +22,32 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
 
     A crash or a kill leaves either the old file or the new one, never half of one.
     """
-    path = Path(path)
+    atomic_write_all([(path, write, mode)])
+    return Path(path)
+
+
+def atomic_write_all(files: list[tuple[str | os.PathLike, Callable[[Any], None], str]]) -> None:
+    """``atomic_write`` for files that belong together, each ``(path, write, mode)``: all are written to
+    their temp files before the first one replaces its target, so a full disk or a failing write leaves
+    every old file as it was."""
+    written: list[tuple[str, Path]] = []
+    try:
+        for path, write, mode in files:
+            written.append((_write_temp(Path(path), write, mode), Path(path)))
+        for _, path in written:  # a folder in a file's place would fail its rename after the others'
+            if path.is_dir():
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        for tmp, path in written:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in written:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        raise
+
+
+def _write_temp(path: Path, write: Callable[[Any], None], mode: str) -> str:
+    """A temp file beside ``path`` holding what ``write`` writes, synced, with the mode open() would give."""
     path.parent.mkdir(parents=True, exist_ok=True)
     stem = _temp_stem(path)
     remove_stale_temps(path)
@@ -34,15 +60,13 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would
-        os.replace(tmp, path)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
     except BaseException as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        os.unlink(tmp)
         if isinstance(e, OSError) and e.filename is None and e.errno:  # a full disk: name the file
             raise OSError(e.errno, e.strerror, str(path)) from None
         raise
-    return path
+    return tmp
 
 
 def _temp_stem(path: Path) -> str:
@@ -126,6 +150,8 @@ def read_structured(path) -> Any:
         if path.suffix.lower() == ".json":
             return json.loads(text)
         return yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(f"{path} is nested too deeply to be a settings file") from None
     except (yaml.YAMLError, json.JSONDecodeError) as e:
         where = ""
         mark = getattr(e, "problem_mark", None)

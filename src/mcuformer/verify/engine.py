@@ -35,6 +35,7 @@ CPU_NAMES = {"cortex-m7": "Cortex-M7", "cortex-m4": "Cortex-M4"}
 QEMU_MACHINES = {cpu: cmd[2] for cpu, cmd in _QEMU_BY_CPU.items()}
 # cortex-m: the core of the export's board (exports written before boards named one: cortex-m7).
 TARGETS = ("host", "cortex-m7", "cortex-m4", "cortex-m")
+MAX_VERIFY_IMAGES = 10_000  # a CIFAR-10 test set: 30 MB of int8 images in verify_data.c
 
 
 class VerifyError(McuformerError):
@@ -144,7 +145,7 @@ def load_export(folder) -> tuple[Path, dict, QuantModel]:
         info = json.loads(input_file(folder / "export.json", "export.json").read_text())
         if not isinstance(info, dict):
             raise ValueError("not a mapping")
-    except (McuformerError, OSError, ValueError):
+    except (McuformerError, OSError, ValueError, RecursionError):
         raise ConfigError(f"{folder}: not an exported engine (no readable export.json; run mcuformer export)") from None
     q = validate_quant_model(QuantModel.load(folder / "quantized"), str(folder / "quantized"))
     _check_export_info(folder, info, q)
@@ -252,8 +253,8 @@ def verify(folder, target: str = "host", images: int = 5, seed: int = 0, data_pa
     """Build, run and compare; raises VerifyError when the build or the run fails."""
     if target not in TARGETS:
         raise ConfigError(f"--target {target!r}: use {', '.join(TARGETS)}")
-    if images < 1:
-        raise ConfigError(f"--images {images}: need at least 1")
+    if not 1 <= images <= MAX_VERIFY_IMAGES:
+        raise ConfigError(f"--images {images}: use 1 to {MAX_VERIFY_IMAGES:,} (each is compiled into the program)")
     folder, info, q = load_export(folder)
     target = _cortex_m_target(target, info, folder)
     imgs, labels, source = pick_images(q, images, seed, data_path)
