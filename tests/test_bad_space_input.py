@@ -50,6 +50,7 @@ SPACE_CASES = [
     ("cls-token-text", dict(cls_token="yes please"), ["cls_token", "'yes please'"]),
     ("cls-token-list", dict(cls_token=[1]), ["cls_token", "[1]"]),
     ("cls-token-int", dict(cls_token=7), ["cls_token", "got 7"]),
+    ("rel-pos-huge", dict(rel_pos=10**6), ["rel_pos", "0 to img_size", "1000000"]),
     # the supernet's sizes
     ("super-heads-text", dict(super={"num_heads": "x"}), ["supernet num_heads", "'x'"]),
     ("super-embed-text", dict(super={"embed_dim": "x"}), ["supernet embed_dim", "'x'"]),

@@ -91,9 +91,10 @@ class SearchSpace:
             raise SpaceError(f"space {self.name}: pool 'cls' needs cls_token: true")
         if self.low_rank_form not in LOW_RANK_FORMS:
             raise SpaceError(f"space {self.name}: low_rank must be one of {LOW_RANK_FORMS}, got {self.low_rank_form!r}")
-        if isinstance(self.rel_pos, bool) or not isinstance(self.rel_pos, int) or self.rel_pos < 0:
-            raise SpaceError(f"space {self.name}: rel_pos must be a non-negative integer (the clipping distance, "
-                             f"14 in the official code; 0 = off), got {self.rel_pos!r}")
+        rel_pos = self.rel_pos
+        if isinstance(rel_pos, bool) or not isinstance(rel_pos, int) or not 0 <= rel_pos <= self.img_size:
+            raise SpaceError(f"space {self.name}: rel_pos must be an integer from 0 to img_size (the clipping "
+                             f"distance, 14 in the official code; 0 = off), got {rel_pos!r}")
         for k in ELASTIC:
             setattr(self, k, self._choices(k, getattr(self, k)))
         for k in ("embed_dim", "depth", "num_heads", "mlp_ratio"):

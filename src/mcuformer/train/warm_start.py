@@ -29,7 +29,7 @@ def init_weights_from(model: SuperViT, path, space: SearchSpace) -> dict:
     check_same_space(state, space, path)
     if int(state["num_classes"]) != model.num_classes:
         raise CheckpointError(f"--init-from {path} has {state['num_classes']} classes, this run {model.num_classes}")
-    load_weights(model, state, f"--init-from {path}", "this supernet")
+    load_weights(model, state, f"checkpoint {path}", "this supernet")  # also finetune's --checkpoint
     history = state.get("history") or []
     return {"kind": f"mcuformer supernet ({FORMAT}, space {state['space'].get('name')})",
             "loaded": [f"{len(state['model'])} tensors"], "skipped": [],
