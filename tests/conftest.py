@@ -1,8 +1,12 @@
+import contextlib
+import io
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -82,6 +86,34 @@ def run_cli(*args, timeout=600, env=None, check=False):
     if check and proc.returncode != 0:
         raise AssertionError(f"mcuformer {' '.join(map(str, args))} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+@contextlib.contextmanager
+def deadline(seconds: int):
+    """A blocking read (a named pipe opened by mistake) or a hang becomes a test failure."""
+    def expire(signum, frame):
+        raise TimeoutError(f"no result within {seconds} s")
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def run_in_process(*args, seconds: int = 60):
+    """``mcuformer ARGS`` through the CLI's own ``main`` in this interpreter (one torch import for the
+    whole suite): its exit code and what it printed. An exception that escapes ``main`` -- what a user
+    would see as a traceback -- fails the test."""
+    from mcuformer.cli.main import main
+    out, err = io.StringIO(), io.StringIO()
+    with deadline(seconds), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:
+            code = e.code
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def assert_one_line_error(proc, *needles):

@@ -10,7 +10,6 @@ import pickle
 import shutil
 import warnings
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ import torch
 import yaml
 from PIL import Image
 
-from conftest import CONFIGS, ROOT, assert_one_line_error, make_image_folder
+from conftest import CONFIGS, ROOT, assert_one_line_error, make_image_folder, run_in_process
 
 TINY = CONFIGS / "cifar10-tiny.yaml"
 CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -26,21 +25,16 @@ ON_CPU = ["--workers", "0", "--device", "cpu"]
 SHORT_RUN = ["--batch-size", "4", *ON_CPU, "--no-progress"]
 
 
-def run_mcuformer(capsys, *args):
-    """``mcuformer ARGS`` through the CLI's ``main``: exit code, stdout, and stderr with the warnings the
-    user would see (Python's default filters hide only the deprecation kinds) appended as lines."""
-    from mcuformer.cli.main import main
-    capsys.readouterr()
+def run_mcuformer(*args):
+    """``run_in_process``, with the warnings the user would see (Python's default filters hide only the
+    deprecation kinds) appended to stderr as lines."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        try:
-            code = main([str(a) for a in args])
-        except SystemExit as e:
-            code = e.code
-    out = capsys.readouterr()
+        proc = run_in_process(*args)
     hidden = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
     shown = [f"{w.category.__name__}: {w.message}" for w in caught if not issubclass(w.category, hidden)]
-    return SimpleNamespace(returncode=code, stdout=out.out, stderr="\n".join([out.err, *shown]))
+    proc.stderr = "\n".join([proc.stderr, *shown])
+    return proc
 
 
 def sha256s(*paths: Path) -> dict:
@@ -139,34 +133,34 @@ SETTINGS_CASES = [
 ]
 
 
-def _check(capsys, ws, out, args, needles, *extra_needles):
+def _check(ws, out, args, needles, *extra_needles):
     inputs = sorted(p for p in ws.iterdir() if p.name != "pipeline-run")
     before = sha256s(*inputs)
     args = [str(a).replace("{w}", str(ws)).replace("{out}", str(out)) for a in args]
-    line = assert_one_line_error(run_mcuformer(capsys, *args), *needles, *extra_needles)
+    line = assert_one_line_error(run_mcuformer(*args), *needles, *extra_needles)
     assert line.startswith(f"mcuformer {args[0]}: error: "), line
     assert sha256s(*inputs) == before
 
 
 @pytest.mark.parametrize("args,needles", [c[1:] for c in WEIGHT_CASES], ids=[c[0] for c in WEIGHT_CASES])
-def test_weights_that_do_not_fit_name_the_file_and_the_first_key(capsys, ws, tmp_path, args, needles):
-    _check(capsys, ws, tmp_path, args, needles, "does not match")
+def test_weights_that_do_not_fit_name_the_file_and_the_first_key(ws, tmp_path, args, needles):
+    _check(ws, tmp_path, args, needles, "does not match")
 
 
 @pytest.mark.parametrize("args,needles", [c[1:] for c in SETTINGS_CASES], ids=[c[0] for c in SETTINGS_CASES])
-def test_bad_settings_and_foreign_files_give_one_line(capsys, ws, tmp_path, args, needles):
-    _check(capsys, ws, tmp_path, args, needles)
+def test_bad_settings_and_foreign_files_give_one_line(ws, tmp_path, args, needles):
+    _check(ws, tmp_path, args, needles)
 
 
 @pytest.mark.parametrize("key,value", [("epoch", "x"), ("step", "x"), ("images_seen", "many"), ("history", 5),
                                        ("epoch_stats", [1]), ("epoch", -5), ("step", -1)],
                          ids=lambda v: str(v))
-def test_resume_refuses_tampered_counters_and_keeps_the_run(capsys, ws, tmp_path, key, value):
+def test_resume_refuses_tampered_counters_and_keeps_the_run(ws, tmp_path, key, value):
     run = shutil.copytree(ws / "run", tmp_path / "run")
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     torch.save({**state, key: value}, run / "checkpoint.pt")
     before = sha256s(run)
-    proc = run_mcuformer(capsys, "train", "--space", ws / "space-2.yaml", "--data-path", ws / "data-2", "--output",
+    proc = run_mcuformer("train", "--space", ws / "space-2.yaml", "--data-path", ws / "data-2", "--output",
                          run, "--resume", "--epochs", "2", *SHORT_RUN)
     line = assert_one_line_error(proc, str(run / "checkpoint.pt"), f"'{key}'", repr(value))
     assert line.startswith("mcuformer train: error: "), line

@@ -6,7 +6,6 @@ case); a sample of them, at least one per verb, runs again through ``python -m m
 workspace (a checkpoint, quantised folders, exported engines, crafted files) is made once per module.
 """
 
-import contextlib
 import dataclasses
 import gzip
 import hashlib
@@ -27,7 +26,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import CONFIGS, ROOT, assert_one_line_error, make_image_folder, run_cli
+from conftest import CONFIGS, ROOT, assert_one_line_error, make_image_folder, run_cli, run_in_process
 
 MODELS = ROOT / "models" / "cifar10-tiny"
 TINY = CONFIGS / "cifar10-tiny.yaml"
@@ -448,34 +447,6 @@ CASES = [
 def archs_folder(ws):
     run_cli("space", "--space", TINY, "--arch", "largest", "--output", ws / "archs", check=True)
     return ws / "archs"
-
-
-@contextlib.contextmanager
-def _deadline(seconds: int):
-    """A blocking read (a named pipe opened by mistake) becomes a test failure, not a hang."""
-    def expire(signum, frame):
-        raise TimeoutError(f"no result within {seconds} s")
-    old = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
-
-
-def run_in_process(*args):
-    """``mcuformer ARGS`` through the CLI's own ``main`` in this interpreter (one torch import for the
-    whole suite): its exit code and what it printed. An exception that escapes ``main`` -- what a user
-    would see as a traceback -- fails the test."""
-    from mcuformer.cli.main import main
-    out, err = io.StringIO(), io.StringIO()
-    with _deadline(60), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main([str(a) for a in args])
-        except SystemExit as e:
-            code = e.code
-    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def _check_case(ws, run, args, needles):

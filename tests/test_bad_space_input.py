@@ -3,39 +3,17 @@ dicts): exit 2 and one stderr line naming the key and the value, never a traceba
 silently changed into another one."""
 
 import json
-import signal
 from decimal import Decimal
-from types import SimpleNamespace
 
 import pytest
 import torch
 import yaml
 
-from conftest import CONFIGS, OFFICIAL, ROOT, assert_one_line_error
+from conftest import CONFIGS, OFFICIAL, ROOT, assert_one_line_error, run_in_process
 
 TINY = CONFIGS / "cifar10-tiny.yaml"
 MODELS = ROOT / "models" / "cifar10-tiny"
 ARCH = MODELS / "int8-stm32f746" / "arch.yaml"
-
-
-def _expire(signum, frame):
-    raise TimeoutError("no result within 30 s")
-
-
-def run(capsys, *args):
-    """``mcuformer ARGS`` through the CLI's own ``main`` in this interpreter; a hang fails after 30 s."""
-    from mcuformer.cli.main import main
-    old = signal.signal(signal.SIGALRM, _expire)
-    signal.alarm(30)
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
-    out = capsys.readouterr()
-    return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
 
 
 def changed(path, out, **changes):
@@ -78,46 +56,46 @@ SPACE_CASES = [
 
 
 @pytest.mark.parametrize("changes,needles", [c[1:] for c in SPACE_CASES], ids=[c[0] for c in SPACE_CASES])
-def test_bad_space_value(tmp_path, capsys, changes, needles):
-    proc = run(capsys, "space", "--space", changed(TINY, tmp_path / "space.yaml", **changes))
+def test_bad_space_value(tmp_path, changes, needles):
+    proc = run_in_process("space", "--space", changed(TINY, tmp_path / "space.yaml", **changes))
     line = assert_one_line_error(proc, *needles)
     assert line.startswith("mcuformer space: error: ") and proc.returncode == 2, line
 
 
-def test_bad_official_supernet_value(tmp_path, capsys):
+def test_bad_official_supernet_value(tmp_path):
     bad = tmp_path / "supernet-T.yaml"
     doc = yaml.safe_load(OFFICIAL[0].read_text())
     doc["SUPERNET"]["NUM_HEADS"] = "x"
     bad.write_text(yaml.safe_dump(doc))
-    assert_one_line_error(run(capsys, "space", "--space", bad, OFFICIAL[1]), "num_heads", "'x'")
+    assert_one_line_error(run_in_process("space", "--space", bad, OFFICIAL[1]), "num_heads", "'x'")
 
 
 @pytest.mark.parametrize("value", ["yes please", [1], 7])
-def test_bad_cls_token_in_an_arch_file(tmp_path, capsys, value):
-    proc = run(capsys, "memory", "--arch", changed(ARCH, tmp_path / "arch.yaml", cls_token=value))
+def test_bad_cls_token_in_an_arch_file(tmp_path, value):
+    proc = run_in_process("memory", "--arch", changed(ARCH, tmp_path / "arch.yaml", cls_token=value))
     assert_one_line_error(proc, "cls_token", repr(value))
 
 
-def test_bad_cls_token_in_an_int8_manifest(tmp_path, capsys):
+def test_bad_cls_token_in_an_int8_manifest(tmp_path):
     manifest = json.loads((MODELS / "int8-stm32f746" / "manifest.json").read_text())
     manifest["arch"]["cls_token"] = "yes please"
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    assert_one_line_error(run(capsys, "memory", "--arch", tmp_path / "manifest.json"), "cls_token", "'yes please'")
+    assert_one_line_error(run_in_process("memory", "--arch", tmp_path / "manifest.json"), "cls_token", "'yes please'")
 
 
-def test_bad_cls_token_in_a_checkpoint(tmp_path, capsys):
+def test_bad_cls_token_in_a_checkpoint(tmp_path):
     state = torch.load(MODELS / "supernet.pt", weights_only=True)
     state["space"]["cls_token"] = "yes please"
     torch.save(state, tmp_path / "supernet.pt")
-    proc = run(capsys, "evaluate", "--checkpoint", tmp_path / "supernet.pt", "--data-path", tmp_path / "none")
+    proc = run_in_process("evaluate", "--checkpoint", tmp_path / "supernet.pt", "--data-path", tmp_path / "none")
     assert_one_line_error(proc, "cls_token", "'yes please'")
 
 
-def test_a_subnet_count_past_a_floats_range_is_printed(tmp_path, capsys):
+def test_a_subnet_count_past_a_floats_range_is_printed(tmp_path):
     # 64 heads x 2000 MLP ratios per layer, 64 layers: about 1e326 subnets, more than a float holds
     space = changed(TINY, tmp_path / "space.yaml", depth=[64], num_heads=list(range(1, 65)),
                     mlp_ratio=[1 + i / 1000 for i in range(2000)])
-    proc = run(capsys, "space", "--space", space)
+    proc = run_in_process("space", "--space", space)
     assert proc.returncode == 0, proc.stderr
     [line] = [ln for ln in proc.stdout.splitlines() if "subnets;" in ln]
     count = 128000**64 * 3 * 2 * 2  # x widths x rank ratios x patch sizes
@@ -125,12 +103,12 @@ def test_a_subnet_count_past_a_floats_range_is_printed(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("changes", [dict(img_size=30), dict(patch_size=[5]), dict(patch_size=[3, 4])])
-def test_a_patch_that_does_not_divide_the_image_pads_it(tmp_path, capsys, changes):
+def test_a_patch_that_does_not_divide_the_image_pads_it(tmp_path, changes):
     """Not an error: like the official PatchembedSuper (the T space's 240 px at patch 28), the image is
     zero-padded to whole patches."""
-    assert run(capsys, "space", "--space", changed(TINY, tmp_path / "space.yaml", **changes)).returncode == 0
+    assert run_in_process("space", "--space", changed(TINY, tmp_path / "space.yaml", **changes)).returncode == 0
     arch = changed(ARCH, tmp_path / "arch.yaml", patch_size=3)
-    assert run(capsys, "memory", "--arch", arch).returncode == 0
+    assert run_in_process("memory", "--arch", arch).returncode == 0
 
 
 def test_every_shipped_space_loads():

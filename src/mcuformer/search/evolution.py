@@ -15,6 +15,7 @@ from typing import Callable
 from mcuformer.errors import ConfigError
 from mcuformer.search.budget import Budget
 from mcuformer.space import Arch, SearchSpace
+from mcuformer.utils.checks import is_finite_number
 
 STATE_FORMAT = "mcuformer-search-state-v1"
 MAX_DRAWS_PER_GENERATION = 10_000_000  # the defaults draw at most 20,000
@@ -124,8 +125,7 @@ HISTORY_FIGURES = ("generation", "best_fitness", "topk_mean_fitness", "populatio
 
 def _is_history_record(h) -> bool:
     """A generation's record as ``run_generation`` writes it: the figures the plots and the bar read."""
-    return isinstance(h, dict) and all(isinstance(h.get(k), (int, float)) and not isinstance(h.get(k), bool)
-                                       and math.isfinite(h[k]) for k in HISTORY_FIGURES)
+    return isinstance(h, dict) and all(is_finite_number(h.get(k)) for k in HISTORY_FIGURES)
 
 
 class Feasibility:

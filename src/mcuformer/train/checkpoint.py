@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from pathlib import Path
@@ -14,7 +13,7 @@ from mcuformer.data import AugmentConfig, resolve_data_path
 from mcuformer.errors import CheckpointError, ConfigError, DataError, McuformerError
 from mcuformer.space import SearchSpace
 from mcuformer.train.config import TrainConfig
-from mcuformer.utils.checks import input_file, torch_load_problem
+from mcuformer.utils.checks import input_file, is_finite_number, torch_load_problem
 from mcuformer.utils.io import atomic_write
 
 FORMAT = "mcuformer-supernet-v1"
@@ -86,10 +85,6 @@ def _brief(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _is_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def _check_progress(state: dict, path: Path) -> None:
     """Where the run stopped and what it recorded (what --resume continues, what --init-from reports)."""
     for k in COUNTERS:
@@ -100,7 +95,7 @@ def _check_progress(state: dict, path: Path) -> None:
     if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
         raise CheckpointError(f"checkpoint {path}: 'history' must be a list of epoch records, got {_brief(history)}")
     stats = state.get("epoch_stats", dict.fromkeys(EPOCH_STATS, 0))
-    if not isinstance(stats, dict) or sorted(stats) != sorted(EPOCH_STATS) or not all(map(_is_number, stats.values())):
+    if not isinstance(stats, dict) or sorted(stats) != sorted(EPOCH_STATS) or not all(map(is_finite_number, stats.values())):
         raise CheckpointError(f"checkpoint {path}: 'epoch_stats' must map {', '.join(EPOCH_STATS)} to numbers, "
                               f"got {_brief(stats)}")
 

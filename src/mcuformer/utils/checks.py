@@ -17,6 +17,11 @@ from mcuformer.errors import ConfigError
 
 # ---- numbers ------------------------------------------------------------------------------------------
 
+def is_finite_number(value) -> bool:
+    """An int or a finite float, not a bool (what ``check_number`` accepts before its bounds)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def check_number(value, name: str, *, integer: bool = False, minimum: float | None = None,
                  positive: bool = False, maximum: float | None = None):
     """``value`` as an int or a finite float, or a ConfigError naming ``name``.
