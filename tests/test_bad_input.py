@@ -129,6 +129,7 @@ def ws(tmp_path_factory):
     _tamper(q, w / "q-ccode", manifest=_set_const("stem.pos_add", "m1", '1); system("rm -rf ~"); (1'))
     _tamper(q, w / "q-zp", manifest=lambda m: m["act"]["logits"].__setitem__(1, 300))
     _tamper(q, w / "q-nan", manifest=lambda m: m["act"]["image"].__setitem__(0, "NaN"))
+    _tamper(q, w / "q-huge-scale", manifest=lambda m: m["act"]["image"].__setitem__(0, 1e308))
     _tamper(q, w / "q-noconst", manifest=lambda m: m["consts"].pop("norm"))
     _tamper(q, w / "q-arch", manifest=lambda m: m["arch"].__setitem__("embed_dim", 65))
     _tamper(q, w / "q-format", manifest=lambda m: m.__setitem__("format", "other"))
@@ -398,6 +399,8 @@ CASES = [
     ("export-c-code", ["export", "--quantized", "{w}/q-ccode", "--output", "{w}/c"], ["stem.pos_add", "integer"]),
     ("export-zero-point", ["export", "--quantized", "{w}/q-zp", "--output", "{w}/c"], ["logits", "300"]),
     ("export-nan-scale", ["export", "--quantized", "{w}/q-nan", "--output", "{w}/c"], ["image", "scale"]),
+    ("export-huge-scale", ["export", "--quantized", "{w}/q-huge-scale", "--output", "{w}/c"],
+     ["image", "scale 1e+308"]),
     ("export-no-const", ["export", "--quantized", "{w}/q-noconst", "--output", "{w}/c"], ["'norm'"]),
     ("export-arch", ["export", "--quantized", "{w}/q-arch", "--output", "{w}/c"], ["shape"]),
     ("export-format", ["export", "--quantized", "{w}/q-format", "--output", "{w}/c"], ["format"]),

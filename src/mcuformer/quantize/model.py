@@ -15,6 +15,7 @@ import torch
 from mcuformer.errors import CheckpointError
 from mcuformer.quantize import intops
 from mcuformer.quantize.fixedpoint import quantize_multiplier
+from mcuformer.quantize.validate import SCALE_MIN
 from mcuformer.space import Arch
 from mcuformer.supernet.vit import LowRankLinear, ViT
 from mcuformer.utils.checks import input_file
@@ -24,7 +25,7 @@ FORMAT = "mcuformer-int8-v1"
 # int8 tensors with zero point 0: the image (zero padding stays zero) and q, k, v (the attention
 # kernels then need no offsets and the qkv linear one output zero point for its three parts)
 SYMMETRIC_SUFFIXES = (".attn.q", ".attn.k", ".attn.v")
-MIN_SCALE = 1e-8
+MIN_SCALE = SCALE_MIN  # the smallest scale quantize writes, and validate accepts
 SAVED_FILES = ("params.npz", "manifest.json")
 MAX_PARAMS_BYTES = 1 << 30  # all arrays together, uncompressed: far above any microcontroller's flash
 MAX_MANIFEST_BYTES = 16 << 20

@@ -3,7 +3,7 @@
 A ``mcuformer quantize`` folder is input like any other: a wrong shape would become an out-of-bounds
 read in the generated C, and a manifest constant that is not an integer would be pasted into C source.
 So every tensor is held to the shape and dtype the memory model gives its arch, every activation
-scale must be a finite positive number and every zero point and requant constant an integer in its
+scale a number in [SCALE_MIN, SCALE_MAX] and every zero point and requant constant an integer in its
 range. The result has plain Python ints and floats only, made here.
 """
 
@@ -18,6 +18,9 @@ from mcuformer.errors import CheckpointError, McuformerError
 INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
 SHIFT_MIN, SHIFT_MAX = -31, 30  # what fixedpoint.quantize_multiplier produces
 ZP_MIN, ZP_MAX = -128, 127
+# quantize writes no scale below SCALE_MIN; above SCALE_MAX an int8 tensor would span more than 2.5e8, far
+# beyond any trained activation, and the header's MCUFORMER_INPUT_SCALE must stay a float32 (1e308 is inf there)
+SCALE_MIN, SCALE_MAX = 1e-8, 1e6
 # keys of each op's scalar constants, by the op name's last part (see quantize/model.py's _Builder)
 ADD_KEYS = ("m1", "s1", "m2", "s2", "mo", "so")
 MULT_KEYS = ("multiplier", "shift")
@@ -118,6 +121,8 @@ def validate_quant_model(q, where: str = "quantised model"):
         scale = v[0]
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
             raise CheckpointError(f"{key}: scale must be a finite positive number, got {scale!r}"[:200])
+        if not SCALE_MIN <= scale <= SCALE_MAX:
+            raise CheckpointError(f"{key}: scale {scale:g} is outside [{SCALE_MIN:g}, {SCALE_MAX:g}]")
         act[str(name)] = (float(scale), _int(v[1], f"{key} zero point", ZP_MIN, ZP_MAX))
 
     consts = {}
