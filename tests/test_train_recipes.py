@@ -17,6 +17,7 @@ from mcuformer.data import build_eval_transform, open_split
 from mcuformer.data.device_batches import DeviceBatches
 from mcuformer.data.transforms import CIFAR_MEAN, CIFAR_STD, AugmentConfig
 from mcuformer.errors import ConfigError
+from mcuformer.quantize.workflow import load_subnet
 from mcuformer.space import SearchSpace
 from mcuformer.supernet import SuperViT
 from mcuformer.train import TrainConfig, load_checkpoint, train_supernet
@@ -193,7 +194,7 @@ def test_train_init_from_prints_its_report_and_counts_images(tmp_path, cifar_arc
     assert_one_line_error(resumed, "weights-only")
 
 
-def test_finetune_a_subnet_with_the_teacher_then_quantize_it(tmp_path, cifar_archive):
+def test_finetune_a_subnet_with_the_teacher_then_quantize_it_then_let_it_teach(tmp_path, cifar_archive):
     out = tmp_path / "ft"
     proc = run_cli("finetune", "--checkpoint", ZOO_TINY, "--arch", "smallest", "--output", out, "--data-path",
                    cifar_archive, "--epochs", 1, "--steps-per-epoch", 3, "--batch-size", 16, "--limit-eval", 64,
@@ -210,6 +211,26 @@ def test_finetune_a_subnet_with_the_teacher_then_quantize_it(tmp_path, cifar_arc
                 "--data-path", cifar_archive, "--calibration-images", 16)
     assert q.returncode == 0, q.stderr
     assert (tmp_path / "q").is_dir()
+
+    # self-distillation: the fine-tuned subnet teaches (not the supernet's largest), as it is saved
+    teacher = trainer_module._load_teacher(out / "checkpoint.pt", space, 10, torch.device("cpu"), announce=False)
+    assert teacher.arch == space.smallest(10)
+    reference, _ = load_subnet(out / "checkpoint.pt", "smallest")
+    images = torch.randn(4, 3, 32, 32)
+    assert torch.equal(teacher(images), reference(images))
+    again = run_cli("finetune", "--checkpoint", ZOO_TINY, "--arch", "smallest", "--output", tmp_path / "ft2",
+                    "--data-path", cifar_archive, "--teacher", out / "checkpoint.pt", "--epochs", 1,
+                    "--steps-per-epoch", 2, "--batch-size", 16, "--limit-eval", 32, "--workers", 0, "--device",
+                    "cpu", "--no-progress", check=True)
+    assert f"its fine-tuned subnet of {out / 'checkpoint.pt'}" in again.stdout + again.stderr
+    assert load_checkpoint(tmp_path / "ft2")["epoch"] == 1
+    for bad, needle in ((tmp_path / "nothing.pt", "not 'largest', 'none' or a checkpoint"),
+                        (ROOT / "models/cifar10-zoo/supernet.pt", "another search space")):
+        proc = run_cli("finetune", "--checkpoint", ZOO_TINY, "--arch", "smallest", "--output", tmp_path / "ft3",
+                       "--data-path", cifar_archive, "--teacher", bad, "--epochs", 1, "--steps-per-epoch", 1,
+                       "--workers", 0, "--device", "cpu", "--no-progress")
+        assert_one_line_error(proc, needle)
+        assert not (tmp_path / "ft3" / "checkpoint.pt").exists()
 
 
 # ---- the one-call device script ----

@@ -12,11 +12,13 @@ def evaluate_checkpoint(checkpoint, archs: list[str] | list[Arch], **kw) -> list
     return run(checkpoint, archs, **kw)
 
 
-def finetune_subnet(checkpoint, arch, output, cfg=None, *, data_path=None, teacher: bool = True,
+def finetune_subnet(checkpoint, arch, output, cfg=None, *, data_path=None, teacher=True,
                     resume: bool = False, progress: bool = True) -> dict:
-    """Train one subnet of a supernet checkpoint on its own (the official ``--mode retrain``), taught by the
-    supernet's largest subnet when ``teacher``. The output folder's checkpoint.pt is a supernet checkpoint
-    whose ``arch`` slices are fine-tuned (``finetuned_arch`` names it): quantize it with the same arch."""
+    """Train one subnet of a supernet checkpoint on its own (the official ``--mode retrain``). ``teacher``: True,
+    the supernet's largest subnet teaches; False, the labels alone; a path, that checkpoint of the same space
+    teaches, with the subnet it fine-tuned if it is a fine-tuning checkpoint (self-distillation), else its
+    largest. The output folder's checkpoint.pt is a supernet checkpoint whose ``arch`` slices are fine-tuned
+    (``finetuned_arch`` names it): quantize it with the same arch."""
     from mcuformer.train import TrainConfig, load_checkpoint, space_of, train_supernet
     from mcuformer.train.checkpoint import data_path_of
 
@@ -26,7 +28,8 @@ def finetune_subnet(checkpoint, arch, output, cfg=None, *, data_path=None, teach
     space.check(arch)
     cfg = cfg or TrainConfig()
     return train_supernet(space, output, cfg, data_path_of(state, data_path), resume=resume, init_from=checkpoint,
-                          progress=progress, fixed_arch=arch, teacher=checkpoint if teacher else None)
+                          progress=progress, fixed_arch=arch,
+                          teacher=checkpoint if teacher is True else (teacher or None))
 
 
 def quantize_checkpoint(checkpoint, arch, output, **kw):

@@ -1,5 +1,6 @@
 """mcuformer finetune: train one searched subnet standalone (the official code's ``--mode retrain``),
-optionally distilled from the supernet's largest subnet (``--teacher``); quantize its checkpoint as usual."""
+optionally distilled from the supernet's largest subnet or from a fine-tuned subnet (``--teacher``); quantize its
+checkpoint as usual."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ def add_arguments(p):
     p.add_argument("--config", default=None,
                    help="training settings YAML; default: the supernet's own settings with "
                         "train.config.FINETUNE_DEFAULTS")
-    p.add_argument("--teacher", choices=["largest", "none"], default="largest",
-                   help="largest: the supernet's largest subnet teaches (soft targets mixed by --distill-alpha)")
+    p.add_argument("--teacher", default="largest", metavar="{largest,none,CHECKPOINT}",
+                   help="largest (default): the supernet's largest subnet teaches (soft targets mixed by "
+                        "--distill-alpha); none: the labels alone; a fine-tuning checkpoint of the same space: "
+                        "the subnet it fine-tuned teaches (self-distillation)")
     p.add_argument("--resume", action="store_true", help="continue the fine-tuning checkpoint in --output")
     from mcuformer.cli.common import any_int, number_type
     strict = {int: any_int, float: number_type()}  # NaN and infinities refused at parse time
@@ -31,6 +34,19 @@ def add_arguments(p):
     p.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
 
 
+def _teacher(value: str):
+    """--teacher's value as finetune_subnet takes it: True (largest), False (none) or a checkpoint path."""
+    from pathlib import Path
+
+    from mcuformer.errors import CheckpointError
+
+    if value in ("largest", "none"):
+        return value == "largest"
+    if not Path(value).is_file():
+        raise CheckpointError(f"--teacher {value}: not 'largest', 'none' or a checkpoint file")
+    return Path(value)
+
+
 def run(args) -> int:
     from pathlib import Path
 
@@ -40,6 +56,7 @@ def run(args) -> int:
     from mcuformer.train.config import finetune_settings
     from mcuformer.utils.checks import output_dir
 
+    teacher = _teacher(args.teacher)
     output_dir(args.output, force=True)  # a file or an impossible name fails now; --resume decides the rest
     ckpt = Path(args.output) / "checkpoint.pt"
     if args.resume and ckpt.exists():
@@ -50,7 +67,7 @@ def run(args) -> int:
         setattr(args, k, None)
     cfg = build_config(args, saved)
     summary = finetune_subnet(args.checkpoint, args.arch, args.output, cfg, data_path=args.data_path,
-                              teacher=args.teacher == "largest", resume=args.resume, progress=not args.no_progress)
+                              teacher=teacher, resume=args.resume, progress=not args.no_progress)
     if summary["interrupted"]:
         print(f"interrupted: checkpoint saved to {summary['checkpoint']}; continue with --resume")
         return 130

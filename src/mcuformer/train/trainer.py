@@ -20,7 +20,7 @@ from tqdm import tqdm
 from mcuformer.data import (build_eval_transform, build_train_transform, complement, load_subsplit, mix_batch,
                             open_split, resolve_data_path)
 from mcuformer.data.datasets import sample_seed, spread
-from mcuformer.errors import CheckpointError, ConfigError, McuformerError
+from mcuformer.errors import CheckpointError, ConfigError, McuformerError, SpaceError
 from mcuformer.space import Arch, SearchSpace
 from mcuformer.supernet import SuperViT
 from mcuformer.train.checkpoint import check_same_space, load_checkpoint, load_weights, save_checkpoint
@@ -114,7 +114,8 @@ def train_supernet(space: SearchSpace, output, cfg: TrainConfig, data_path=None,
 
     ``init_from`` starts from an mcuformer supernet of the same space (warm restart) or a dense pretrained
     ViT. ``fixed_arch`` trains that one subnet only (fine-tuning a searched subnet); ``teacher``, a
-    supernet checkpoint, then teaches it with its largest subnet's soft predictions. ``extra_eval`` names
+    supernet checkpoint, then teaches it with its largest subnet's soft predictions (a fine-tuning checkpoint:
+    with its fine-tuned subnet's). ``extra_eval`` names
     more subnets to evaluate with the usual ones."""
     info = init_distributed(cfg.device)
     try:
@@ -201,7 +202,8 @@ def _train(space, output, cfg, data_path, resume, init_from, progress, info: Dis
         if info.is_main:
             for line in report_lines(init_from, init_report):
                 tqdm.write(line)
-    teacher_model = _load_teacher(teacher, space, num_classes, info.device) if teacher is not None else None
+    teacher_model = (_load_teacher(teacher, space, num_classes, info.device, info.is_main) if teacher is not None
+                     else None)
     model.to(info.device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -412,13 +414,24 @@ def _distilled(targets: torch.Tensor, teacher_probs: torch.Tensor, alpha: float)
     return teacher_probs if alpha >= 1.0 else alpha * teacher_probs + (1.0 - alpha) * targets
 
 
-def _load_teacher(path, space: SearchSpace, num_classes: int, device) -> SuperViT:
-    """The largest subnet of a supernet checkpoint, frozen: the fine-tuning teacher."""
+def _load_teacher(path, space: SearchSpace, num_classes: int, device, announce: bool = True) -> SuperViT:
+    """The fine-tuning teacher, frozen: the subnet a fine-tuning checkpoint names (``finetuned_arch``: a fine-tuned
+    subnet teaching, e.g. itself for self-distillation), else the checkpoint's largest subnet."""
     state = load_checkpoint(path)
     check_same_space(state, space, path)
     teacher = SuperViT(space, num_classes)
     load_weights(teacher, state, f"teacher {path}", "this supernet")
-    teacher.set_active_subnet(space.largest(num_classes))
+    arch = space.largest(num_classes)
+    if "finetuned_arch" in state:
+        try:
+            arch = Arch.from_dict(state["finetuned_arch"], where=f"teacher {path} finetuned_arch")
+            space.check(arch)
+        except SpaceError as exc:
+            raise CheckpointError(f"teacher {path}: its fine-tuned subnet does not fit this space ({exc})") from None
+    teacher.set_active_subnet(arch)
+    if announce:
+        which = "its fine-tuned subnet" if "finetuned_arch" in state else "its largest subnet"
+        tqdm.write(f"teacher: {arch.short()}, {which} of {path}")
     return teacher.get_active_subnet().to(device).eval().requires_grad_(False)
 
 
