@@ -6,7 +6,7 @@ from __future__ import annotations
 
 NAME = "finetune"
 HELP = ("fine-tune one subnet of a supernet checkpoint (official --mode retrain), optionally taught by the "
-        "supernet's largest subnet; CPU or GPU, resumable")
+        "supernet's largest subnet or a fine-tuned one; CPU or GPU, resumable")
 
 
 def add_arguments(p):
