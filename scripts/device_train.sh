@@ -25,6 +25,8 @@
 #              supernet just trained, with configs/finetune-cifar10-zoo-gpu.yaml (FT_CONFIG): at 19,000 img/s,
 #              tens of epochs where the CPU gave the zoo models 20 in 50 minutes. Its training time and the
 #              minute it takes to start are taken from the supernet's.
+#   FT_TEACHER the fine-tune's --teacher (default none; largest, or a fine-tuning checkpoint of the same space
+#              whose subnet then teaches: self-distillation)
 # If training fails before it writes a checkpoint (as bf16 on the device-resident path did on the first
 # slot: a NaN at step 7) and two minutes remain, it is retried once in fp32 on the DataLoader path, so that
 # the slot still trains.
@@ -154,7 +156,7 @@ if [ "$FINETUNE_S" -gt 0 ]; then
     echo "device_train: no time left to fine-tune" | tee -a "$OUTDIR/train.log"
   else
     ft_cmd=($PY -m mcuformer finetune --checkpoint "$RUN/checkpoint.pt" --arch "$FT_ARCH" --output "$FT_RUN"
-            --data-path "$DATA" --config "$FT_CONFIG" --teacher none --time-budget-s "$ft_budget"
+            --data-path "$DATA" --config "$FT_CONFIG" --teacher "${FT_TEACHER:-none}" --time-budget-s "$ft_budget"
             --checkpoint-every-s 60 --no-progress "${EXTRA[@]}")
     [ "$DRY" = 1 ] && ft_cmd+=(--epochs 2)
     echo "+ ${ft_cmd[*]}" | tee -a "$OUTDIR/train.log"
