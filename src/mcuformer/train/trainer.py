@@ -115,8 +115,7 @@ def train_supernet(space: SearchSpace, output, cfg: TrainConfig, data_path=None,
     ``init_from`` starts from an mcuformer supernet of the same space (warm restart) or a dense pretrained
     ViT. ``fixed_arch`` trains that one subnet only (fine-tuning a searched subnet); ``teacher``, a
     supernet checkpoint, then teaches it with its largest subnet's soft predictions (a fine-tuning checkpoint:
-    with its fine-tuned subnet's). ``extra_eval`` names
-    more subnets to evaluate with the usual ones."""
+    with its fine-tuned subnet's). ``extra_eval`` names more subnets to evaluate with the usual ones."""
     info = init_distributed(cfg.device)
     try:
         return _train(space, Path(output), cfg, data_path, resume, init_from, progress, info, fixed_arch, teacher,
