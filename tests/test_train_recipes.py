@@ -224,6 +224,15 @@ def test_finetune_a_subnet_with_the_teacher_then_quantize_it_then_let_it_teach(t
                     "cpu", "--no-progress", check=True)
     assert f"its fine-tuned subnet of {out / 'checkpoint.pt'}" in again.stdout + again.stderr
     assert load_checkpoint(tmp_path / "ft2")["epoch"] == 1
+    # a resume keeps its teacher: another one is refused, the same one continues
+    resume = ["finetune", "--checkpoint", ZOO_TINY, "--arch", "smallest", "--output", tmp_path / "ft2", "--data-path",
+              cifar_archive, "--epochs", 2, "--steps-per-epoch", 2, "--batch-size", 16, "--limit-eval", 32,
+              "--workers", 0, "--device", "cpu", "--no-progress", "--resume"]
+    before = (tmp_path / "ft2" / "checkpoint.pt").read_bytes()
+    assert_one_line_error(run_cli(*resume, "--teacher", "none"), "another teacher")
+    assert (tmp_path / "ft2" / "checkpoint.pt").read_bytes() == before
+    run_cli(*resume, "--teacher", out / "checkpoint.pt", check=True)
+    assert load_checkpoint(tmp_path / "ft2")["epoch"] == 2
     for bad, needle in ((tmp_path / "nothing.pt", "not 'largest', 'none' or a checkpoint"),
                         (ROOT / "models/cifar10-zoo/supernet.pt", "another search space")):
         proc = run_cli("finetune", "--checkpoint", ZOO_TINY, "--arch", "smallest", "--output", tmp_path / "ft3",

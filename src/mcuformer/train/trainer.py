@@ -30,7 +30,7 @@ from mcuformer.train.evaluate import autocast_for, evaluate_archs, make_eval_loa
 from mcuformer.train.sampler import EpochSampler
 from mcuformer.train.schedule import lr_at
 from mcuformer.train.warm_start import init_weights_from, report_lines
-from mcuformer.utils.io import append_jsonl, write_json
+from mcuformer.utils.io import append_jsonl, file_sha256, write_json
 
 
 _MAX_DRAWS = 10_000  # rejection sampling: check_sampling_cap refuses caps that almost no subnet meets
@@ -143,6 +143,14 @@ def _train(space, output, cfg, data_path, resume, init_from, progress, info: Dis
         for k in ("epoch", "step"):
             if k not in state:
                 raise CheckpointError(f"checkpoint {ckpt_path} lacks '{k}': it cannot --resume")
+    # a resumed fine-tune keeps its teacher: another one would change the targets halfway through the schedule
+    if teacher is not None and not Path(teacher).is_file():
+        raise CheckpointError(f"teacher checkpoint not found: {teacher}")
+    teacher_sha = file_sha256(teacher) if teacher is not None else "none"
+    if state is not None and state.get("teacher_sha256", teacher_sha) != teacher_sha:
+        raise ConfigError(f"checkpoint {ckpt_path} was fine-tuned with another teacher (sha256 "
+                          f"{str(state['teacher_sha256'])[:12]}, this run's {teacher_sha[:12]}): resume it with the "
+                          "same --teacher")
 
     # ---- data ----
     data_path = resolve_data_path(data_path)
@@ -245,7 +253,8 @@ def _train(space, output, cfg, data_path, resume, init_from, progress, info: Dis
         return {name: acc.to_dict() for name, acc in zip(eval_names, accs)}
 
     def snapshot(next_epoch: int, next_step: int) -> dict:
-        extra = {"finetuned_arch": fixed_arch.to_dict()} if fixed_arch is not None else {}
+        extra = ({"finetuned_arch": fixed_arch.to_dict(), "teacher_sha256": teacher_sha} if fixed_arch is not None
+                 else {})
         if init_from is not None:
             extra["init_from"] = Path(init_from).name
         return {"space": space.to_dict(), "num_classes": num_classes, "classes": train_set.classes,
