@@ -143,9 +143,9 @@ def _train(space, output, cfg, data_path, resume, init_from, progress, info: Dis
         for k in ("epoch", "step"):
             if k not in state:
                 raise CheckpointError(f"checkpoint {ckpt_path} lacks '{k}': it cannot --resume")
-    # a resumed fine-tune keeps its teacher: another one would change the targets halfway through the schedule
     if teacher is not None and not Path(teacher).is_file():
         raise CheckpointError(f"teacher checkpoint not found: {teacher}")
+    # a resumed fine-tune keeps its teacher: another one would change the targets halfway through the schedule
     teacher_sha = file_sha256(teacher) if teacher is not None else "none"
     if state is not None and state.get("teacher_sha256", teacher_sha) != teacher_sha:
         raise ConfigError(f"checkpoint {ckpt_path} was fine-tuned with another teacher (sha256 "
