@@ -139,7 +139,7 @@ def main() -> int:
         print(f"{tag}: " + ", ".join(f"{r['method']} {r['int8_top1']:.2f}%" for r in rows[-3:])
               + f"  ({time.time() - t0:.0f} s)", flush=True)
 
-    print(f"\n| sweep | SRAM KB | flash KB | method | int8 top-1 | float top-1 | SRAM used | flash used | subnet |")
+    print("\n| sweep | SRAM KB | flash KB | method | int8 top-1 | float top-1 | SRAM used | flash used | subnet |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "int8_top1" not in r:

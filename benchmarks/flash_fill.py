@@ -20,7 +20,6 @@ would give).
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import time

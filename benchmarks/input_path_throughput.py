@@ -10,7 +10,6 @@ the DataLoader path (per-image CPU transforms in worker processes) against the d
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile

@@ -58,7 +58,7 @@ def main() -> None:
                      "eval_images": args.limit_eval, "wall_s": round(wall, 1)})
         print(f"rel_pos {rel}: largest {rows[-1]['top1_largest']:.2f}%, smallest {rows[-1]['top1_smallest']:.2f}% "
               f"({wall:.0f} s)", flush=True)
-    print(f"\n| rel_pos | params (largest) | epochs x images | top-1 largest | top-1 smallest | wall s |")
+    print("\n| rel_pos | params (largest) | epochs x images | top-1 largest | top-1 smallest | wall s |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['rel_pos']} | {r['params_largest']:,} | {r['epochs']} x {r['limit_train'] or 50000} | "

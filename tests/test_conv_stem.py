@@ -21,7 +21,7 @@ from mcuformer.errors import SpaceError
 from mcuformer.memory import (TECHNIQUES, Techniques, build_ops, check_plan, estimate, memory_report, plan_arena,
                               unique_params)
 from mcuformer.memory.ops import ConvStemDims
-from mcuformer.memory.schedule import section_cost, section_ops, sections, stem_dims
+from mcuformer.memory.schedule import section_cost, section_ops, stem_dims
 from mcuformer.quantize import fakequant, intops
 from mcuformer.quantize.reference import Reference
 from mcuformer.quantize.synthetic import random_conv_arch, random_quant_model
