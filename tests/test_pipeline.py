@@ -114,6 +114,17 @@ def _zoo_supernet_run(tmp_path):
     assert summary["stages_run"] == ["finetune", "quantize", "export", "verify"]
     assert summary["deployed_checkpoint"].endswith("finetune/checkpoint.pt") and "(fine-tuned)" in proc.stdout
     assert "rerun quantize: checkpoint, fine-tune changed" in proc.stdout
+    # a zoo model built from this supernet for this board, better than the run's: the summary points at it
+    from mcuformer.memory.boards import get_board
+    from mcuformer.utils.io import file_sha256
+    (tmp_path / "zoo/int8-stm32l432kc").mkdir()
+    (tmp_path / "zoo/int8-stm32l432kc/zoo.json").write_text(json.dumps({
+        "board": get_board("stm32l432kc").to_dict(), "supernet_sha256": file_sha256(tmp_path / "zoo/supernet.pt"),
+        "int8_top1": 100.0, "measured_flash_bytes": 1024, "measured_ram_bytes": 1024, "bit_exact_host": True}))
+    proc = run_cli("pipeline", "--config", cfg, "--no-progress", check=True)
+    summary = json.loads((tmp_path / "zoo-run/summary.json").read_text())
+    assert summary["stages_run"] == [] and summary["zoo_model"]["int8_top1"] == 100.0
+    assert "better ready model for stm32l432kc from this supernet:" in proc.stdout
 
 
 # a run's outputs, stage by stage: held-out split, training, evaluation, search, quantize, export, verify
@@ -148,3 +159,40 @@ def test_pipeline_config_errors(tmp_path):
     (tmp_path / "run/stages.json").write_text('{"format": "mcuformer-stages-v1", "stages": {"train": []}}')
     assert_one_line_error(run_cli("pipeline", "--config", cfg), "stages.json", "delete it")
     assert not (tmp_path / "run/supernet").exists()
+
+
+def test_summary_points_at_the_zoo_model_of_the_same_supernet_and_budget(tmp_path):
+    """A zoo.json beside the supernet for the run's board is shown only when it names this supernet's
+    sha256, the board's SRAM and flash and a host bit-exact check; anything malformed is skipped."""
+    from mcuformer.memory.boards import get_board
+    from mcuformer.pipeline import format_summary, zoo_model
+    from mcuformer.utils.io import file_sha256
+
+    ckpt = tmp_path / "supernet.pt"
+    ckpt.write_bytes(b"weights")
+    board = get_board("stm32f746")
+    entry = {"board": board.to_dict(), "supernet_sha256": file_sha256(ckpt), "int8_top1": 83.54,
+             "measured_flash_bytes": 556512, "measured_ram_bytes": 82472, "summary": "E96 D4", "fine_tuned_epochs": 20,
+             "bit_exact_host": True, "bit_exact_emulator": True, "measured_on": "cortex-m7"}
+    (tmp_path / "int8-stm32f746").mkdir()
+
+    def pointed(**change):
+        (tmp_path / "int8-stm32f746/zoo.json").write_text(json.dumps({**entry, **change}))
+        return zoo_model(ckpt, board, allow_external_flash=False)
+
+    zoo = pointed()
+    assert zoo == {"folder": str(tmp_path / "int8-stm32f746"), "summary": "E96 D4", "int8_top1": 83.54,
+                   "flash_bytes": 556512, "ram_bytes": 82472, "fine_tuned_epochs": 20, "emulated_core": "cortex-m7"}
+    text = format_summary({"space": "s", "subnets": [], "curves": "c.png", "board": "stm32f746", "zoo_model": zoo})
+    assert f"fine-tuned 20 epochs: {tmp_path / 'int8-stm32f746'}" in text
+    assert "83.54%  (E96 D4)" in text and "80.5 KB, 543.5 KB; bit-exact on the host and cortex-m7" in text
+    assert zoo_model(ckpt, board, allow_external_flash=True) is None
+    assert zoo_model(ckpt, get_board("stm32h743"), allow_external_flash=False) is None  # no entry for that board
+    assert pointed(supernet_sha256="0" * 64) is None  # built from another supernet
+    assert pointed(board={**board.to_dict(), "flash_bytes": 2 << 20}) is None  # sized for another budget
+    assert pointed(bit_exact_host=False) is None
+    assert pointed(int8_top1="83.54") is None and pointed(measured_ram_bytes=float("nan")) is None
+    assert pointed(board="stm32f746") is None
+    assert pointed(bit_exact_emulator=False)["emulated_core"] is None
+    (tmp_path / "int8-stm32f746/zoo.json").write_text("{not json")
+    assert zoo_model(ckpt, board, allow_external_flash=False) is None

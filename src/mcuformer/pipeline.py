@@ -187,6 +187,7 @@ def run_pipeline(cfg: PipelineConfig, *, epochs: int | None = None, progress: bo
         return {"interrupted": True, "checkpoint": str(cfg.output / "finetune" / "checkpoint.pt")}
     model = quantize_stage(cfg, deployed, searched, progress, ledger)
     engine = engine_stage(cfg, board, progress, ledger)
+    zoo = zoo_model(ckpt, board, cfg.allow_external_flash)
     result = {"space": space_name, "board": board.name, "budget": board.to_dict(),
               "allow_external_flash": cfg.allow_external_flash, "checkpoint": str(ckpt),
               "deployed_checkpoint": str(deployed), "curves": str(curves), "subnets": rows, "searched": searched,
@@ -195,8 +196,39 @@ def run_pipeline(cfg: PipelineConfig, *, epochs: int | None = None, progress: bo
                                          cfg.output / "search" / "fitness.png", cfg.output / "memory.png") if p],
               "stages_run": ledger.ran, "stage_seconds": dict(ledger.seconds),
               "seconds": round(time.perf_counter() - started, 1)}
+    if zoo is not None and zoo["int8_top1"] > model["int8_top1"]:
+        result["zoo_model"] = zoo
     write_json(cfg.output / "summary.json", result)
     return result
+
+
+def zoo_model(ckpt: Path, board, allow_external_flash: bool) -> dict | None:
+    """The ready model that `benchmarks/model_zoo.py` built for this board from this very supernet (a longer
+    search and a fine-tune, which the pipeline does not run by default), if there is one beside it and it
+    was sized for the same budget. The summary points at it; a missing or malformed entry is no error."""
+    from mcuformer.errors import McuformerError
+    from mcuformer.utils.io import file_sha256
+
+    entry = Path(ckpt).parent / f"int8-{board.name}" / "zoo.json"
+    if allow_external_flash or not entry.is_file():
+        return None
+    try:
+        z = read_structured(entry)
+    except McuformerError:
+        return None
+    if not isinstance(z, dict) or not isinstance(z.get("board"), dict):
+        return None
+    numbers = [z.get(k) for k in ("int8_top1", "measured_flash_bytes", "measured_ram_bytes")]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1e12 for v in numbers):
+        return None
+    same_budget = all(z["board"].get(k) == getattr(board, k) for k in ("sram_bytes", "flash_bytes"))
+    if not same_budget or z.get("bit_exact_host") is not True or z.get("supernet_sha256") != file_sha256(ckpt):
+        return None
+    epochs = z.get("fine_tuned_epochs")
+    return {"folder": str(entry.parent), "summary": str(z.get("summary", "")), "int8_top1": float(numbers[0]),
+            "flash_bytes": int(numbers[1]), "ram_bytes": int(numbers[2]),
+            "fine_tuned_epochs": epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else 0,
+            "emulated_core": z.get("measured_on") if z.get("bit_exact_emulator") is True else None}
 
 
 def supernet_stage(cfg: PipelineConfig, ledger) -> tuple[Path, str, Path | None]:
@@ -543,6 +575,14 @@ def format_summary(result: dict) -> str:
             if v:
                 lines.append(f"{'bit-exact ' + name:<30}{'yes' if v['bit_exact'] else 'NO'} on {v['images']} "
                              f"{v['image_source']}; guard damage {v['guard_damage']}")
+    zoo = result.get("zoo_model")
+    if zoo:
+        tuned = f", fine-tuned {zoo['fine_tuned_epochs']} epochs" if zoo["fine_tuned_epochs"] else ""
+        core = f" and {zoo['emulated_core']}" if zoo["emulated_core"] else ""
+        lines += ["", f"better ready model for {result['board']} from this supernet{tuned}: {zoo['folder']}",
+                  f"{'int8 top-1':<30}{zoo['int8_top1']:.2f}%  ({zoo['summary']})",
+                  f"{'RAM, flash measured':<30}{kb(zoo['ram_bytes'])} KB, {kb(zoo['flash_bytes'])} KB; "
+                  f"bit-exact on the host{core}"]
     if "seconds" in result:
         ran = ", ".join(f"{k} {v:.0f} s" for k, v in result.get("stage_seconds", {}).items())
         lines.append(f"wall time {result['seconds']:.0f} s" + (f" (stages run: {ran})" if ran else
