@@ -183,6 +183,26 @@ def test_trained_cifar10_subnet_on_host_and_cortex_m7(tmp_path, cifar_archive):
     assert m7.ram_bytes <= 320 * 1024
 
 
+def test_a_shipped_model_exported_elsewhere_verifies_on_its_test_images(tmp_path, cifar_archive, monkeypatch):
+    """models/ names a model's supernet relative to the model's folder: the export's copy names the same file
+    relative to itself, so verify finds the real test images instead of falling back to random ones."""
+    import json
+    import os
+
+    from mcuformer.quantize import QuantModel
+    shipped = ROOT / "models/cifar10-tiny/int8-stm32f746"
+    assert not os.path.isabs(QuantModel.load(shipped).info["checkpoint"])
+    export_model(shipped, tmp_path / "c", "stm32f746")
+    copied = json.loads((tmp_path / "c/quantized/manifest.json").read_text())["info"]["checkpoint"]
+    assert not os.path.isabs(copied)
+    assert (tmp_path / "c/quantized" / copied).resolve() == (ROOT / "models/cifar10-tiny/supernet.pt").resolve()
+    deep = tmp_path / "a/b/c/d/e/f/g/h"  # a working directory where the copy's name means nothing
+    deep.mkdir(parents=True)
+    monkeypatch.chdir(deep)
+    host = verify(tmp_path / "c", "host", images=2, sanitize=False)
+    assert host.bit_exact and host.image_source == "test images of supernet.pt's data" and host.labels is not None
+
+
 @needs_arm
 def test_a_model_over_the_boards_sram_fails_to_link(tmp_path):
     arch = Arch(img_size=16, patch_size=2, rank_ratio=1.0, embed_dim=32, depth=1, num_heads=(2,), mlp_ratio=(2.0,),

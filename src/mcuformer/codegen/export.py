@@ -13,7 +13,9 @@
 
 from __future__ import annotations
 
+import os
 from importlib import resources
+from pathlib import Path
 
 from mcuformer.codegen.emit import generate
 from mcuformer.errors import ConfigError
@@ -30,6 +32,19 @@ EXPORT_FORMAT = "mcuformer-export-v1"
 def _package_files(folder: str):
     root = resources.files("mcuformer.codegen") / folder
     return [f for f in root.iterdir() if f.is_file() and f.name.endswith((".c", ".h"))]
+
+
+def _keep_checkpoint_reachable(q: QuantModel, source: Path, copy: Path) -> None:
+    """A relative checkpoint name (models/ holds them so) is relative to the quantised folder; in the
+    export's copy it must name the same file, so that verify finds the model's test images."""
+    from mcuformer.quantize.workflow import recorded_checkpoint
+
+    name = q.info.get("checkpoint")
+    if not isinstance(name, str) or Path(name).is_absolute():
+        return
+    checkpoint = recorded_checkpoint(q, source)
+    if checkpoint.is_file():
+        q.info = {**q.info, "checkpoint": os.path.relpath(checkpoint.resolve(), copy.resolve())}
 
 
 def export_model(quantized, output, board: Board | str = "stm32f746", techniques: Techniques = Techniques.all(),
@@ -80,6 +95,8 @@ def export_model(quantized, output, board: Board | str = "stm32f746", techniques
     stack = stack_bytes or board.reserve_bytes // 2
     write_text(out / "mcuformer.ld", linker_script(board, stack_bytes=stack, emulator=True))
     write_text(out / "mcuformer-board.ld", linker_script(board, stack_bytes=stack, emulator=False))
+    if not isinstance(quantized, QuantModel):
+        _keep_checkpoint_reachable(q, Path(quantized), out / "quantized")
     q.save(out / "quantized")  # replaces its two files, deletes nothing
     info = {
         "format": EXPORT_FORMAT,
