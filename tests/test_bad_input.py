@@ -130,6 +130,7 @@ def ws(tmp_path_factory):
     _tamper(q, w / "q-zp", manifest=lambda m: m["act"]["logits"].__setitem__(1, 300))
     _tamper(q, w / "q-nan", manifest=lambda m: m["act"]["image"].__setitem__(0, "NaN"))
     _tamper(q, w / "q-huge-scale", manifest=lambda m: m["act"]["image"].__setitem__(0, 1e308))
+    _tamper(q, w / "q-checkpoint-number", manifest=lambda m: m["info"].__setitem__("checkpoint", 5))
     _tamper(q, w / "q-noconst", manifest=lambda m: m["consts"].pop("norm"))
     _tamper(q, w / "q-arch", manifest=lambda m: m["arch"].__setitem__("embed_dim", 65))
     _tamper(q, w / "q-format", manifest=lambda m: m.__setitem__("format", "other"))
@@ -401,6 +402,10 @@ CASES = [
     ("export-nan-scale", ["export", "--quantized", "{w}/q-nan", "--output", "{w}/c"], ["image", "scale"]),
     ("export-huge-scale", ["export", "--quantized", "{w}/q-huge-scale", "--output", "{w}/c"],
      ["image", "scale 1e+308"]),
+    ("export-checkpoint-number", ["export", "--quantized", "{w}/q-checkpoint-number", "--output", "{w}/c"],
+     ["info 'checkpoint'", "not 5"]),
+    ("evaluate-checkpoint-number", ["evaluate", "--quantized", "{w}/q-checkpoint-number"],
+     ["info 'checkpoint'", "not 5"]),
     ("export-no-const", ["export", "--quantized", "{w}/q-noconst", "--output", "{w}/c"], ["'norm'"]),
     ("export-arch", ["export", "--quantized", "{w}/q-arch", "--output", "{w}/c"], ["shape"]),
     ("export-format", ["export", "--quantized", "{w}/q-format", "--output", "{w}/c"], ["format"]),

@@ -91,6 +91,9 @@ class QuantModel:
         for k, typ in (("arch", dict), ("act", dict), ("consts", dict), ("info", dict)):
             if not isinstance(manifest.get(k, {}), typ):
                 raise CheckpointError(f"{folder}/manifest.json: '{k}' must be a mapping")
+        checkpoint = manifest.get("info", {}).get("checkpoint")
+        if checkpoint is not None and not (isinstance(checkpoint, str) and checkpoint and "\0" not in checkpoint):
+            raise CheckpointError(f"{folder}/manifest.json: info 'checkpoint' must be a path, not {checkpoint!r:.40}")
         arch = Arch.from_dict(manifest.get("arch"), where=f"{folder}/manifest.json arch")
         act = {}
         for k, v in manifest.get("act", {}).items():
