@@ -18,7 +18,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mcuformer.errors import ConfigError
+from mcuformer.errors import ConfigError, McuformerError
 from mcuformer.utils.io import read_structured, write_json
 
 KEYS = {"space", "train_config", "data_path", "board", "output", "gpu", "search", "quantize", "verify", "supernet",
@@ -206,7 +206,6 @@ def zoo_model(ckpt: Path, board, allow_external_flash: bool) -> dict | None:
     """The ready model that `benchmarks/model_zoo.py` built for this board from this very supernet (a longer
     search and a fine-tune, which the pipeline does not run by default), if there is one beside it and it
     was sized for the same budget. The summary points at it; a missing or malformed entry is no error."""
-    from mcuformer.errors import McuformerError
     from mcuformer.utils.io import file_sha256
 
     entry = Path(ckpt).parent / f"int8-{board.name}" / "zoo.json"
@@ -394,7 +393,6 @@ def reusable_finetune(donors, arch: dict, inputs: dict, epochs: int) -> Path | N
     same subnet the second copies the first one's weights. A donor counts only if its record says its fine-tune
     finished on the arch file its search holds now, and its checkpoint loads and reached ``epochs``; any doubt
     and the subnet is trained here."""
-    from mcuformer.errors import McuformerError
     from mcuformer.stages import StageLedger, digest_files
     from mcuformer.train import load_checkpoint
 

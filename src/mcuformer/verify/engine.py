@@ -168,14 +168,14 @@ def _check_export_info(folder: Path, info: dict, q: QuantModel) -> None:
         raise ConfigError(f"{folder}/export.json does not match the engine beside it ({e}); export it again") from None
 
 
-def pick_images(q: QuantModel, count: int, seed: int = 0, data_path=None,
-                folder=None) -> tuple[np.ndarray, np.ndarray | None, str]:
+def pick_images(q: QuantModel, folder: Path, count: int, seed: int = 0,
+                data_path=None) -> tuple[np.ndarray, np.ndarray | None, str]:
     """int8 HWC images: the first ``count`` of the checkpoint's test split (spread over it) when the
-    quantised model names a checkpoint whose data is here, else seeded random int8 images. A relative
-    checkpoint name is relative to the quantised model's ``folder``, as models/ holds it."""
+    quantised model (read from ``folder``) names a checkpoint whose data is here, else seeded random int8
+    images. A relative checkpoint name is relative to ``folder``, as models/ holds it."""
     from mcuformer.quantize.workflow import recorded_checkpoint
 
-    checkpoint = recorded_checkpoint(q, folder) if folder is not None else q.info.get("checkpoint")
+    checkpoint = recorded_checkpoint(q, folder)
     if data_path is not None and not (checkpoint and Path(checkpoint).exists()):
         raise ConfigError(f"--data-path {data_path}: the model's checkpoint {checkpoint} is not here to say how "
                           "to prepare its images")
@@ -261,7 +261,7 @@ def verify(folder, target: str = "host", images: int = 5, seed: int = 0, data_pa
         raise ConfigError(f"--images {images}: use 1 to {MAX_VERIFY_IMAGES:,} (each is compiled into the program)")
     folder, info, q = load_export(folder)
     target = _cortex_m_target(target, info, folder)
-    imgs, labels, source = pick_images(q, images, seed, data_path, folder / "quantized")
+    imgs, labels, source = pick_images(q, folder / "quantized", images, seed, data_path)
     write_verify_data(folder, imgs)
     # the builds run while the reference computes the logits they must give (both host builds at once)
     if target == "host":
