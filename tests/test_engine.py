@@ -71,7 +71,7 @@ def test_random_archs_bit_exact_on_the_host_under_sanitizers(tmp_path, cached_ho
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(one, range(NUM_RANDOM_ARCHS)))
     bad = [(i, a.short(), f.label(), r.mismatched_images, r.guard_damage) for i, a, f, r in results
-           if not (r.bit_exact and r.sanitizers and r.guard_damage == 0)]
+           if not (r.bit_exact and r.hflip_bit_exact and r.sanitizers and r.guard_damage == 0)]
     assert not bad, bad
     assert len(list(cached_host_cc.glob("mcu_linear-*.o"))) == 2  # the kernels were compiled once a build kind
     kernels = set()
@@ -149,6 +149,20 @@ def test_a_corrupted_weight_is_caught(tmp_path):
     assert not r.bit_exact and r.mismatched_images
 
 
+def test_a_flip_entry_point_that_does_not_mirror_is_caught(tmp_path):
+    """mcuformer_invoke_hflip with its mirroring taken out (the image read as it is) gives other sums than
+    the reference's: verify fails on it although every plain inference is bit-exact."""
+    folder, _, _ = _export(tmp_path, 3)
+    src = folder / "mcuformer_model.c"
+    text = src.read_text()
+    mirrored = "(MCUFORMER_IMAGE_SIZE - 1 - x) * MCUFORMER_IMAGE_CHANNELS"
+    assert text.count(mirrored) == 1
+    src.write_text(text.replace(mirrored, "x * MCUFORMER_IMAGE_CHANNELS"))
+    r = verify(folder, "host", images=2, sanitize=False)
+    assert r.hflip_bit_exact is False and not r.bit_exact and not r.mismatched_images
+    assert "logit sums DIFFER" in r.format()
+
+
 @needs_arm
 def test_random_archs_bit_exact_on_cortex_m7(tmp_path):
     """5 random archs in QEMU (DSP path); one also with the portable kernels: same logits."""
@@ -158,6 +172,9 @@ def test_random_archs_bit_exact_on_cortex_m7(tmp_path):
         assert r.bit_exact and r.guard_damage == 0, (arch.short(), r.mismatched_images)
         assert r.static_ram_bytes >= r.arena_bytes and 0 < r.stack_bytes < 8192
         assert r.instructions and min(r.instructions) > r.macs  # at least one instruction per MAC
+        # the flip entry point: its sums bit-exact, at the cost of two inferences and the mirroring
+        assert r.hflip_bit_exact
+        assert 1.9 * min(r.instructions) < r.hflip_instructions < 2.1 * max(r.instructions) + 64 * arch.img_size ** 2
         if i == 0:
             p = verify(folder, "cortex-m7", images=2, seed=i, portable=True)
             assert p.bit_exact and p.predictions == r.predictions

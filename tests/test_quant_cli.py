@@ -50,6 +50,34 @@ def test_evaluate_quantized_reports_both_top1(quantised, cifar_like, tmp_path):
     assert r["count"] == 30 and 0 <= r["int8_top1"] <= 100 and r["drop"] == r["float_top1"] - r["int8_top1"]
 
 
+def test_hflip_top1_is_that_of_the_references_flip_sums(quantised, cifar_like):
+    """evaluate --quantized --hflip: the top-1 of each image's and its mirror's int8 logits summed, as the
+    NumPy reference's run_hflip (the engine's mcuformer_invoke_hflip) gives them."""
+    from mcuformer.api import evaluate_quantized
+    from mcuformer.quantize.model import QuantModel
+    from mcuformer.quantize.reference import Reference, mirror
+    from mcuformer.quantize.workflow import _batches, _dataset
+    from mcuformer.train import load_checkpoint
+
+    r = evaluate_quantized(quantised, data_path=cifar_like, progress=False, device="cpu", hflip=True)
+    q = QuantModel.load(quantised)
+    ref = Reference(q)
+    hits = changed = 0
+    for images, labels in _batches(_dataset(load_checkpoint(CHECKPOINT), q.arch, cifar_like, "val"), 64):
+        for image, label in zip(q.quantize_image(images), labels.numpy()):
+            assert np.array_equal(mirror(image)[:, 0], image[:, -1]) and np.array_equal(mirror(mirror(image)), image)
+            sums = ref.run_hflip(image)
+            hits += int(np.argmax(sums) == label)
+            changed += int(not np.array_equal(sums, 2 * ref.run(image).astype(np.int64)))
+    assert r["count"] == 30 and r["int8_top1_hflip"] == 100.0 * hits / 30
+    assert changed > 20  # the mirror images give other logits: the sums are not the plain ones doubled
+
+
+def test_hflip_without_quantized_is_one_line():
+    proc = run_cli("evaluate", "--checkpoint", CHECKPOINT, "--hflip")
+    assert_one_line_error(proc, "--hflip needs --quantized")
+
+
 def test_a_fine_tuned_models_float_top1_is_marked_as_before_fine_tuning(quantised, cifar_like, tmp_path):
     """model_zoo.py --finetune-epochs keeps the supernet as the recorded checkpoint (it prepares the images),
     but the int8 weights came from the fine-tuned subnet: the float top-1 beside them is the one before."""

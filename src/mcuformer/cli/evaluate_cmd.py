@@ -12,6 +12,9 @@ def add_arguments(p):
                    help="supernet checkpoint (checkpoint.pt or its run folder); needed unless --quantized names it")
     p.add_argument("--quantized", default=None, metavar="Q",
                    help="a `mcuformer quantize` folder: report its int8 top-1 next to the float subnet's")
+    p.add_argument("--hflip", action="store_true",
+                   help="with --quantized: also the int8 top-1 of horizontal-flip test-time augmentation (the logits "
+                        "of each image and its mirror summed, as the engine's mcuformer_invoke_hflip; twice the time)")
     p.add_argument("--arch", nargs="+", default=["largest", "smallest"],
                    help="arch YAML/JSON files, or 'largest', 'smallest', 'random:N[:seed]' (default: largest smallest)")
     p.add_argument("--data-path", default=None, help="ImageFolder root or archive (default: the CIFAR-10 archive)")
@@ -36,6 +39,8 @@ def run(args) -> int:
 
     if args.json:
         output_file(args.json, "--json", force=args.force)
+    if args.hflip and not args.quantized:
+        raise ConfigError("--hflip needs --quantized (it evaluates the int8 engine's flip entry point)")
     if args.quantized:
         return _run_quantized(args)
     if not args.checkpoint:
@@ -64,9 +69,12 @@ def _run_quantized(args) -> int:
         raise ConfigError("--quantized evaluates on --split val or train")
 
     r = evaluate_quantized(args.quantized, checkpoint=args.checkpoint, data_path=args.data_path, split=args.split,
-                           limit=args.limit, batch_size=args.batch_size, device=args.device)
+                           limit=args.limit, batch_size=args.batch_size, device=args.device, hflip=args.hflip)
     print(f"{r['arch']}: float top-1 {r['float_top1']:.2f}%  int8 top-1 {r['int8_top1']:.2f}%  "
           f"drop {r['drop']:.2f} points  (prediction agreement {r['agreement']:.2f}%, {r['count']} images)")
+    if args.hflip:
+        print(f"  int8 top-1 with horizontal-flip test-time augmentation: {r['int8_top1_hflip']:.2f}% "
+              f"({r['int8_top1_hflip'] - r['int8_top1']:+.2f} points, twice the instructions)")
     if r.get("float_before_fine_tuning"):
         print("  (the float top-1 is the supernet's subnet before the fine-tuning that made these int8 weights; "
               "pass --checkpoint <the fine-tuned checkpoint> to compare with its own float weights)")

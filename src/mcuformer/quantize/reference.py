@@ -19,6 +19,11 @@ from mcuformer.quantize.model import QuantModel
 from mcuformer.space import patch_padding
 
 
+def mirror(images: np.ndarray) -> np.ndarray:
+    """The horizontal mirror of an int8 HWC image, or of each of a batch (NHWC): the width is axis -2."""
+    return np.ascontiguousarray(np.asarray(images)[..., ::-1, :])
+
+
 class Reference:
     def __init__(self, q: QuantModel, techniques: Techniques = Techniques.all(), ops: list[Op] | None = None):
         self.q, self.arch = q, q.arch
@@ -30,6 +35,11 @@ class Reference:
         for op in self.ops:
             getattr(self, f"k_{op.kernel}")(op)
         return self.t["logits"].copy()
+
+    def run_hflip(self, image: np.ndarray) -> np.ndarray:
+        """Horizontal-flip test-time augmentation, as the engine's ``mcuformer_invoke_hflip``: the int8
+        logits of the image and of its mirror, summed (int64 here, int16 in C: |sum| <= 256)."""
+        return self.run(image).astype(np.int64) + self.run(mirror(image)).astype(np.int64)
 
     # ------------------------------------------------------------ helpers
 

@@ -83,11 +83,14 @@ def recorded_checkpoint(q: QuantModel, folder) -> Path | None:
 
 
 def evaluate_quantized(quantized, *, checkpoint=None, data_path=None, split: str = "val", limit: int = 0,
-                       batch_size: int = 256, device: str = "auto", progress: bool = True) -> dict:
+                       batch_size: int = 256, device: str = "auto", progress: bool = True,
+                       hflip: bool = False) -> dict:
     """int8 top-1 next to the float subnet's top-1 on the same images, by the PyTorch integer path (the
     same integers as the NumPy reference, bit for bit: tests/test_quant_model.py; about twice as fast on a
-    CPU, and it runs on a GPU)."""
+    CPU, and it runs on a GPU). ``hflip``: also ``int8_top1_hflip``, the top-1 of the summed int8 logits of
+    each image and its mirror (``Reference.run_hflip``, the engine's ``mcuformer_invoke_hflip``)."""
     from mcuformer.data.datasets import spread
+    from mcuformer.quantize.reference import mirror
     from mcuformer.quantize.torchpath import TorchInt8
 
     from mcuformer.quantize.validate import validate_quant_model
@@ -104,22 +107,30 @@ def evaluate_quantized(quantized, *, checkpoint=None, data_path=None, split: str
     ds = _dataset(state, q.arch, data_path, split)
     if limit:
         ds = ds.subset(spread(len(ds), limit))
-    hits_f = hits_q = agree = count = 0
+    hits_f = hits_q = hits_flip = agree = count = 0
+
+    def int8_logits(image_q):
+        # the int8 path passes over int64 tensors: in chunks that stay in cache it is faster on a CPU
+        chunk = INT8_CHUNK if runner.device.type == "cpu" else len(image_q)
+        return torch.cat([runner.forward(image_q[i:i + chunk]) for i in range(0, len(image_q), chunk)]).cpu().numpy()
+
     with torch.no_grad():
         for images, labels in tqdm(_batches(ds, batch_size), disable=not progress, desc="int8 eval"):
             pred_f = model(images.to(device)).argmax(1).cpu().numpy()
             image_q = q.quantize_image(images)
-            # the int8 path passes over int64 tensors: in chunks that stay in cache it is faster on a CPU
-            chunk = INT8_CHUNK if runner.device.type == "cpu" else len(image_q)
-            logits_q = torch.cat([runner.forward(image_q[i:i + chunk])
-                                  for i in range(0, len(image_q), chunk)]).cpu().numpy()
+            logits_q = int8_logits(image_q)
             pred_q = logits_q.argmax(1)
             y = labels.numpy()
+            if hflip:
+                sums = logits_q.astype(np.int64) + int8_logits(mirror(image_q))
+                hits_flip += int((sums.argmax(1) == y).sum())
             hits_f, hits_q = hits_f + int((pred_f == y).sum()), hits_q + int((pred_q == y).sum())
             agree, count = agree + int((pred_f == pred_q).sum()), count + len(y)
     top1_f, top1_q = 100.0 * hits_f / count, 100.0 * hits_q / count
     r = {"arch": q.arch.short(), "count": count, "device": device, "float_top1": top1_f, "int8_top1": top1_q,
          "drop": top1_f - top1_q, "agreement": 100.0 * agree / count}
+    if hflip:
+        r["int8_top1_hflip"] = 100.0 * hits_flip / count
     if q.info.get("fine_tuned") and recorded:
         # the int8 weights were fine-tuned after they left this checkpoint: its float subnet is the one before
         r["float_before_fine_tuning"] = True

@@ -65,6 +65,9 @@ class VerifyResult:
     board_sram_bytes: int | None = None
     board_flash_bytes: int | None = None
     instructions: list[int] = field(default_factory=list)
+    # mcuformer_invoke_hflip on the last image: its sums equal the reference's (None: an export from before it)
+    hflip_bit_exact: bool | None = None
+    hflip_instructions: int | None = None   # Cortex-M only: both inferences and the mirroring
     predictions: list[int] = field(default_factory=list)
     labels: list[int] | None = None
 
@@ -83,9 +86,14 @@ class VerifyResult:
         return d
 
     def format(self) -> str:
+        if self.mismatched_images:
+            logits = f"logits DIFFER on images {self.mismatched_images}"
+        elif self.bit_exact or self.hflip_bit_exact is False:  # the flip's own line below says it differs
+            logits = "logits bit-exact"
+        else:
+            logits = "logits bit-exact, but the copying entry point's DIFFER"
         lines = [f"{self.target}{' (ASan+UBSan)' if self.sanitizers else ''}: {self.images} images ({self.image_source}), "
-                 f"logits {'bit-exact' if self.bit_exact else 'DIFFER on images ' + str(self.mismatched_images)} "
-                 f"vs the integer reference; guard bytes damaged: {self.guard_damage}"]
+                 f"{logits} vs the integer reference; guard bytes damaged: {self.guard_damage}"]
         if self.ram_bytes is not None:
             kb = lambda b: f"{b / 1024:.1f} KB"  # noqa: E731
             lines.append(f"  RAM {kb(self.ram_bytes)} = static {kb(self.static_ram_bytes)} (arena "
@@ -96,6 +104,10 @@ class VerifyResult:
                          f"{kb(self.model_flash_bytes)}), of {kb(self.board_flash_bytes)} internal")
             lines.append(f"  {self.instructions_per_inference:,.0f} instructions per inference, "
                          f"{self.instructions_per_mac:.2f} per MAC ({self.macs:,} MACs)")
+        if self.hflip_bit_exact is not None:
+            cost = f", {self.hflip_instructions:,} instructions" if self.hflip_instructions else ""
+            lines.append(f"  horizontal-flip entry point (mcuformer_invoke_hflip, last image): logit sums "
+                         f"{'bit-exact' if self.hflip_bit_exact else 'DIFFER'}{cost}")
         return "\n".join(lines)
 
 
@@ -215,7 +227,8 @@ def write_verify_data(folder: Path, images: np.ndarray) -> None:
 
 def _parse(stdout: str, count: int, classes: int) -> dict:
     logits = np.full((count, classes), 999, np.int64)
-    out = {"instructions": [0] * count, "guard_damage": None, "stack": None, "copy_same": None, "best": [0] * count}
+    out = {"instructions": [0] * count, "guard_damage": None, "stack": None, "copy_same": None, "best": [0] * count,
+           "hflip_sums": None, "hflip_best": None, "hflip_instructions": None}
     for line in stdout.splitlines():
         parts = line.split()
         if not parts:
@@ -232,6 +245,12 @@ def _parse(stdout: str, count: int, classes: int) -> dict:
             out["stack"] = int(parts[1])
         elif parts[0] == "copy_path":
             out["copy_same"] = parts[1] == "same"
+        elif parts[0] == "hflip_sums" and len(parts) == classes + 1:
+            out["hflip_sums"] = np.array([int(v) for v in parts[1:]], np.int64)
+        elif parts[0] == "hflip_best":
+            out["hflip_best"] = int(parts[1])
+        elif parts[0] == "hflip_instructions":
+            out["hflip_instructions"] = int(parts[1])
     if out["guard_damage"] is None or "done" not in stdout.split():
         raise VerifyError(f"the verification program stopped early: {_tail(stdout)}")
     out["logits"] = logits
@@ -281,12 +300,13 @@ def verify(folder, target: str = "host", images: int = 5, seed: int = 0, data_pa
 def _verify_built(folder: Path, info: dict, q: QuantModel, target: str, imgs, labels, source: str, builds: dict,
                   portable: bool, timeout: int) -> VerifyResult:
     from mcuformer.memory import build_ops
-    from mcuformer.quantize.reference import Reference
+    from mcuformer.quantize.reference import Reference, mirror
 
     techniques = Techniques(**info["techniques"])
     budget = info.get("schedule_budget_bytes")  # the exporter's schedule: the reference runs the same op list
     ref = Reference(q, techniques, build_ops(q.arch, techniques, budget if isinstance(budget, int) else None))
     want = np.stack([ref.run(im) for im in imgs]).astype(np.int64)
+    want_hflip = want[-1] + ref.run(mirror(imgs[-1])).astype(np.int64)  # what mcuformer_invoke_hflip must give
     classes = q.arch.num_classes
     result = VerifyResult(target, len(imgs), False, image_source=source, arena_bytes=info["arena_bytes"],
                           macs=info["macs"], labels=None if labels is None else labels.tolist())
@@ -302,7 +322,7 @@ def _verify_built(folder: Path, info: dict, q: QuantModel, target: str, imgs, la
             parsed = _parse(r.stdout, len(imgs), classes)
             result.sanitizers = san
             result.build = "gcc -O1 ASan+UBSan" if san else "gcc -O2"
-            result = _compare(result, parsed, want)
+            result = _compare(result, parsed, want, want_hflip)
             if not result.bit_exact or result.guard_damage:
                 break
         return result
@@ -320,7 +340,7 @@ def _verify_built(folder: Path, info: dict, q: QuantModel, target: str, imgs, la
         raise VerifyError(f"the emulator run failed (exit {r.returncode}): {_tail(r.stdout + r.stderr)}")
     parsed = _parse(r.stdout, len(imgs), classes)
     result.build = "arm-none-eabi-gcc -O2 " + ("portable C" if portable else "DSP (SMLAD)")
-    result = _compare(result, parsed, want)
+    result = _compare(result, parsed, want, want_hflip)
     sections = _section_sizes(elf)
     sizes = {k: v[0] for k, v in sections.items()}
     # The test images: in .verify_data, which the emulator's script places outside FLASH (an export
@@ -337,6 +357,7 @@ def _verify_built(folder: Path, info: dict, q: QuantModel, target: str, imgs, la
     result.board_sram_bytes = info["board"]["sram_bytes"]
     result.board_flash_bytes = info["board"]["flash_bytes"]
     result.instructions = parsed["instructions"]
+    result.hflip_instructions = parsed["hflip_instructions"]
     result.model_flash_bytes = result.flash_bytes + result.external_flash_bytes - (imgs.size if images_in_flash else 0)
     return result
 
@@ -367,11 +388,15 @@ def _cortex_m_target(target: str, info: dict, folder: Path) -> str:
     return target
 
 
-def _compare(result: VerifyResult, parsed: dict, want: np.ndarray) -> VerifyResult:
+def _compare(result: VerifyResult, parsed: dict, want: np.ndarray, want_hflip: np.ndarray) -> VerifyResult:
     got = parsed["logits"]
     bad = [i for i in range(len(want)) if not np.array_equal(got[i], want[i])]
     result.mismatched_images = bad
-    result.bit_exact = not bad and bool(parsed["copy_same"])
+    sums = parsed["hflip_sums"]
+    if sums is not None or parsed["hflip_best"] is not None:  # exports from before the entry point print neither
+        result.hflip_bit_exact = (sums is not None and np.array_equal(sums, want_hflip)
+                                  and parsed["hflip_best"] == int(np.argmax(want_hflip)))
+    result.bit_exact = not bad and bool(parsed["copy_same"]) and result.hflip_bit_exact is not False
     result.guard_damage = parsed["guard_damage"]
     result.predictions = parsed["best"]
     return result

@@ -1,7 +1,8 @@
 /* Verification program written by `mcuformer verify`: runs the engine on the images of
  * verify_data.c and prints, one line each, the int8 logits, the instruction count of each inference
- * (Cortex-M under QEMU -icount shift=0), the arena guard bytes damaged and the stack high-water
- * mark. The Python side compares the logits with the integer reference bit for bit. */
+ * (Cortex-M under QEMU -icount shift=0), the horizontal-flip entry point's logit sums for the last
+ * image, the arena guard bytes damaged and the stack high-water mark. The Python side compares the
+ * logits and the sums with the integer reference bit for bit. */
 #include <string.h>
 
 #include "mcuformer_model.h"
@@ -56,6 +57,26 @@ int main(void)
     failures += memcmp(again, logits, MCUFORMER_NUM_CLASSES) != 0;
     PRINT("copy_path ");
     PRINT(failures ? "differs\n" : "same\n");
+    /* horizontal-flip test-time augmentation of the last image: the sums of its and its mirror's logits */
+    int16_t sums[MCUFORMER_NUM_CLASSES];
+#ifdef MCU_CORTEX_M
+    const uint64_t flip_start = mcu_counter_instructions();
+#endif
+    const int flip_best = mcuformer_invoke_hflip(verify_images[VERIFY_NUM_IMAGES - 1], sums);
+#ifdef MCU_CORTEX_M
+    PRINT("hflip_instructions ");
+    PRINT_INT((long long)(mcu_counter_instructions() - flip_start));
+    PRINT("\n");
+#endif
+    PRINT("hflip_sums");
+    for (int c = 0; c < MCUFORMER_NUM_CLASSES; c++) {
+        PRINT(" ");
+        PRINT_INT(sums[c]);
+    }
+    PRINT("\n");
+    PRINT("hflip_best ");
+    PRINT_INT(flip_best);
+    PRINT("\n");
     const int damaged = mcuformer_guard_damage();
     PRINT("guard_damage ");
     PRINT_INT(damaged);
