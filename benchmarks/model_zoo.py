@@ -94,6 +94,9 @@ def main() -> int:
                     help="deploy this fine-tuned subnet (a `mcuformer finetune` checkpoint) on the one board of "
                          "--boards instead of searching and fine-tuning (e.g. scripts/device_train.sh's "
                          "finetune-fp16.pt)")
+    ap.add_argument("--hflip", action="store_true",
+                    help="also the int8 top-1 through the engine's horizontal-flip entry point (mcuformer_invoke_hflip; "
+                         "one more test-set pass of the int8 model and its mirror images)")
     ap.add_argument("--data-path", default=None, help="default: the CIFAR-10 archive")
     ap.add_argument("--work", default=str(ROOT / "runs/zoo-models"), help="the per-board run folders")
     ap.add_argument("--output", default=str(ROOT / "benchmarks/results/model_zoo.json"))
@@ -138,6 +141,12 @@ def main() -> int:
             not_built[name] = str(e)
             continue
         emu = engine.get("emulator") or {}
+        flip = {}
+        if args.hflip:
+            from mcuformer.api import evaluate_quantized
+            flip = evaluate_quantized(cfg.output / "int8", data_path=cfg.data_path, limit=args.test_limit, hflip=True)
+            if flip["int8_top1"] != acc["int8_top1"]:  # the same int8 model on the same images: exact
+                raise RuntimeError(f"{name}: int8 top-1 {flip['int8_top1']} on the flip pass, {acc['int8_top1']} before")
         copied = ledger.records.get("finetune", {}).get("reused_from") if args.finetune_epochs else None
         tuned_epochs = searched["epochs"] if finetuned is not None else args.finetune_epochs
         dest = ckpt.parent / f"int8-{name}"
@@ -158,6 +167,8 @@ def main() -> int:
             **({"fine_tuned_checkpoint": finetuned.name} if finetuned is not None else {}),
             **({"fine_tune_copied_from": copied} if copied else {}),
             "float_top1": acc["float_top1"], "int8_top1": acc["int8_top1"], "test_images": acc["count"],
+            **({"int8_top1_hflip": flip["int8_top1_hflip"], "hflip_instructions": emu.get("hflip_instructions")}
+               if flip else {}),
             "planned_arena_bytes": engine["export"]["arena_bytes"],
             "planned_flash_bytes": engine["export"]["planned_flash_bytes"],
             "measured_on": emu.get("target"), "measured_ram_bytes": ram,
@@ -175,6 +186,7 @@ def main() -> int:
                           if finetuned is None and (args.population, args.generations)
                           != (SEARCH_DEFAULTS["population"], SEARCH_DEFAULTS["generations"]) else "")
                        + (f" --test-limit {args.test_limit}" if args.test_limit else "")
+                       + (" --hflip" if args.hflip else "")
                        + (f" --fitness {args.fitness}" if finetuned is None and args.fitness != "top1" else ""),
             "data": f"CIFAR-10 JPEG tarball ../shared/data/cifar10-jpg.tar.gz ({acc['count']:,} test images)",
         }
