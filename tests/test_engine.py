@@ -149,18 +149,24 @@ def test_a_corrupted_weight_is_caught(tmp_path):
     assert not r.bit_exact and r.mismatched_images
 
 
-def test_a_flip_entry_point_that_does_not_mirror_is_caught(tmp_path):
+def test_a_flip_entry_point_that_does_not_mirror_or_takes_the_input_buffer_is_caught(tmp_path):
     """mcuformer_invoke_hflip with its mirroring taken out (the image read as it is) gives other sums than
-    the reference's: verify fails on it although every plain inference is bit-exact."""
+    the reference's, and without its guard it runs on the arena's own input buffer: verify fails on each
+    although every plain inference is bit-exact."""
     folder, _, _ = _export(tmp_path, 3)
     src = folder / "mcuformer_model.c"
     text = src.read_text()
     mirrored = "(MCUFORMER_IMAGE_SIZE - 1 - x) * MCUFORMER_IMAGE_CHANNELS"
-    assert text.count(mirrored) == 1
+    guard = "if (!image || image == A(MCUFORMER_INPUT_OFFSET)) return -1;"
+    assert text.count(mirrored) == 1 and text.count(guard) == 1
     src.write_text(text.replace(mirrored, "x * MCUFORMER_IMAGE_CHANNELS"))
     r = verify(folder, "host", images=2, sanitize=False)
-    assert r.hflip_bit_exact is False and not r.bit_exact and not r.mismatched_images
+    assert r.hflip_bit_exact is False and r.hflip_refuses_overlap and not r.bit_exact and not r.mismatched_images
     assert "logit sums DIFFER" in r.format()
+    src.write_text(text.replace(guard, "if (!image) return -1;"))
+    r = verify(folder, "host", images=2, sanitize=False)
+    assert r.hflip_bit_exact and r.hflip_refuses_overlap is False and not r.bit_exact
+    assert "did NOT refuse" in r.format()
 
 
 @needs_arm

@@ -65,8 +65,10 @@ class VerifyResult:
     board_sram_bytes: int | None = None
     board_flash_bytes: int | None = None
     instructions: list[int] = field(default_factory=list)
-    # mcuformer_invoke_hflip on the last image: its sums equal the reference's (None: an export from before it)
+    # mcuformer_invoke_hflip on the last image: its sums and argmax equal the reference's, and it refuses
+    # the arena's input buffer as its image (None: an export from before it)
     hflip_bit_exact: bool | None = None
+    hflip_refuses_overlap: bool | None = None
     hflip_instructions: int | None = None   # Cortex-M only: both inferences and the mirroring
     predictions: list[int] = field(default_factory=list)
     labels: list[int] | None = None
@@ -88,7 +90,8 @@ class VerifyResult:
     def format(self) -> str:
         if self.mismatched_images:
             logits = f"logits DIFFER on images {self.mismatched_images}"
-        elif self.bit_exact or self.hflip_bit_exact is False:  # the flip's own line below says it differs
+        elif self.bit_exact or self.hflip_bit_exact is False or self.hflip_refuses_overlap is False:
+            # the flip's own line below says what is wrong with it
             logits = "logits bit-exact"
         else:
             logits = "logits bit-exact, but the copying entry point's DIFFER"
@@ -106,8 +109,9 @@ class VerifyResult:
                          f"{self.instructions_per_mac:.2f} per MAC ({self.macs:,} MACs)")
         if self.hflip_bit_exact is not None:
             cost = f", {self.hflip_instructions:,} instructions" if self.hflip_instructions else ""
+            overlap = "" if self.hflip_refuses_overlap else "; it did NOT refuse the arena's input buffer as its image"
             lines.append(f"  horizontal-flip entry point (mcuformer_invoke_hflip, last image): logit sums "
-                         f"{'bit-exact' if self.hflip_bit_exact else 'DIFFER'}{cost}")
+                         f"{'bit-exact' if self.hflip_bit_exact else 'DIFFER'}{cost}{overlap}")
         return "\n".join(lines)
 
 
@@ -228,7 +232,7 @@ def write_verify_data(folder: Path, images: np.ndarray) -> None:
 def _parse(stdout: str, count: int, classes: int) -> dict:
     logits = np.full((count, classes), 999, np.int64)
     out = {"instructions": [0] * count, "guard_damage": None, "stack": None, "copy_same": None, "best": [0] * count,
-           "hflip_sums": None, "hflip_best": None, "hflip_instructions": None}
+           "hflip_sums": None, "hflip_best": None, "hflip_instructions": None, "hflip_refuses": None}
     for line in stdout.splitlines():
         parts = line.split()
         if not parts:
@@ -249,6 +253,8 @@ def _parse(stdout: str, count: int, classes: int) -> dict:
             out["hflip_sums"] = np.array([int(v) for v in parts[1:]], np.int64)
         elif parts[0] == "hflip_best":
             out["hflip_best"] = int(parts[1])
+        elif parts[0] == "hflip_refuses_overlap":
+            out["hflip_refuses"] = parts[1] == "yes"
         elif parts[0] == "hflip_instructions":
             out["hflip_instructions"] = int(parts[1])
     if out["guard_damage"] is None or "done" not in stdout.split():
@@ -396,7 +402,9 @@ def _compare(result: VerifyResult, parsed: dict, want: np.ndarray, want_hflip: n
     if sums is not None or parsed["hflip_best"] is not None:  # exports from before the entry point print neither
         result.hflip_bit_exact = (sums is not None and np.array_equal(sums, want_hflip)
                                   and parsed["hflip_best"] == int(np.argmax(want_hflip)))
-    result.bit_exact = not bad and bool(parsed["copy_same"]) and result.hflip_bit_exact is not False
+        result.hflip_refuses_overlap = parsed["hflip_refuses"] is True
+    result.bit_exact = (not bad and bool(parsed["copy_same"]) and result.hflip_bit_exact is not False
+                        and result.hflip_refuses_overlap is not False)
     result.guard_damage = parsed["guard_damage"]
     result.predictions = parsed["best"]
     return result
