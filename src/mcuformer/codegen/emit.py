@@ -294,8 +294,9 @@ int8_t *mcuformer_input(void);
  * Returns the index of the largest logit. */
 int mcuformer_invoke(const int8_t *image, int8_t *logits);
 /* Horizontal-flip test-time augmentation: two inferences, on the image and on its mirror image, whose
- * int8 logits are summed (an int16 each, in sums unless it is 0). Twice the time of mcuformer_invoke, no more
- * RAM than it. image: an int8 HWC image outside the arena (the first inference overwrites the input buffer).
+ * int8 logits are summed (an int16 each, in sums unless it is 0). Twice the time of mcuformer_invoke, the same
+ * arena (the mirror goes into the input buffer). image: an int8 HWC image outside the arena (the first
+ * inference overwrites the input buffer).
  * Returns the index of the largest sum (the first on ties), or -1 when image is 0 or the input buffer. */
 int mcuformer_invoke_hflip(const int8_t *image, int16_t *sums);
 /* Guard bytes: fill before a run, count the damaged ones after (0 when MCUFORMER_GUARD_BYTES is 0). */

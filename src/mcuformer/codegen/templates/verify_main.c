@@ -59,7 +59,7 @@ int main(void)
     PRINT(failures ? "differs\n" : "same\n");
     /* horizontal-flip test-time augmentation of the last image: the sums of its and its mirror's logits */
     int16_t sums[MCUFORMER_NUM_CLASSES];
-    /* it refuses no image and the input buffer, which its first inference would write over */
+    /* it must refuse a null image, and the input buffer, which its first inference would write over */
     const int refused = mcuformer_invoke_hflip(0, sums) == -1 && mcuformer_invoke_hflip(mcuformer_input(), sums) == -1;
     PRINT(refused ? "hflip_refuses_overlap yes\n" : "hflip_refuses_overlap no\n");
 #ifdef MCU_CORTEX_M
