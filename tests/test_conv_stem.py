@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from mcuformer.codegen.export import export_model
-from mcuformer.errors import SpaceError
+from mcuformer.errors import CheckpointError, SpaceError
 from mcuformer.memory import (TECHNIQUES, Techniques, build_ops, check_plan, estimate, memory_report, plan_arena,
                               unique_params)
 from mcuformer.memory.ops import ConvStemDims
@@ -28,9 +28,11 @@ from mcuformer.quantize.synthetic import random_conv_arch, random_quant_model
 from mcuformer.quantize.torchpath import TorchInt8
 from mcuformer.space import Arch, SearchSpace
 from mcuformer.supernet import SuperViT
+from mcuformer.train.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from mcuformer.train.warm_start import with_token_grids
 from mcuformer.verify import verify
 
-from conftest import CONFIGS
+from conftest import CONFIGS, ROOT
 
 HAVE_ARM = shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-nm")
 needs_arm = pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc / qemu-system-arm not installed "
@@ -305,3 +307,56 @@ def test_cli_reports_a_conv_arch_and_rejects_a_malformed_one_in_one_line(tmp_pat
     assert_one_line_error(run_cli("memory", "--arch", bad), "one entry per stem layer")
     bad.write_text(good.read_text().replace("stem: conv", "stem: resnet"))
     assert_one_line_error(run_cli("memory", "--arch", bad), "stem must be one of")
+
+
+# ---------------------------------------------------------------- finer token grids from a trained supernet
+
+ZOO_SUPERNET = ROOT / "models/cifar10-zoo/supernet.pt"
+
+
+def _zoo_with_pools(pools) -> SearchSpace:
+    return SearchSpace.from_dict({**SearchSpace.load(CONFIGS / "cifar10-zoo.yaml").to_dict(), "stem_pool": pools})
+
+
+def test_token_grids_keep_the_trained_subnets_and_resize_position_embeddings(tmp_path):
+    space = _zoo_with_pools([True, False])
+    out = with_token_grids(ZOO_SUPERNET, space, tmp_path / "grid.pt")
+    old, new = load_checkpoint(ZOO_SUPERNET), load_checkpoint(out)
+    assert new["regridded_from"]["grids"] == [8] and new["regridded_from"]["new_grids"] == [16, 32]
+    for k, v in old["model"].items():
+        assert torch.equal(new["model"][k], v), k  # nothing trained is touched
+    before, after = SuperViT(SearchSpace.load(CONFIGS / "cifar10-zoo.yaml")), SuperViT(space)
+    load_weights(before, old, "old")
+    load_weights(after, new, "new")
+    x = torch.randn(2, 3, 32, 32)
+    arch = dataclasses.replace(space.largest(10), stem_pool=(True, True))  # the trained 8x8 grid
+    before.set_active_subnet(arch)
+    after.set_active_subnet(arch)
+    with torch.no_grad():
+        assert torch.equal(before.eval()(x), after.eval()(x))
+    fine = dataclasses.replace(arch, stem_pool=(True, False))
+    after.set_active_subnet(fine)
+    with torch.no_grad():
+        assert after(x).shape == (2, 10) and torch.allclose(after(x), after.get_active_subnet().eval()(x), atol=1e-5)
+    # a position embedding constant over the grid stays that constant on the finer grids
+    old["model"]["pos_embeds.conv8"] = torch.arange(192.).reshape(1, 1, 192).expand(1, 64, 192).half().clone()
+    save_checkpoint(tmp_path / "flat.pt", old)
+    flat = load_checkpoint(with_token_grids(tmp_path / "flat.pt", space, tmp_path / "flat-grid.pt"))["model"]
+    for g in (16, 32):
+        assert torch.equal(flat[f"pos_embeds.conv{g}"], torch.arange(192.).expand(1, g * g, 192).half()), g
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"embed_dim": [64, 96]}, "only stem_pool, but embed_dim"),
+    ({"stem_pool": [False]}, "drops the trained"),
+    ({"stem": None}, "only a conv-stem supernet"),  # the patch stem: the stem keys left out
+])
+def test_token_grids_refuse_other_spaces(tmp_path, change, match):
+    base = SearchSpace.load(CONFIGS / "cifar10-zoo.yaml").to_dict()
+    if change == {"stem": None}:
+        base = {k: v for k, v in base.items() if not k.startswith("stem")}
+        change = {}
+    space = SearchSpace.from_dict({**base, **change})
+    with pytest.raises(CheckpointError, match=match):
+        with_token_grids(ZOO_SUPERNET, space, tmp_path / "x.pt")
+    assert not (tmp_path / "x.pt").exists()
