@@ -242,6 +242,33 @@ def test_finetune_a_subnet_with_the_teacher_then_quantize_it_then_let_it_teach(t
         assert not (tmp_path / "ft3" / "checkpoint.pt").exists()
 
 
+
+def test_finetune_a_finer_token_grid_from_the_zoo_supernet(tmp_path, cifar_archive):
+    """The zoo's subnets take two pools (8x8 tokens); one that skips the second (16x16) fine-tunes from the
+    supernet moved to that grid, taught by the supernet's largest subnet in its own space, and quantizes."""
+    import dataclasses
+
+    space = SearchSpace.load(ZOO)
+    arch = dataclasses.replace(space.smallest(10), stem_pool=(True, False))
+    assert not space.contains(arch) and arch.num_tokens == 256
+    arch.save(tmp_path / "grid16.yaml")
+    out = tmp_path / "ft"
+    proc = run_cli("finetune", "--checkpoint", ROOT / "models/cifar10-zoo/supernet.pt", "--arch",
+                   tmp_path / "grid16.yaml", "--output", out, "--data-path", cifar_archive, "--epochs", 1,
+                   "--steps-per-epoch", 2, "--batch-size", 8, "--limit-eval", 16, "--workers", 0, "--device", "cpu",
+                   "--no-progress", check=True)
+    log = proc.stdout + proc.stderr
+    assert f"init-from {out / 'token-grids.pt'}" in log and "space cifar10-zoo-finer-grids" in log
+    assert "teacher: E192 D8 c48P-EP" in log  # the supernet's largest, on its own 8x8 grid
+    state = load_checkpoint(out)
+    assert set(state["space"]["stem_pool"]) == {True, False} and state["finetuned_arch"] == arch.to_dict()
+    assert state["history"][-1]["epoch"] == 1
+    q = run_cli("quantize", "--checkpoint", out / "checkpoint.pt", "--arch", tmp_path / "grid16.yaml", "--output",
+                tmp_path / "q", "--data-path", cifar_archive, "--calibration-images", 16)
+    assert q.returncode == 0, q.stderr
+    assert json.loads((tmp_path / "q" / "manifest.json").read_text())["arch"]["stem_pool"] == [True, False]
+
+
 # ---- the one-call device script ----
 
 @pytest.mark.slow

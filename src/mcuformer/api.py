@@ -18,16 +18,25 @@ def finetune_subnet(checkpoint, arch, output, cfg=None, *, data_path=None, teach
     the supernet's largest subnet teaches; False, the labels alone; a path, that checkpoint of the same space
     teaches, with the subnet it fine-tuned if it is a fine-tuning checkpoint (self-distillation), else its
     largest. The output folder's checkpoint.pt is a supernet checkpoint whose ``arch`` slices are fine-tuned
-    (``finetuned_arch`` names it): quantize it with the same arch."""
+    (``finetuned_arch`` names it): quantize it with the same arch. A conv-stem subnet that skips a max-pool its
+    supernet always took (a finer token grid) starts from the supernet moved to that grid: ``token-grids.pt`` in
+    the output folder, position embeddings resized (``with_token_grids``); the supernet's own subnets teach."""
+    from pathlib import Path
+
     from mcuformer.train import TrainConfig, load_checkpoint, space_of, train_supernet
     from mcuformer.train.checkpoint import data_path_of
+    from mcuformer.train.warm_start import finer_grid_space, with_token_grids
 
     state = load_checkpoint(checkpoint)
     space, num_classes = space_of(state), int(state["num_classes"])
     [(_, arch)] = resolve_archs([arch], space, num_classes)
+    init, finer = checkpoint, finer_grid_space(space, arch)
+    if finer is not None:
+        Path(output).mkdir(parents=True, exist_ok=True)
+        space, init = finer, with_token_grids(checkpoint, finer, Path(output) / "token-grids.pt")
     space.check(arch)
     cfg = cfg or TrainConfig()
-    return train_supernet(space, output, cfg, data_path_of(state, data_path), resume=resume, init_from=checkpoint,
+    return train_supernet(space, output, cfg, data_path_of(state, data_path), resume=resume, init_from=init,
                           progress=progress, fixed_arch=arch,
                           teacher=checkpoint if teacher is True else (teacher or None))
 

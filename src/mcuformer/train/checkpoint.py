@@ -185,11 +185,12 @@ def space_of(state: dict) -> SearchSpace:
     return SearchSpace.from_dict(state["space"], where="checkpoint space")
 
 
-def check_same_space(state: dict, space: SearchSpace, path) -> None:
-    """A checkpoint resumes or initialises only a supernet of the same shape."""
+def check_same_space(state: dict, space: SearchSpace, path, *, ignore: tuple[str, ...] = ()) -> None:
+    """A checkpoint resumes or initialises only a supernet of the same shape (up to the ``ignore`` keys)."""
     saved = state["space"]
     mine = space.to_dict()
-    diffs = [k for k in mine if k not in ("name", "evolution", "num_classes") and saved.get(k) != mine[k]]
+    skip = ("name", "evolution", "num_classes", *ignore)
+    diffs = [k for k in mine if k not in skip and saved.get(k) != mine[k]]
     if diffs:
         k = diffs[0]
         raise CheckpointError(f"checkpoint {path} was trained on another search space: {k} is {saved.get(k)} "

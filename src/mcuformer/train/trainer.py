@@ -23,7 +23,7 @@ from mcuformer.data.datasets import sample_seed, spread
 from mcuformer.errors import CheckpointError, ConfigError, McuformerError, SpaceError
 from mcuformer.space import Arch, SearchSpace
 from mcuformer.supernet import SuperViT
-from mcuformer.train.checkpoint import check_same_space, load_checkpoint, load_weights, save_checkpoint
+from mcuformer.train.checkpoint import check_same_space, load_checkpoint, load_weights, save_checkpoint, space_of
 from mcuformer.train.config import TrainConfig
 from mcuformer.train.distributed import DistInfo, any_rank, barrier, cleanup, init_distributed
 from mcuformer.train.evaluate import autocast_for, evaluate_archs, make_eval_loader
@@ -424,9 +424,11 @@ def _distilled(targets: torch.Tensor, teacher_probs: torch.Tensor, alpha: float)
 
 def _load_teacher(path, space: SearchSpace, num_classes: int, device, announce: bool = True) -> SuperViT:
     """The fine-tuning teacher, frozen: the subnet a fine-tuning checkpoint names (``finetuned_arch``: a fine-tuned
-    subnet teaching, e.g. itself for self-distillation), else the checkpoint's largest subnet."""
+    subnet teaching, e.g. itself for self-distillation), else the checkpoint's largest subnet. The teacher's space
+    may differ from the student's in the conv stem's pools alone (a finer-token student, ``with_token_grids``)."""
     state = load_checkpoint(path)
-    check_same_space(state, space, path)
+    check_same_space(state, space, path, ignore=("stem_pool",))
+    space = space_of(state)
     teacher = SuperViT(space, num_classes)
     load_weights(teacher, state, f"teacher {path}", "this supernet")
     arch = space.largest(num_classes)

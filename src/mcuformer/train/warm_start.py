@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from mcuformer.errors import CheckpointError
-from mcuformer.space import SearchSpace
+from mcuformer.space import Arch, SearchSpace
 from mcuformer.supernet import SuperViT
 from mcuformer.train.checkpoint import FORMAT, NotASupernetCheckpoint, check_same_space, load_checkpoint, load_weights
 
@@ -146,3 +146,13 @@ def with_token_grids(checkpoint, space: SearchSpace, output) -> Path:
     new_grids = sorted(set(conv_grids(space)) - set(trained))
     keep.update(model=weights, space=mine, regridded_from={"space": saved, "grids": trained, "new_grids": new_grids})
     return save_checkpoint(output, keep)
+
+
+def finer_grid_space(space: SearchSpace, arch: Arch) -> SearchSpace | None:
+    """``space`` with the stem pools ``arch`` uses added, when that alone makes ``arch`` a member (a subnet that
+    skips a pool its supernet always took: a finer token grid, see ``with_token_grids``); else None."""
+    if space.contains(arch) or not space.conv_stem or arch.stem != "conv":
+        return None
+    pools = sorted(set(space.stem_pool) | set(arch.stem_pool), reverse=True)
+    finer = SearchSpace.from_dict({**space.to_dict(), "stem_pool": pools, "name": f"{space.name}-finer-grids"})
+    return finer if finer.contains(arch) else None
