@@ -25,6 +25,7 @@ from mcuformer.memory.schedule import section_cost, section_ops, stem_dims
 from mcuformer.quantize import fakequant, intops
 from mcuformer.quantize.reference import Reference
 from mcuformer.quantize.synthetic import random_conv_arch, random_quant_model
+from mcuformer.quantize.workflow import load_subnet
 from mcuformer.quantize.torchpath import TorchInt8
 from mcuformer.space import Arch, SearchSpace
 from mcuformer.supernet import SuperViT
@@ -338,6 +339,8 @@ def test_token_grids_keep_the_trained_subnets_and_resize_position_embeddings(tmp
     after.set_active_subnet(fine)
     with torch.no_grad():
         assert after(x).shape == (2, 10) and torch.allclose(after(x), after.get_active_subnet().eval()(x), atol=1e-5)
+        # quantize and evaluate read such a subnet from the supernet itself, moved in memory
+        assert torch.equal(load_subnet(ZOO_SUPERNET, fine)[0](x), after.get_active_subnet().eval()(x))
     # a position embedding constant over the grid stays that constant on the finer grids
     old["model"]["pos_embeds.conv8"] = torch.arange(192.).reshape(1, 1, 192).expand(1, 64, 192).half().clone()
     save_checkpoint(tmp_path / "flat.pt", old)

@@ -21,10 +21,14 @@ def load_subnet(checkpoint, arch_spec):
     from mcuformer.supernet import SuperViT
     from mcuformer.train import load_checkpoint, space_of
     from mcuformer.train.checkpoint import load_weights
+    from mcuformer.train.warm_start import finer_grid_space, moved_to_token_grids
 
     state = load_checkpoint(checkpoint)
     space, num_classes = space_of(state), int(state["num_classes"])
     [(name, arch)] = resolve_archs([arch_spec], space, num_classes)
+    finer = finer_grid_space(space, arch)
+    if finer is not None:  # a subnet that skips a pool of the supernet's stem: the supernet on that token grid
+        state, space = moved_to_token_grids(state, finer, checkpoint), finer
     try:
         space.check(arch)
     except SpaceError as exc:

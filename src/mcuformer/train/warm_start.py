@@ -104,29 +104,35 @@ def write_relocatable(checkpoint, folder, *, half: bool = True) -> Path:
     return save_checkpoint(folder / "supernet.pt", keep)
 
 
-@torch.no_grad()
 def with_token_grids(checkpoint, space: SearchSpace, output) -> Path:
-    """The supernet of ``checkpoint`` moved to ``space``, a space that differs from its own only in which conv-stem
-    layers may pool (e.g. ``stem_pool: [true, false]`` beside ``[true]``): dropping a max-pool leaves every weight
-    in place and makes the token grid finer (8x8 -> 16x16 on CIFAR-10). Each new grid's position embedding is
-    the nearest trained grid's, resized bicubically, as when a ViT is fine-tuned at a higher resolution. Weights
-    only, in the checkpoint's precision: fine-tune a finer-token subnet from it (``mcuformer finetune``)."""
+    """The supernet of ``checkpoint`` moved to ``space`` (``moved_to_token_grids``), written to ``output``: weights
+    only, in the checkpoint's precision. Fine-tune a finer-token subnet from it (``mcuformer finetune``)."""
+    from mcuformer.train.checkpoint import save_checkpoint
+    return save_checkpoint(output, moved_to_token_grids(load_checkpoint(checkpoint), space, checkpoint))
+
+
+@torch.no_grad()
+def moved_to_token_grids(state: dict, space: SearchSpace, source) -> dict:
+    """A supernet checkpoint's ``state`` moved to ``space``, a space that differs from its own only in which
+    conv-stem layers may pool (e.g. ``stem_pool: [true, false]`` beside ``[true]``): dropping a max-pool leaves
+    every weight in place and makes the token grid finer (8x8 -> 16x16 on CIFAR-10). Each new grid's position
+    embedding is the nearest trained grid's, resized bicubically, as when a ViT is fine-tuned at a higher
+    resolution. ``source`` names the checkpoint in errors."""
     import torch.nn.functional as F
 
     from mcuformer.supernet.supervit import conv_grids
-    from mcuformer.train.checkpoint import save_checkpoint, space_of
+    from mcuformer.train.checkpoint import space_of
 
-    state = load_checkpoint(checkpoint)
     old = space_of(state)
     if not old.conv_stem or not space.conv_stem:
-        raise CheckpointError(f"{checkpoint}: only a conv-stem supernet changes token grids (stem: {old.stem})")
+        raise CheckpointError(f"{source}: only a conv-stem supernet changes token grids (stem: {old.stem})")
     saved, mine = old.to_dict(), space.to_dict()
     diffs = [k for k in mine if k not in ("name", "evolution", "num_classes", "stem_pool") and saved.get(k) != mine[k]]
     if diffs:
-        raise CheckpointError(f"{checkpoint}: the new space may change only stem_pool, but {diffs[0]} is "
+        raise CheckpointError(f"{source}: the new space may change only stem_pool, but {diffs[0]} is "
                               f"{saved.get(diffs[0])} there and {mine[diffs[0]]} here")
     if not set(old.stem_pool) <= set(space.stem_pool):
-        raise CheckpointError(f"{checkpoint}: the new space's stem_pool {space.stem_pool} drops the trained "
+        raise CheckpointError(f"{source}: the new space's stem_pool {space.stem_pool} drops the trained "
                               f"{old.stem_pool}")
     weights = dict(state["model"])
     trained = conv_grids(old)
@@ -134,18 +140,18 @@ def with_token_grids(checkpoint, space: SearchSpace, output) -> Path:
     for grid in conv_grids(space):
         if grid in trained:
             continue
-        source = min(trained, key=lambda g: (abs(g - grid), -g))
-        pos = weights[f"pos_embeds.conv{source}"]
-        tokens = pos[:, cls:].float().reshape(1, source, source, -1).permute(0, 3, 1, 2)
+        nearest = min(trained, key=lambda g: (abs(g - grid), -g))
+        pos = weights[f"pos_embeds.conv{nearest}"]
+        tokens = pos[:, cls:].float().reshape(1, nearest, nearest, -1).permute(0, 3, 1, 2)
         tokens = F.interpolate(tokens, size=(grid, grid), mode="bicubic", align_corners=False)
         tokens = tokens.permute(0, 2, 3, 1).reshape(1, grid * grid, -1).to(pos.dtype)
         weights[f"pos_embeds.conv{grid}"] = torch.cat([pos[:, :cls], tokens], dim=1)
-    load_weights(SuperViT(space, int(state["num_classes"])), {"model": weights}, f"checkpoint {checkpoint}",
+    load_weights(SuperViT(space, int(state["num_classes"])), {"model": weights}, f"checkpoint {source}",
                  f"space {space.name}")  # every tensor has its place and shape before anything is written
     keep = {k: v for k, v in state.items() if k not in ("optimizer", "scaler", "epoch_stats", "format")}
     new_grids = sorted(set(conv_grids(space)) - set(trained))
     keep.update(model=weights, space=mine, regridded_from={"space": saved, "grids": trained, "new_grids": new_grids})
-    return save_checkpoint(output, keep)
+    return keep
 
 
 def finer_grid_space(space: SearchSpace, arch: Arch) -> SearchSpace | None:
