@@ -350,7 +350,7 @@ def test_token_grids_keep_the_trained_subnets_and_resize_position_embeddings(tmp
 
 
 @pytest.mark.parametrize("change, match", [
-    ({"embed_dim": [64, 96]}, "only stem_pool, but embed_dim"),
+    ({"embed_dim": [64, 96]}, "another search space: embed_dim"),
     ({"stem_pool": [False]}, "drops the trained"),
     ({"stem": None}, "only a conv-stem supernet"),  # the patch stem: the stem keys left out
 ])

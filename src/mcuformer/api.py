@@ -19,8 +19,8 @@ def finetune_subnet(checkpoint, arch, output, cfg=None, *, data_path=None, teach
     teaches, with the subnet it fine-tuned if it is a fine-tuning checkpoint (self-distillation), else its
     largest. The output folder's checkpoint.pt is a supernet checkpoint whose ``arch`` slices are fine-tuned
     (``finetuned_arch`` names it): quantize it with the same arch. A conv-stem subnet that skips a max-pool its
-    supernet always took (a finer token grid) starts from the supernet moved to that grid: ``token-grids.pt`` in
-    the output folder, position embeddings resized (``with_token_grids``); the supernet's own subnets teach."""
+    supernet always took (a finer token grid) starts from the supernet moved to that grid (``token-grids.pt`` in
+    the output folder, position embeddings resized: ``with_token_grids``); its teacher stays on its own grid."""
     from pathlib import Path
 
     from mcuformer.train import TrainConfig, load_checkpoint, space_of, train_supernet

@@ -126,11 +126,7 @@ def moved_to_token_grids(state: dict, space: SearchSpace, source) -> dict:
     old = space_of(state)
     if not old.conv_stem or not space.conv_stem:
         raise CheckpointError(f"{source}: only a conv-stem supernet changes token grids (stem: {old.stem})")
-    saved, mine = old.to_dict(), space.to_dict()
-    diffs = [k for k in mine if k not in ("name", "evolution", "num_classes", "stem_pool") and saved.get(k) != mine[k]]
-    if diffs:
-        raise CheckpointError(f"{source}: the new space may change only stem_pool, but {diffs[0]} is "
-                              f"{saved.get(diffs[0])} there and {mine[diffs[0]]} here")
+    check_same_space(state, space, source, ignore=("stem_pool",))
     if not set(old.stem_pool) <= set(space.stem_pool):
         raise CheckpointError(f"{source}: the new space's stem_pool {space.stem_pool} drops the trained "
                               f"{old.stem_pool}")
@@ -150,7 +146,8 @@ def moved_to_token_grids(state: dict, space: SearchSpace, source) -> dict:
                  f"space {space.name}")  # every tensor has its place and shape before anything is written
     keep = {k: v for k, v in state.items() if k not in ("optimizer", "scaler", "epoch_stats", "format")}
     new_grids = sorted(set(conv_grids(space)) - set(trained))
-    keep.update(model=weights, space=mine, regridded_from={"space": saved, "grids": trained, "new_grids": new_grids})
+    keep.update(model=weights, space=space.to_dict(),
+                regridded_from={"space": old.to_dict(), "grids": trained, "new_grids": new_grids})
     return keep
 
 
