@@ -25,8 +25,8 @@ from mcuformer.memory.schedule import section_cost, section_ops, stem_dims
 from mcuformer.quantize import fakequant, intops
 from mcuformer.quantize.reference import Reference
 from mcuformer.quantize.synthetic import random_conv_arch, random_quant_model
-from mcuformer.quantize.workflow import load_subnet
 from mcuformer.quantize.torchpath import TorchInt8
+from mcuformer.quantize.workflow import load_subnet
 from mcuformer.space import Arch, SearchSpace
 from mcuformer.supernet import SuperViT
 from mcuformer.train.checkpoint import load_checkpoint, load_weights, save_checkpoint

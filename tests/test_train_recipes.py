@@ -242,7 +242,6 @@ def test_finetune_a_subnet_with_the_teacher_then_quantize_it_then_let_it_teach(t
         assert not (tmp_path / "ft3" / "checkpoint.pt").exists()
 
 
-
 def test_finetune_a_finer_token_grid_from_the_zoo_supernet(tmp_path, cifar_archive):
     """The zoo's subnets take two pools (8x8 tokens); one that skips the second (16x16) fine-tunes from the
     supernet moved to that grid, taught by the supernet's largest subnet in its own space, and quantizes."""
