@@ -24,7 +24,8 @@
 #              the F746 zoo model's arch, models/cifar10-zoo/int8-stm32f746/zoo.json) trains on its own from the
 #              supernet just trained, with configs/finetune-cifar10-zoo-gpu.yaml (FT_CONFIG): at 19,000 img/s,
 #              tens of epochs where the CPU gave the zoo models 20 in 50 minutes. Its training time and the
-#              minute it takes to start are taken from the supernet's.
+#              minute it takes to start are taken from the supernet's. FT_ARCH=configs/arch-stm32f746-grid16.yaml
+#              fine-tunes the same subnet on 16x16 tokens instead (docs/conv-stem.md).
 #   FT_TEACHER the fine-tune's --teacher (default none; largest, or a fine-tuning checkpoint of the same space
 #              whose subnet then teaches: self-distillation)
 # If training fails before it writes a checkpoint (as bf16 on the device-resident path did on the first
