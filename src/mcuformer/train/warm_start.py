@@ -11,7 +11,8 @@ import torch
 from mcuformer.errors import CheckpointError
 from mcuformer.space import Arch, SearchSpace
 from mcuformer.supernet import SuperViT
-from mcuformer.train.checkpoint import FORMAT, NotASupernetCheckpoint, check_same_space, load_checkpoint, load_weights
+from mcuformer.train.checkpoint import (FORMAT, NotASupernetCheckpoint, check_same_space, load_checkpoint, load_weights,
+                                        save_checkpoint, space_of)
 
 
 @torch.no_grad()
@@ -60,12 +61,15 @@ def report_lines(path, report: dict) -> list[str]:
 def write_weights_only(checkpoint, output, *, half: bool = True) -> Path:
     """A weights-only copy of a supernet checkpoint (no optimizer state), fp16 by default: what `models/`
     holds. It evaluates, searches, quantizes and warm-starts training; it does not --resume."""
-    from mcuformer.train.checkpoint import save_checkpoint
-    state = load_checkpoint(checkpoint)
+    return save_checkpoint(output, _weights_only(load_checkpoint(checkpoint), half))
+
+
+def _weights_only(state: dict, half: bool = False) -> dict:
+    """A checkpoint's state without what only --resume needs (optimizer, scaler, epoch stats); fp16 if ``half``."""
     keep = {k: v for k, v in state.items() if k not in ("optimizer", "scaler", "epoch_stats", "format")}
     if half:
         keep["model"] = {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}
-    return save_checkpoint(output, keep)
+    return keep
 
 
 def write_relocatable(checkpoint, folder, *, half: bool = True) -> Path:
@@ -77,15 +81,13 @@ def write_relocatable(checkpoint, folder, *, half: bool = True) -> Path:
 
     from mcuformer.data.paths import DEFAULT_ARCHIVE, default_data_path
     from mcuformer.errors import McuformerError
-    from mcuformer.train.checkpoint import DEFAULT_DATA, save_checkpoint
+    from mcuformer.train.checkpoint import DEFAULT_DATA
     from mcuformer.utils.io import read_structured, write_json
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = load_checkpoint(checkpoint)
-    keep = {k: v for k, v in state.items() if k not in ("optimizer", "scaler", "epoch_stats", "format")}
-    if half:
-        keep["model"] = {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}
+    keep = _weights_only(state, half)
     cfg = json.loads(json.dumps(keep.get("config") or {}))
     if cfg.get("exclude_split"):
         split = read_structured(cfg["exclude_split"])
@@ -107,7 +109,6 @@ def write_relocatable(checkpoint, folder, *, half: bool = True) -> Path:
 def with_token_grids(checkpoint, space: SearchSpace, output) -> Path:
     """The supernet of ``checkpoint`` moved to ``space`` (``moved_to_token_grids``), written to ``output``: weights
     only, in the checkpoint's precision. Fine-tune a finer-token subnet from it (``mcuformer finetune``)."""
-    from mcuformer.train.checkpoint import save_checkpoint
     return save_checkpoint(output, moved_to_token_grids(load_checkpoint(checkpoint), space, checkpoint))
 
 
@@ -121,7 +122,6 @@ def moved_to_token_grids(state: dict, space: SearchSpace, source) -> dict:
     import torch.nn.functional as F
 
     from mcuformer.supernet.supervit import conv_grids
-    from mcuformer.train.checkpoint import space_of
 
     old = space_of(state)
     if not old.conv_stem or not space.conv_stem:
@@ -144,7 +144,7 @@ def moved_to_token_grids(state: dict, space: SearchSpace, source) -> dict:
         weights[f"pos_embeds.conv{grid}"] = torch.cat([pos[:, :cls], tokens], dim=1)
     load_weights(SuperViT(space, int(state["num_classes"])), {"model": weights}, f"checkpoint {source}",
                  f"space {space.name}")  # every tensor has its place and shape before anything is written
-    keep = {k: v for k, v in state.items() if k not in ("optimizer", "scaler", "epoch_stats", "format")}
+    keep = _weights_only(state)
     new_grids = sorted(set(conv_grids(space)) - set(trained))
     keep.update(model=weights, space=space.to_dict(),
                 regridded_from={"space": old.to_dict(), "grids": trained, "new_grids": new_grids})
