@@ -28,6 +28,13 @@ def factorise(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tens
     return up, down
 
 
+def copy_leading(target: torch.Tensor, src: torch.Tensor) -> None:
+    """Copy into ``target`` the block where both tensors overlap, from index 0 on every axis: a checkpoint
+    of another size fills the leading rows and columns, as weight entanglement slices them."""
+    idx = tuple(slice(0, min(a, b)) for a, b in zip(target.shape, src.shape))
+    target[idx] = src[idx].to(target.dtype)
+
+
 class SuperLinear(nn.Module):
     """Dense (``rank_max=None``) or low-rank (``down``: rank_max x in_max, ``up``: out_max x rank_max).
 

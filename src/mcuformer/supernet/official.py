@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from mcuformer.errors import CheckpointError
-from mcuformer.supernet.elastic import SuperLinear
+from mcuformer.supernet.elastic import SuperLinear, copy_leading
 
 # our relative position table -> the official name ('{i}': block index)
 REL_POS = {"key_v": "blocks.{i}.attn.rel_pos_embed_k.embeddings_table_v",
@@ -66,20 +66,13 @@ def dense_view(state: dict, path) -> dict:
     return dense
 
 
-def _fill(target: torch.Tensor, src: torch.Tensor) -> None:
-    idx = tuple(slice(0, min(a, b)) for a, b in zip(target.shape, src.shape))
-    target[idx] = src[idx].to(target.dtype)
-
-
 @torch.no_grad()
-def load_official(model, state: dict, path) -> dict:
-    """Load an official three-factor checkpoint into ``model`` (a SuperViT); returns the load report."""
-    from mcuformer.supernet.pretrained import load_dense_pretrained
-    report = load_dense_pretrained(model, path, state=dense_view(state, path))
-    report["layout"] = "mcuformer-official"
+def load_factors(model, state: dict, path, report: dict) -> None:
+    """Into a ``low_rank: official`` space, copy each block's three factors as they are, over what the dense
+    loader made of their product (``pretrained.py`` calls this after loading ``dense_view(state)``)."""
     if model.space.low_rank_form != "official":
         report["loaded"].append("three-factor layers multiplied out and refactorised by SVD (two-factor space)")
-        return report
+        return
     for i in range(min(_depth(state), model.space.super_depth)):
         blk = model.blocks[i]
         layers = {"qkv": blk.attn.qkv, "proj": blk.attn.proj, "fc1": blk.mlp.fc1, "fc2": blk.mlp.fc2}
@@ -89,20 +82,19 @@ def load_official(model, state: dict, path) -> dict:
             if first.shape[0] < layer.rank_max:
                 report["skipped"].append(f"block {i} {ours}: checkpoint rank {first.shape[0]} < the supernet's "
                                          f"{layer.rank_max}; the rest keeps the SVD of the product")
-            _fill(layer.down, first)
-            _fill(layer.mid, middle)
+            copy_leading(layer.down, first)
+            copy_leading(layer.mid, middle)
             if ours == "qkv":  # official rows are interleaved q0 k0 v0 q1 ...; ours are [q | k | v] blocks
                 d = last.shape[0] // 3
                 up = layer.up.view(3, layer.out_max // 3, layer.rank_max)
-                _fill(up, last.view(d, 3, -1).transpose(0, 1))
+                copy_leading(up, last.view(d, 3, -1).transpose(0, 1))
                 if bias is not None:  # the official bias is sliced in stored order (see pretrained.py)
-                    _fill(layer.bias.view(3, -1), bias.view(3, d))
+                    copy_leading(layer.bias.view(3, -1), bias.view(3, d))
             else:
-                _fill(layer.up, last)
+                copy_leading(layer.up, last)
                 if bias is not None:
-                    _fill(layer.bias, bias)
+                    copy_leading(layer.bias, bias)
     report["loaded"].append("three-factor layers as they are")
-    return report
 
 
 @torch.no_grad()
@@ -127,6 +119,6 @@ def load_rel_pos_tables(model, state: dict, report: dict) -> None:
                                          f"{None if src is None else tuple(src.shape)} does not fit {tuple(dst.shape)} "
                                          f"(another clipping distance)")
                 continue
-            _fill(dst, src)
+            copy_leading(dst, src)
         done += 1
     report["loaded"].append(f"relative position tables of {done} blocks")

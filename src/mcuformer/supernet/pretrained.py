@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from mcuformer.errors import CheckpointError
-from mcuformer.supernet.elastic import SuperLinear
+from mcuformer.supernet.elastic import SuperLinear, copy_leading
+from mcuformer.supernet.official import dense_view, is_official_three_factor, load_factors, load_rel_pos_tables
 from mcuformer.supernet.supervit import SuperViT
 
 # our name -> (timm name, AutoFormer name); '{i}' is the block index
@@ -66,18 +67,20 @@ def _dense(layer: SuperLinear) -> torch.Tensor:
     return layer.weight.detach().clone()
 
 
-def _fill(target: torch.Tensor, src: torch.Tensor) -> None:
-    idx = tuple(slice(0, min(a, b)) for a, b in zip(target.shape, src.shape))
-    target[idx] = src[idx].to(target.dtype)
-
-
 @torch.no_grad()
-def load_dense_pretrained(model: SuperViT, path, state: dict | None = None) -> dict:
-    """Load a dense pretrained ViT into ``model``; returns a report of what was loaded and skipped."""
-    state = read_state_dict(path) if state is None else state
-    if "blocks.0.attn.qkv1.weight" in state:  # an official MCUFormer three-factor checkpoint
-        from mcuformer.supernet.official import load_official
-        return load_official(model, state, path)
+def load_dense_pretrained(model: SuperViT, path) -> dict:
+    """Load a dense pretrained ViT (timm, AutoFormer or official MCUFormer layout) into ``model``; returns a
+    report of what was loaded and skipped."""
+    state = read_state_dict(path)
+    if is_official_three_factor(state):
+        report = _load_dense(model, dense_view(state, path), path)
+        report["layout"] = "mcuformer-official"
+        load_factors(model, state, path, report)
+        return report
+    return _load_dense(model, state, path)
+
+
+def _load_dense(model: SuperViT, state: dict, path) -> dict:
     lay = _layout(state)
     space = model.space
     name = lambda key, i=0: LAYOUTS[key][lay].format(i=i)  # noqa: E731
@@ -91,8 +94,8 @@ def load_dense_pretrained(model: SuperViT, path, state: dict | None = None) -> d
     for i in range(min(depth, space.super_depth)):
         blk = model.blocks[i]
         for ours, ln in (("norm1", blk.norm1), ("norm2", blk.norm2)):
-            _fill(ln.weight, state[f"{name(ours, i)}.weight"])
-            _fill(ln.bias, state[f"{name(ours, i)}.bias"])
+            copy_leading(ln.weight, state[f"{name(ours, i)}.weight"])
+            copy_leading(ln.bias, state[f"{name(ours, i)}.bias"])
         # qkv: rows [q | k | v] (timm) or interleaved q0 k0 v0 q1 ... (AutoFormer's change_qkv layout).
         # AutoFormer slices its bias in stored order, not interleaved: the full-head subnet reads it as
         # [q | k | v], and so do we (docs/official-differences.md)
@@ -102,29 +105,29 @@ def load_dense_pretrained(model: SuperViT, path, state: dict | None = None) -> d
         b3 = None if b is None else b.view(3, d_pre)
         layer = blk.attn.qkv
         dense = _dense(layer).view(3, layer.out_max // 3, layer.in_max)
-        _fill(dense, w3)
+        copy_leading(dense, w3)
         bias = layer.bias.detach().clone().view(3, -1)
         if b3 is not None:
-            _fill(bias, b3)
+            copy_leading(bias, b3)
         layer.load_dense(dense.reshape(layer.out_max, layer.in_max), bias.reshape(-1))
         for ours, layer in (("proj", blk.attn.proj), ("fc1", blk.mlp.fc1), ("fc2", blk.mlp.fc2)):
             dense = _dense(layer)
-            _fill(dense, state[f"{name(ours, i)}.weight"])
+            copy_leading(dense, state[f"{name(ours, i)}.weight"])
             bias = layer.bias.detach().clone()
             if f"{name(ours, i)}.bias" in state:
-                _fill(bias, state[f"{name(ours, i)}.bias"])
+                copy_leading(bias, state[f"{name(ours, i)}.bias"])
             layer.load_dense(dense, bias)
         loaded.append(f"block {i}")
         if d_pre % hd:
             skipped.append(f"block {i}: pretrained q width {d_pre} is not a multiple of head_dim {hd}")
     if depth > space.super_depth:
         skipped.append(f"blocks {space.super_depth}..{depth - 1} (the supernet is shallower)")
-    _fill(model.norm.weight, state["norm.weight"])
-    _fill(model.norm.bias, state["norm.bias"])
+    copy_leading(model.norm.weight, state["norm.weight"])
+    copy_leading(model.norm.bias, state["norm.bias"])
     head_w = state.get("head.weight")
     if head_w is not None and head_w.shape[0] == model.num_classes:
-        _fill(model.head.weight, head_w)
-        _fill(model.head.bias, state["head.bias"])
+        copy_leading(model.head.weight, head_w)
+        copy_leading(model.head.bias, state["head.bias"])
         loaded.append("head")
     else:
         skipped.append("head (different number of classes)")
@@ -138,8 +141,8 @@ def load_dense_pretrained(model: SuperViT, path, state: dict | None = None) -> d
         if k.shape[-1] != p:
             # bilinear resize, rescaled so that a flat patch gives the same response
             k = F.interpolate(k.float(), size=(p, p), mode="bilinear", align_corners=False) * (k.shape[-1] / p) ** 2
-        _fill(stem.proj.weight, k)
-        _fill(stem.proj.bias, kbias)
+        copy_leading(stem.proj.weight, k)
+        copy_leading(stem.proj.bias, kbias)
         if pos is not None:
             target = model.pos_embeds[str(p)]
             grid = math.isqrt(target.shape[1] - cls)
@@ -149,13 +152,12 @@ def load_dense_pretrained(model: SuperViT, path, state: dict | None = None) -> d
             if src_grid != grid:
                 g = F.interpolate(g.float(), size=(grid, grid), mode="bicubic", align_corners=False)
             g = g.permute(0, 2, 3, 1).reshape(1, grid * grid, -1)
-            _fill(target[:, cls:], g)
+            copy_leading(target[:, cls:], g)
             if cls and extra:
-                _fill(target[:, :1], pos[:, :1])
+                copy_leading(target[:, :1], pos[:, :1])
     if model.cls_token is not None and "cls_token" in state:
-        _fill(model.cls_token, state["cls_token"])
+        copy_leading(model.cls_token, state["cls_token"])
     loaded += ["patch embedding", "position embedding", "norm"]
     report = {"layout": ("timm", "autoformer")[lay], "pretrained_depth": depth, "loaded": loaded, "skipped": skipped}
-    from mcuformer.supernet.official import load_rel_pos_tables
     load_rel_pos_tables(model, state, report)  # AutoFormer/MCUFormer 2-D relative position tables
     return report
