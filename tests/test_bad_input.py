@@ -91,6 +91,7 @@ def ws(tmp_path_factory):
     (w / "folder").mkdir()
     (w / "a-file").write_text("mine\n")
     (w / "bad.yaml").write_text("embed_dim: [32, 48\n  depth: [2]\n")
+    (w / "notes.md").write_text("# notes\nsee: the README: for more\n")  # parsed as YAML: says so, not "MD"
     (w / "existing.json").write_text('{"mine": true}\n')
     (w / "existing.png").write_bytes(b"not really a png, but mine")
     data = make_image_folder(w / "data", per_class=3, size=8)
@@ -224,6 +225,7 @@ CASES = [
     ("space-pipe", ["space", "--space", "{w}/pipe"], ["named pipe"]),
     ("space-folder", ["space", "--space", "{w}/folder"], ["folder"]),
     ("space-malformed", ["space", "--space", "{w}/bad.yaml"], ["malformed yaml", "line"]),
+    ("space-not-yaml", ["space", "--space", "{w}/notes.md"], ["malformed yaml in", "notes.md", "line 2"]),
     ("space-deep", ["space", "--space", "{w}/deep.yaml"], ["deep.yaml", "nested too deeply"]),
     ("space-classes-zero", ["space", "--space", TINY, "--num-classes", "0"], ["--num-classes", "positive"]),
     ("space-classes-nan", ["space", "--space", TINY, "--num-classes", "nan"], ["--num-classes", "integer"]),

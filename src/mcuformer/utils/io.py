@@ -160,7 +160,8 @@ def read_structured(path) -> Any:
         elif isinstance(e, json.JSONDecodeError):
             where = f" (line {e.lineno}, column {e.colno})"
         problem = getattr(e, "problem", None) or getattr(e, "msg", None) or str(e).splitlines()[0]
-        raise ConfigError(f"malformed {path.suffix.lstrip('.').upper() or 'YAML'} in {path}{where}: {problem}") from None
+        kind = "JSON" if isinstance(e, json.JSONDecodeError) else "YAML"  # what it was parsed as, not its suffix
+        raise ConfigError(f"malformed {kind} in {path}{where}: {problem}") from None
 
 
 def file_sha256(path) -> str:
