@@ -191,6 +191,7 @@ def ws(tmp_path_factory):
                         "train-nan": {"train_config": "train-nan-epochs.yaml"},
                         "no-data": {"data_path": "no-such-data"},
                         "out-file": {"output": "a-file"},
+                        "out-under-file": {"output": "a-file/run"},
                         "board-int": {"board": 5},
                         "space-pipe": {"space": "pipe"}}.items():
         (w / f"pipeline-{name}.yaml").write_text(yaml.safe_dump({**base, **extra}))
@@ -437,6 +438,8 @@ CASES = [
     ("verify-target", ["verify", "{w}/engine", "--target", "esp32"], ["--target"]),
     # pipeline
     ("pipeline-missing", ["pipeline", "--config", "{w}/nope.yaml"], ["not found"]),
+    ("pipeline-out-under-file", ["pipeline", "--config", "{w}/pipeline-out-under-file.yaml"],
+     ["cannot create", "a-file/run", "not a directory"]),
     ("pipeline-pipe", ["pipeline", "--config", "{w}/pipe"], ["named pipe"]),
     ("pipeline-epochs", ["pipeline", "--config", "{w}/pipeline-method.yaml", "--epochs", "0"], ["--epochs"]),
     ("pipeline-population-nan", ["pipeline", "--config", "{w}/pipeline-pop-nan.yaml"], ["search.population"]),

@@ -153,6 +153,10 @@ def run_pipeline(cfg: PipelineConfig, *, epochs: int | None = None, progress: bo
     started = time.perf_counter()
     board = cfg.target_board()  # a wrong board name fails before an hour of training
     data = resolve_data_path(cfg.data_path)  # a missing data path fails now, not at the first stage that reads it
+    try:  # an output folder that cannot be made fails now, not after the first stage's minutes
+        cfg.output.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"pipeline output {cfg.output}: cannot create it ({e.strerror or e})") from None
     ledger = StageLedger(cfg.output)  # what each stage was last run on; a changed input reruns it
     cfg.fingerprints = {"data": data_identity(data), "board": digest_settings(asdict(board))}
     if cfg.supernet is not None:
