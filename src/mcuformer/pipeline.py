@@ -14,6 +14,7 @@ the run folder) a stage whose inputs changed, and so every stage after it, sayin
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -143,6 +144,22 @@ class PipelineConfig:
                    finetune=d.get("finetune"))
 
 
+def _check_output_folder(path: Path) -> None:
+    """An output folder that cannot be made fails now, not after the first stage's minutes. The folders made
+    to find that out are removed again (empty, leaf first), so a run that stops on a later error leaves none."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    problem = None
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        problem = e.strerror or str(e)
+    for folder in missing:  # also those made before a failure; rmdir takes only empty folders
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+    if problem:
+        raise ConfigError(f"pipeline output {path}: cannot create it ({problem})")
+
+
 def run_pipeline(cfg: PipelineConfig, *, epochs: int | None = None, progress: bool = True) -> dict:
     from mcuformer.api import evaluate_checkpoint
     from mcuformer.data import resolve_data_path
@@ -153,10 +170,7 @@ def run_pipeline(cfg: PipelineConfig, *, epochs: int | None = None, progress: bo
     started = time.perf_counter()
     board = cfg.target_board()  # a wrong board name fails before an hour of training
     data = resolve_data_path(cfg.data_path)  # a missing data path fails now, not at the first stage that reads it
-    try:  # an output folder that cannot be made fails now, not after the first stage's minutes
-        cfg.output.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"pipeline output {cfg.output}: cannot create it ({e.strerror or e})") from None
+    _check_output_folder(cfg.output)
     ledger = StageLedger(cfg.output)  # what each stage was last run on; a changed input reruns it
     cfg.fingerprints = {"data": data_identity(data), "board": digest_settings(asdict(board))}
     if cfg.supernet is not None:
