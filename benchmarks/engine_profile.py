@@ -8,6 +8,7 @@ are QEMU instruction counts, not Cortex-M7 cycles. The engine is first checked b
 
     python benchmarks/engine_profile.py                           # CIFAR-10 largest, dense, all techniques
     python benchmarks/engine_profile.py --rank 0.5 --techniques none
+    python benchmarks/engine_profile.py --quantized models/cifar10-zoo/int8-stm32f746   # a real int8 model
 """
 
 from __future__ import annotations
@@ -92,6 +93,8 @@ def profile(folder: Path) -> list[tuple[str, int]]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rank", type=float, default=1.0)
+    ap.add_argument("--quantized", default=None, help="an int8 model folder (mcuformer quantize, or one under "
+                    "models/) instead of the random-weight CIFAR-10 subnet")
     ap.add_argument("--techniques", default="all")
     ap.add_argument("--board", default="stm32f746")
     ap.add_argument("--schedule", default="fastest", choices=["fastest", "smallest"])
@@ -99,15 +102,15 @@ def main() -> int:
     arch = Arch(rank_ratio=args.rank, **CIFAR_LARGEST)
     with tempfile.TemporaryDirectory(prefix="mcuformer-profile-") as tmp:
         folder = Path(tmp) / "engine"
-        info = export_model(random_quant_model(arch, 0), folder, args.board, Techniques.parse(args.techniques),
-                            schedule=args.schedule)
+        model = args.quantized or random_quant_model(arch, 0)
+        info = export_model(model, folder, args.board, Techniques.parse(args.techniques), schedule=args.schedule)
         calls = profile(folder)
     total = sum(c for _, c in calls)
     by_kernel = defaultdict(lambda: [0, 0])
     for name, count in calls:
         by_kernel[name.split(":")[1]][0] += count
         by_kernel[name.split(":")[1]][1] += 1
-    print(f"{arch.short()} techniques {args.techniques}, schedule {args.schedule}: {total:,} instructions, "
+    print(f"{info['arch_short']} techniques {args.techniques}, schedule {args.schedule}: {total:,} instructions, "
           f"{total / info['macs']:.3f} per MAC, "
           f"arena {info['arena_bytes']:,} B")
     print(f"{'kernel':<26} {'calls':>6} {'instructions':>13} {'share':>7}")
