@@ -392,7 +392,10 @@ CASES = [
     ("quantize-method", ["quantize", "--checkpoint", "{w}/supernet.pt", "--arch", "smallest", "--output", "{w}/q2",
                          "--method", "magic"], ["--method"]),
     # export
-    ("export-missing", ["export", "--quantized", "{w}/nope", "--output", "{w}/c"], ["not a quantised model"]),
+    ("export-missing", ["export", "--quantized", "{w}/nope", "--output", "{w}/c"],
+     ["not a quantised model", "no such folder"]),
+    ("export-quantized-file", ["export", "--quantized", "{w}/a-file", "--output", "{w}/c"],
+     ["not a quantised model", "a file, not a folder"]),
     ("export-shape", ["export", "--quantized", "{w}/q-shape", "--output", "{w}/c"], ["head.weight", "shape"]),
     ("export-dtype", ["export", "--quantized", "{w}/q-dtype", "--output", "{w}/c"], ["pos_embed", "int32"]),
     ("export-missing-array", ["export", "--quantized", "{w}/q-missing", "--output", "{w}/c"], ["gelu_lut"]),

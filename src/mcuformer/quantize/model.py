@@ -71,7 +71,8 @@ class QuantModel:
         ``mcuformer.quantize.validate`` before export, verify or evaluation use them."""
         folder = Path(folder)
         if not folder.is_dir():
-            raise CheckpointError(f"{folder}: not a quantised model (no such folder)")
+            what = "a file, not a folder" if folder.exists() else "no such folder"
+            raise CheckpointError(f"{folder}: not a quantised model ({what})")
         try:
             manifest_file = input_file(folder / "manifest.json", "manifest", CheckpointError)
             params_file = input_file(folder / "params.npz", "params", CheckpointError)
