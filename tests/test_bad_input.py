@@ -109,6 +109,9 @@ def ws(tmp_path_factory):
     bad["model"][k] = torch.full_like(bad["model"][k], float("nan"))
     torch.save(bad, w / "nan.pt")
     (w / "cut.pt").write_bytes((MODELS / "supernet.pt").read_bytes()[:4000])
+    (w / "empty.pt").write_bytes(b"")
+    (w / "hi.txt").write_text("hi\n")  # torch's unpickler: KeyError('105')
+    (w / "noise.pt").write_bytes(bytes(range(216, 256)) * 50)  # no pickle opcode torch reads
     (w / "evil.yaml").write_text("!!python/object/apply:os.system ['touch PWNED']\n")
     (w / "nan-arch.yaml").write_text(yaml.safe_dump({"img_size": 32, "patch_size": 4, "rank_ratio": float("nan"),
                                                      "embed_dim": 32, "depth": 1, "num_heads": [1],
@@ -304,7 +307,11 @@ CASES = [
     ("evaluate-pipe", ["evaluate", "--checkpoint", "{w}/pipe"], ["named pipe"]),
     ("evaluate-pickle", ["evaluate", "--checkpoint", "{w}/evil.pt"], ["pickled"]),
     ("evaluate-nan-weights", ["evaluate", "--checkpoint", "{w}/nan.pt"], ["nan or infinite"]),
-    ("evaluate-truncated", ["evaluate", "--checkpoint", "{w}/cut.pt"], ["cannot load checkpoint"]),
+    ("evaluate-truncated", ["evaluate", "--checkpoint", "{w}/cut.pt"],
+     ["cannot load checkpoint", "not a readable pytorch archive"]),
+    ("evaluate-empty", ["evaluate", "--checkpoint", "{w}/empty.pt"], ["empty.pt", "ends early"]),
+    ("evaluate-text", ["evaluate", "--checkpoint", "{w}/hi.txt"], ["hi.txt", "not a torch.save file"]),
+    ("evaluate-noise", ["evaluate", "--checkpoint", "{w}/noise.pt"], ["noise.pt", "not a torch.save file"]),
     ("evaluate-batch-zero", ["evaluate", "--checkpoint", "{w}/supernet.pt", "--batch-size", "0"], ["--batch-size"]),
     ("evaluate-limit-negative", ["evaluate", "--checkpoint", "{w}/supernet.pt", "--limit", "-1"], ["--limit"]),
     ("evaluate-workers-nan", ["evaluate", "--checkpoint", "{w}/supernet.pt", "--workers", "nan"], ["--workers"]),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import pickle
 import re
 import stat
 from pathlib import Path
@@ -172,9 +173,18 @@ def torch_load_problem(e: Exception) -> str:
     unsafely (mcuformer never runs pickled code)."""
     text = str(e)
     if "weights only load failed" in text.lower() or "weightsunpickler" in text.lower():
+        if re.search(r"Unsupported operand", text):  # a plain pickle.dump, or bytes that are no pickle at all
+            return "not a torch.save file (a plain pickled object, or no pickle at all)"
         found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
         what = f" ({found[1]})" if found else ""
         return f"it holds pickled Python objects{what}, which mcuformer never loads"
+    if isinstance(e, EOFError):
+        return "the file ends early (empty or truncated)"
+    found = re.search(r"PytorchStreamReader failed ([^.]+)", text)  # torch's zip reader; its advice is dropped
+    if found:
+        return f"not a readable PyTorch archive ({found[1]})"
+    if isinstance(e, (KeyError, pickle.UnpicklingError)):  # e.g. KeyError('105') for a text file
+        return "not a torch.save file"
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "weights_only" not in ln]
     return (lines[0] if lines else type(e).__name__)[:200]
 
