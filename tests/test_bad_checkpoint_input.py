@@ -6,6 +6,7 @@ The cases run through the CLI's own ``main`` in this interpreter; warnings are r
 stderr lines (pytest would otherwise swallow what a user sees)."""
 
 import hashlib
+import os
 import pickle
 import shutil
 import warnings
@@ -77,6 +78,7 @@ def ws(tmp_path_factory):
     _tampered(state, w / "augment-str.pt", lambda s: s["config"].update(augment="x"))
     with open(w / "plain-pickle.pt", "wb") as f:
         pickle.dump({"format": "mcuformer-supernet-v1"}, f)
+    os.mkfifo(w / "pipe.pt")  # never to be opened: a read would wait for a writer for ever
     (w / "augment-str.yaml").write_text("augment: x\n")
     (w / "augment-list.yaml").write_text("augment: [1]\n")
     base = {"space": str(TINY), "train_config": str(CONFIGS / "train-cifar10-cpu.yaml"), "data_path": str(w / "data"),
@@ -130,6 +132,9 @@ SETTINGS_CASES = [
                                          *ON_CPU], ["augment-str.pt", "augment", "'x'"]),
     ("evaluate-plain-pickle", ["evaluate", "--checkpoint", "{w}/plain-pickle.pt", "--data-path", "{w}/data",
                                *ON_CPU], ["plain-pickle.pt", "pickled"]),
+    ("train-init-from-pipe", ["train", "--space", TINY, "--data-path", "{w}/data", "--output", "{out}/r",
+                              "--init-from", "{w}/pipe.pt", "--epochs", "1", *SHORT_RUN],
+     ["--init-from", "pipe.pt", "named pipe"]),
 ]
 
 

@@ -10,7 +10,6 @@ resized when the patch size or token grid differs.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +18,7 @@ from mcuformer.errors import CheckpointError
 from mcuformer.supernet.elastic import SuperLinear, copy_leading
 from mcuformer.supernet.official import dense_view, is_official_three_factor, load_factors, load_rel_pos_tables
 from mcuformer.supernet.supervit import SuperViT
+from mcuformer.utils.checks import input_file, torch_load_problem
 
 # our name -> (timm name, AutoFormer name); '{i}' is the block index
 LAYOUTS = {
@@ -33,14 +33,12 @@ LAYOUTS = {
 
 
 def read_state_dict(path) -> dict[str, torch.Tensor]:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"pretrained checkpoint not found: {path}")
+    path = input_file(path, "pretrained checkpoint", CheckpointError)  # a pipe or a device is never read
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        from mcuformer.utils.checks import torch_load_problem
-        raise CheckpointError(f"cannot load pretrained checkpoint {path} as weights-only: {torch_load_problem(e)}") from None
+        raise CheckpointError(f"cannot load pretrained checkpoint {path} as weights-only: "
+                              f"{torch_load_problem(e)}") from None
     for key in ("model", "state_dict", "model_state"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -11,20 +11,19 @@ import torch
 from mcuformer.errors import CheckpointError
 from mcuformer.space import Arch, SearchSpace
 from mcuformer.supernet import SuperViT
+from mcuformer.supernet.pretrained import load_dense_pretrained
 from mcuformer.train.checkpoint import (FORMAT, NotASupernetCheckpoint, check_same_space, load_checkpoint, load_weights,
                                         save_checkpoint, space_of)
+from mcuformer.utils.checks import input_file
 
 
 @torch.no_grad()
 def init_weights_from(model: SuperViT, path, space: SearchSpace) -> dict:
     """Load ``path`` into ``model``; returns a report (what it was, what was loaded, what skipped)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"--init-from: no such file: {path}")
+    path = input_file(path, "--init-from checkpoint", CheckpointError)  # a pipe or a device is never read
     try:
         state = load_checkpoint(path)
     except NotASupernetCheckpoint:  # a dense pretrained ViT, or its loader says why not
-        from mcuformer.supernet.pretrained import load_dense_pretrained
         report = load_dense_pretrained(model, path)
         return {"kind": f"dense pretrained ViT ({report['layout']} layout)", **report}
     check_same_space(state, space, path)
