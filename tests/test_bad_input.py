@@ -619,7 +619,23 @@ def test_full_disk_is_one_line_and_leaves_no_temp_file(ws, tmp_path):
                            str(out)], capture_output=True, text=True, timeout=120, env=env, cwd=ROOT,
                           preexec_fn=limit)
     assert_one_line_error(proc, "file too large")
-    assert not [p for p in out.rglob("*.tmp")]
+    assert not out.exists()  # no temp file, and no half engine: the folders made for it are taken back
+
+
+def test_a_failed_export_over_an_engine_leaves_it_whole(ws, tmp_path):
+    """--force over an earlier engine, and a write fails: never new code beside the old weights. (This export's
+    mcuformer_model.h, 2.3 KB, differs from the engine's and fits the limit; its mcuformer_model.c, 9 KB, does not.)"""
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4000, 4000))
+    out = shutil.copytree(ws / "engine", tmp_path / "c")
+    before = _digest(out)
+    proc = subprocess.run([sys.executable, "-m", "mcuformer", "export", "--quantized", str(ws / "q"), "--output",
+                           str(out), "--force", "--board", "stm32l432kc", "--schedule", "smallest"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT, preexec_fn=limit)
+    assert_one_line_error(proc, "file too large")
+    assert _digest(out) == before
 
 
 def test_an_unwritable_folder_is_one_line(tmp_path):

@@ -56,14 +56,17 @@ class QuantModel:
         return q.permute(0, 2, 3, 1).contiguous().numpy()
 
     def save(self, folder) -> None:
+        # both files are written before either replaces an old one: a failure leaves the old pair
+        atomic_write_all(self.files(folder))
+
+    def files(self, folder) -> list:
+        """The folder's files as ``atomic_write_all`` takes them, for a writer that saves more beside them."""
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
         manifest = json.dumps({"format": FORMAT, "arch": self.arch.to_dict(),
                                "act": {k: list(v) for k, v in self.act.items()},
                                "consts": self.consts, "info": self.info}, indent=2) + "\n"
-        # both files are written before either replaces an old one: a failure leaves the old pair
-        atomic_write_all([(folder / "params.npz", lambda f: np.savez(f, **self.params), "wb"),
-                          (folder / "manifest.json", lambda f: f.write(manifest), "w")])
+        return [(folder / "params.npz", lambda f: np.savez(f, **self.params), "wb"),
+                (folder / "manifest.json", lambda f: f.write(manifest), "w")]
 
     @classmethod
     def load(cls, folder) -> "QuantModel":
