@@ -622,6 +622,27 @@ def test_full_disk_is_one_line_and_leaves_no_temp_file(ws, tmp_path):
     assert not out.exists()  # no temp file, and no half engine: the folders made for it are taken back
 
 
+def test_space_archs_replace_old_ones_together_or_not_at_all(tmp_path, monkeypatch):
+    """A full disk at the fourth of six arch files: the folder keeps all six old ones, none of the new."""
+    import errno
+
+    import mcuformer.utils.io as io_module
+    out = tmp_path / "archs"
+    assert run_in_process("space", "--space", TINY, "--arch", "random:6:1", "--output", out).returncode == 0
+    before = _digest(out)
+    real, calls = io_module._write_temp, []
+
+    def full_disk_at_the_fourth(path, write, mode):
+        calls.append(path)
+        if len(calls) == 4:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, write, mode)
+    monkeypatch.setattr(io_module, "_write_temp", full_disk_at_the_fourth)
+    proc = run_in_process("space", "--space", TINY, "--arch", "random:6:2", "--output", out, "--force")
+    assert_one_line_error(proc, "no space left", "random3.yaml")
+    assert _digest(out) == before
+
+
 def test_a_failed_export_over_an_engine_leaves_it_whole(ws, tmp_path):
     """--force over an earlier engine, and a write fails: never new code beside the old weights. (This export's
     mcuformer_model.h, 2.3 KB, differs from the engine's and fits the limit; its mcuformer_model.c, 9 KB, does not.)"""

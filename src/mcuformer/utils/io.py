@@ -123,8 +123,12 @@ def write_json(path, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def yaml_text(obj: Any) -> str:
+    return yaml.safe_dump(obj, sort_keys=False, default_flow_style=None)
+
+
 def write_yaml(path, obj: Any) -> Path:
-    return write_text(path, yaml.safe_dump(obj, sort_keys=False, default_flow_style=None))
+    return write_text(path, yaml_text(obj))
 
 
 def append_jsonl(path, obj: Any) -> None:
