@@ -14,13 +14,12 @@ the run folder) a stage whose inputs changed, and so every stage after it, sayin
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mcuformer.errors import ConfigError, McuformerError
-from mcuformer.utils.io import read_structured, write_json
+from mcuformer.utils.io import missing_folders, read_structured, remove_empty_folders, write_json
 
 KEYS = {"space", "train_config", "data_path", "board", "output", "gpu", "search", "quantize", "verify", "supernet",
         "heldout_split", "sram_kb", "flash_kb", "allow_external_flash", "finetune"}
@@ -147,15 +146,13 @@ class PipelineConfig:
 def _check_output_folder(path: Path) -> None:
     """An output folder that cannot be made fails now, not after the first stage's minutes. The folders made
     to find that out are removed again (empty, leaf first), so a run that stops on a later error leaves none."""
-    missing = [p for p in (path, *path.parents) if not p.exists()]
+    missing = missing_folders(path)
     problem = None
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         problem = e.strerror or str(e)
-    for folder in missing:  # also those made before a failure; rmdir takes only empty folders
-        with contextlib.suppress(OSError):
-            folder.rmdir()
+    remove_empty_folders(missing)  # also those made before a failure
     if problem:
         raise ConfigError(f"pipeline output {path}: cannot create it ({problem})")
 

@@ -51,11 +51,10 @@ def run(args) -> int:
         archs = resolve_archs(args.arch, space, n)
         for name, _ in archs:  # all checked before the first is written
             output_file(Path(args.output) / f"{name}.yaml", force=args.force)
-        from mcuformer.utils.io import atomic_write_all, yaml_text
+        from mcuformer.utils.io import atomic_write_all, text_file, yaml_text
         paths = [Path(args.output) / f"{name}.yaml" for name, _ in archs]
         # all written before the first replaces an old file: a full disk never mixes new archs with old ones
-        atomic_write_all([(path, lambda f, t=yaml_text(arch.to_dict()): f.write(t), "w")
-                          for path, (_, arch) in zip(paths, archs)])
+        atomic_write_all([text_file(path, yaml_text(arch.to_dict())) for path, (_, arch) in zip(paths, archs)])
         for path, (_, arch) in zip(paths, archs):
             print(f"wrote {path}: {arch.short()}, {arch.num_params():,} parameters")
     return 0

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from importlib import resources
@@ -26,7 +25,7 @@ from mcuformer.memory.boards import Board
 from mcuformer.quantize.model import QuantModel
 from mcuformer.quantize.validate import validate_quant_model
 from mcuformer.utils.checks import output_dir
-from mcuformer.utils.io import atomic_write_all
+from mcuformer.utils.io import atomic_write_all, missing_folders, remove_empty_folders, text_file
 
 EXPORT_FORMAT = "mcuformer-export-v1"
 
@@ -126,12 +125,9 @@ def export_model(quantized, output, board: Board | str = "stm32f746", techniques
 def _write_all(out: Path, texts: dict[str, str], more: list) -> None:
     """Every file is written before the first replaces its old one: a full disk or a failing write leaves an
     earlier export whole (never new code beside old weights), and takes back the folders made for a new one."""
-    made = [d for d in (out, *out.parents) if not d.exists()] + [out / s for s in ("cortex_m", "verify", "quantized")
-                                                                 if not (out / s).exists()]
+    made = missing_folders(*(out / sub for sub in ("cortex_m", "verify", "quantized")))
     try:
-        atomic_write_all([(out / name, lambda f, t=text: f.write(t), "w") for name, text in texts.items()] + more)
+        atomic_write_all([text_file(out / name, text) for name, text in texts.items()] + more)
     except BaseException:
-        for folder in sorted(made, key=lambda d: len(d.parts), reverse=True):  # deepest first; only empty ones go
-            with contextlib.suppress(OSError):
-                folder.rmdir()
+        remove_empty_folders(made)
         raise

@@ -19,7 +19,7 @@ from mcuformer.quantize.validate import SCALE_MIN
 from mcuformer.space import Arch
 from mcuformer.supernet.vit import LowRankLinear, ViT
 from mcuformer.utils.checks import input_file
-from mcuformer.utils.io import atomic_write_all
+from mcuformer.utils.io import atomic_write_all, text_file
 
 FORMAT = "mcuformer-int8-v1"
 # int8 tensors with zero point 0: the image (zero padding stays zero) and q, k, v (the attention
@@ -66,7 +66,7 @@ class QuantModel:
                                "act": {k: list(v) for k, v in self.act.items()},
                                "consts": self.consts, "info": self.info}, indent=2) + "\n"
         return [(folder / "params.npz", lambda f: np.savez(f, **self.params), "wb"),
-                (folder / "manifest.json", lambda f: f.write(manifest), "w")]
+                text_file(folder / "manifest.json", manifest)]
 
     @classmethod
     def load(cls, folder) -> "QuantModel":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -44,6 +45,23 @@ def atomic_write_all(files: list[tuple[str | os.PathLike, Callable[[Any], None],
             if os.path.exists(tmp):
                 os.unlink(tmp)
         raise
+
+
+def text_file(path, text: str) -> tuple:
+    """One ``atomic_write_all`` entry: ``path`` gets ``text``."""
+    return (path, lambda f: f.write(text), "w")
+
+
+def missing_folders(*paths) -> list[Path]:
+    """The folders among ``paths`` and their parents that do not exist yet: what a writer would make."""
+    return sorted({p for path in paths for p in (Path(path), *Path(path).parents) if not p.exists()})
+
+
+def remove_empty_folders(folders) -> None:
+    """Take back folders a failed or probing writer made: deepest first, and only those still empty."""
+    for folder in sorted(folders, key=lambda d: len(Path(d).parts), reverse=True):
+        with contextlib.suppress(OSError):
+            Path(folder).rmdir()
 
 
 def _write_temp(path: Path, write: Callable[[Any], None], mode: str) -> str:
@@ -116,7 +134,8 @@ def _umask() -> int:
 
 
 def write_text(path, text: str) -> Path:
-    return atomic_write(path, lambda f: f.write(text))
+    atomic_write_all([text_file(path, text)])
+    return Path(path)
 
 
 def write_json(path, obj: Any) -> Path:
