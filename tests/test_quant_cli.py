@@ -48,6 +48,9 @@ def test_evaluate_quantized_reports_both_top1(quantised, cifar_like, tmp_path):
     assert "float top-1" in proc.stdout and "int8 top-1" in proc.stdout
     r = json.loads((tmp_path / "r.json").read_text())
     assert r["count"] == 30 and 0 <= r["int8_top1"] <= 100 and r["drop"] == r["float_top1"] - r["int8_top1"]
+    assert "int8 eval" in proc.stderr  # its progress bar; --no-progress drops it, and only it
+    quiet = run_cli("evaluate", "--quantized", quantised, "--data-path", cifar_like, "--no-progress", check=True)
+    assert "int8 eval" not in quiet.stderr and "|" not in quiet.stderr and quiet.stdout == proc.stdout
 
 
 def test_hflip_top1_is_that_of_the_references_flip_sums(quantised, cifar_like):

@@ -55,7 +55,8 @@ def test_impossible_budget_stops_at_once_naming_the_smallest_figure(tmp_path, ci
 
 def test_killed_search_resumes_to_the_same_result(tmp_path, cifar_like):
     whole = tmp_path / "whole"
-    run_cli(*search_args(whole, cifar_like), check=True)
+    proc = run_cli(*search_args(whole, cifar_like), check=True)
+    assert "gen/s" in proc.stderr or "s/gen" in proc.stderr  # the generations' progress bar
     history = (whole / "history.jsonl").read_text().splitlines()
     assert [json.loads(h)["generation"] for h in history] == [0, 1, 2, 3, 4]
     best = Arch.load(whole / "best_arch.yaml")
@@ -92,7 +93,8 @@ def test_killed_search_resumes_to_the_same_result(tmp_path, cifar_like):
 
 def test_loglik_fitness_ranks_by_log_likelihood_and_still_reports_top1(tmp_path, cifar_like):
     out = tmp_path / "loglik"
-    run_cli(*search_args(out, cifar_like, "--fitness", "loglik", "--no-baselines"), check=True)
+    proc = run_cli(*search_args(out, cifar_like, "--fitness", "loglik", "--no-baselines", "--no-progress"), check=True)
+    assert "gen/s" not in proc.stderr and "s/gen" not in proc.stderr and "|" not in proc.stderr  # --no-progress
     result = json.loads((out / "result.json").read_text())
     fitness = [s["fitness"] for s in json.loads((out / "state.json").read_text())["evaluated"]]
     assert result["fitness"] == "loglik" and all(f < 0 for f in fitness)  # log-likelihoods, not percentages

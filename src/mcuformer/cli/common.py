@@ -13,6 +13,9 @@ def add_space_argument(p: argparse.ArgumentParser, required: bool = True) -> Non
                    help="search space: one mcuformer file, or the official supernet-T.yaml [+ supernet-T-new.yaml]")
 
 
+def add_progress_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
+
 
 def add_force_argument(p: argparse.ArgumentParser, what: str = "existing output files") -> None:
     p.add_argument("--force", action="store_true", help=f"overwrite {what}")

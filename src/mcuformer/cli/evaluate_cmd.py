@@ -7,7 +7,8 @@ HELP = "top-1/top-5 of one or more subnets of a supernet checkpoint on the valid
 
 
 def add_arguments(p):
-    from mcuformer.cli.common import add_force_argument, device_name, nonnegative_int, positive_int
+    from mcuformer.cli.common import (add_force_argument, add_progress_argument, device_name, nonnegative_int,
+                                      positive_int)
     p.add_argument("--checkpoint", default=None,
                    help="supernet checkpoint (checkpoint.pt or its run folder); needed unless --quantized names it")
     p.add_argument("--quantized", default=None, metavar="Q",
@@ -29,6 +30,7 @@ def add_arguments(p):
     p.add_argument("--device", type=device_name, default="auto")
     p.add_argument("--json", default=None, metavar="OUT", help="also write the results as JSON")
     add_force_argument(p, "an existing --json file")
+    add_progress_argument(p)
 
 
 def run(args) -> int:
@@ -47,7 +49,8 @@ def run(args) -> int:
         raise ConfigError("evaluate needs --checkpoint (or --quantized)")
     rows = evaluate_checkpoint(args.checkpoint, args.arch, data_path=args.data_path, split=args.split,
                                subsplit=args.subsplit, batch_size=args.batch_size, workers=args.workers,
-                               limit=args.limit, amp=args.amp, device=args.device)
+                               limit=args.limit, amp=args.amp, device=args.device,
+                               progress=not args.no_progress)
     if rows is None:  # a non-zero torchrun rank
         return 0
     w = max(len(r["name"]) for r in rows)
@@ -69,7 +72,8 @@ def _run_quantized(args) -> int:
         raise ConfigError("--quantized evaluates on --split val or train")
 
     r = evaluate_quantized(args.quantized, checkpoint=args.checkpoint, data_path=args.data_path, split=args.split,
-                           limit=args.limit, batch_size=args.batch_size, device=args.device, hflip=args.hflip)
+                           limit=args.limit, batch_size=args.batch_size, device=args.device, hflip=args.hflip,
+                           progress=not args.no_progress)
     print(f"{r['arch']}: float top-1 {r['float_top1']:.2f}%  int8 top-1 {r['int8_top1']:.2f}%  "
           f"drop {r['drop']:.2f} points  (prediction agreement {r['agreement']:.2f}%, {r['count']} images)")
     if args.hflip:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mcuformer.cli.common import (add_space_argument, device_name, nonnegative_float, nonnegative_int,
-                                  positive_float, positive_int)
+from mcuformer.cli.common import (add_progress_argument, add_space_argument, device_name, nonnegative_float,
+                                  nonnegative_int, positive_float, positive_int)
 
 NAME = "evolve-space"
 HELP = ("evolve the search space over the low-rank ratio and patch size: short supernets at grid points, "
@@ -36,6 +36,7 @@ def add_arguments(p):
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--workers", type=nonnegative_int, default=2)
     p.add_argument("--device", type=device_name, default="auto")
+    add_progress_argument(p)
 
 
 def _points(specs) -> list:
@@ -74,7 +75,7 @@ def run(args) -> int:
                   limit_eval=args.eval_limit,
                   seed=args.seed, workers=args.workers, device=args.device)
     scorer = SupernetPointScorer(space, budget, args.output, cfg, args.data_path, samples=args.samples,
-                                 eval_limit=args.eval_limit, seed=args.seed)
+                                 eval_limit=args.eval_limit, seed=args.seed, progress=not args.no_progress)
     result = run_space_evolution(space, grid, scorer, args.output, starts=starts, rounds=args.rounds,
                                  weight=args.weight, neighbours=args.neighbours, resume=args.resume)
     print(format_table(SpaceEvolution.from_dict(result), args.weight))

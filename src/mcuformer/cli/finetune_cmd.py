@@ -24,14 +24,14 @@ def add_arguments(p):
                         "--distill-alpha); none: the labels alone; a fine-tuning checkpoint of the same space: "
                         "the subnet it fine-tuned teaches (self-distillation)")
     p.add_argument("--resume", action="store_true", help="continue the fine-tuning checkpoint in --output")
-    from mcuformer.cli.common import any_int, number_type
+    from mcuformer.cli.common import add_progress_argument, any_int, number_type
     strict = {int: any_int, float: number_type()}  # NaN and infinities refused at parse time
     for flag, typ in {**FLAGS, **AUG_FLAGS}.items():
         p.add_argument("--" + flag.replace("_", "-"), type=strict.get(typ, typ), default=None)
     p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default=None)
     p.add_argument("--data-on-device", choices=["auto", "on", "off"], default=None)
     p.add_argument("--no-randaugment", action="store_true", help="switch RandAugment off")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
+    add_progress_argument(p)
 
 
 def _teacher(value: str):

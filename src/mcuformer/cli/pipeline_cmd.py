@@ -9,7 +9,7 @@ HELP = (
 
 
 def add_arguments(p):
-    from mcuformer.cli.common import positive_int
+    from mcuformer.cli.common import add_progress_argument, positive_int
     p.add_argument("--config", default=None,
                    help="pipeline YAML (default: configs/pipeline-cifar10.yaml of this checkout)")
     p.add_argument("--train", action="store_true",
@@ -19,7 +19,7 @@ def add_arguments(p):
     p.add_argument("--board", default=None, help="the board to search and build for (default: the config's)")
     p.add_argument("--output", default=None, help="the run folder (default: the config's)")
     p.add_argument("--epochs", type=positive_int, default=None, help="override the training epochs")
-    p.add_argument("--no-progress", action="store_true")
+    add_progress_argument(p)
 
 
 def run(args) -> int:

@@ -8,7 +8,8 @@ HELP = ("evolutionary search for the most accurate subnet that fits a board's SR
 
 
 def add_arguments(p):
-    from mcuformer.cli.common import device_name, nonnegative_int, positive_float, positive_int, probability
+    from mcuformer.cli.common import (add_progress_argument, device_name, nonnegative_int, positive_float,
+                                      positive_int, probability)
     p.add_argument("--checkpoint", required=True, help="supernet checkpoint (checkpoint.pt or its run folder)")
     p.add_argument("--data-path", default=None, help="ImageFolder root or archive (default: the checkpoint's data)")
     p.add_argument("--board", default="stm32f746", help="stm32f746 (default), stm32f427, stm32h743, "
@@ -46,6 +47,7 @@ def add_arguments(p):
     p.add_argument("--workers", type=nonnegative_int, default=2)
     p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default="auto")
     p.add_argument("--device", type=device_name, default="auto")
+    add_progress_argument(p)
     from mcuformer.cli.official_flags import add_official_flags  # the official script's flags
     add_official_flags(p, "search")
 
@@ -66,7 +68,7 @@ def run(args) -> int:
                         per_class=args.per_class, heldout_limit=args.heldout_limit, test_limit=args.test_limit,
                         test_top_k=args.top_k, baselines=not args.no_baselines, batch_size=args.batch_size,
                         workers=args.workers, amp=args.amp, device=args.device, resume=args.resume,
-                        fitness=args.fitness)
+                        fitness=args.fitness, progress=not args.no_progress)
     if result is None:  # a non-zero torchrun rank
         return 0
     print(result["budget_label"])

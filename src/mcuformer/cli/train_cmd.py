@@ -29,7 +29,7 @@ def add_arguments(p):
                    help="start from an mcuformer supernet of the same space (e.g. models/*/supernet.pt: a warm restart "
                         "with a fresh optimizer and schedule), or from a dense pretrained ViT (timm DeiT / AutoFormer "
                         "state dict, factorised by truncated SVD); prints what it loaded")
-    from mcuformer.cli.common import any_int, number_type
+    from mcuformer.cli.common import add_progress_argument, any_int, number_type
     strict = {int: any_int, float: number_type()}  # NaN and infinities refused at parse time
     for flag, typ in {**FLAGS, **AUG_FLAGS}.items():
         p.add_argument("--" + flag.replace("_", "-"), type=strict.get(typ, typ), default=None)
@@ -44,7 +44,7 @@ def add_arguments(p):
                         "only when few distinct subnets are trained (measured on CPU: 1 img/s with uniform sampling)")
     p.add_argument("--channels-last", action="store_true", default=None)
     p.add_argument("--no-randaugment", action="store_true", help="switch RandAugment off")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
+    add_progress_argument(p)
     from mcuformer.cli.official_flags import add_official_flags  # the official script's flags
     add_official_flags(p, "train")
 
