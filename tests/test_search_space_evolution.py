@@ -1,4 +1,7 @@
-"""Search-space evolution with synthetic scores: the plane fit, the step's sign, the loop, the files."""
+"""Search-space evolution with synthetic scores: the plane fit, the step's sign, the loop, the files; and the
+CLI once on real data."""
+
+import json
 
 import numpy as np
 import pytest
@@ -9,7 +12,7 @@ from mcuformer.search.space_evolution import (Grid, PointScore, evolve_space, fi
 from mcuformer.search.space_runner import run_space_evolution
 from mcuformer.space import SearchSpace
 
-from conftest import CONFIGS
+from conftest import CONFIGS, run_cli
 
 # the official code's grid: rank 0.4..0.95 by 0.05, patch 16..32 by 4 (240 px)
 GRID = Grid(tuple(round(0.4 + 0.05 * i, 2) for i in range(12)), (16, 20, 24, 28, 32))
@@ -102,3 +105,21 @@ def test_run_writes_table_plot_space_and_resumes(tmp_path):
     assert (chosen.rank_ratio, chosen.patch_size) == ([1.0], [8])  # feasible gain 0.5 beats the 5-point error
     assert "| 1 | 8 |" in (out / "table.md").read_text()
     assert (out / "space_evolution.png").stat().st_size > 1000
+
+
+def test_evolve_space_cli_trains_and_scores_a_real_point_quietly(tmp_path, cifar_archive):
+    """`mcuformer evolve-space` end to end on real CIFAR-10 (a 2-step supernet at one grid point): the
+    point is scored by real subnets, the chosen space is written, and --no-progress writes no bar."""
+    out = tmp_path / "evo"
+    proc = run_cli("evolve-space", "--space", CONFIGS / "cifar10-tiny.yaml", "--output", out,
+                   "--data-path", cifar_archive, "--start", "0.5:4", "--rounds", "1", "--epochs", "1",
+                   "--limit-train", "256", "--steps-per-epoch", "2", "--samples", "2", "--eval-limit", "20",
+                   "--workers", "0", "--device", "cpu", "--no-progress", check=True)
+    assert "chosen: rank ratio 0.5, patch 4" in proc.stdout
+    assert "|" not in proc.stderr and "it/s" not in proc.stderr  # no progress bar
+    visited = json.loads((out / "result.json").read_text())["visited"]
+    assert [(v["rank_ratio"], v["patch_size"]) for v in visited] == [(0.5, 4)]
+    assert visited[0]["extra"]["subnets"] == 2 and visited[0]["extra"]["eval_images"] == 20
+    assert 0 <= visited[0]["accuracy"] <= 100 and visited[0]["feasible"] == 1.0
+    chosen = SearchSpace.load(out / "space.yaml")
+    assert chosen.rank_ratio == [0.5] and chosen.patch_size == [4]
