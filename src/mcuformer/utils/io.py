@@ -134,8 +134,7 @@ def _umask() -> int:
 
 
 def write_text(path, text: str) -> Path:
-    atomic_write_all([text_file(path, text)])
-    return Path(path)
+    return atomic_write(*text_file(path, text))
 
 
 def write_json(path, obj: Any) -> Path:
