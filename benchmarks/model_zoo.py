@@ -7,7 +7,8 @@ under models/<supernet>/int8-<board>/ with zoo.json: the measured figures, no ab
     python benchmarks/model_zoo.py [--checkpoint models/cifar10-zoo/supernet.pt] [--boards ...] [--finetune-epochs N]
     # a few minutes per board on 2 cores; writes benchmarks/results/model_zoo.json
     python benchmarks/model_zoo.py --boards stm32f746 --finetuned finetune-fp16.pt
-    # deploys a subnet fine-tuned elsewhere (scripts/device_train.sh's GPU fine-tune) instead of searching
+    # deploys a subnet fine-tuned elsewhere instead of searching; a GPU slot's fine-tunes (scripts/device_train.sh),
+    # a board each: --finetuned stm32f746=OUT/finetune-stm32f746-fp16.pt stm32f427=OUT/finetune-stm32f746-fp16.pt ...
 """
 
 from __future__ import annotations
@@ -77,6 +78,34 @@ def adopt_finetuned(cfg: PipelineConfig, finetuned: Path, board, ledger: StageLe
             "arch_file": str(arch_file), "epochs": state.get("epoch")}
 
 
+def finetuned_by_board(values: list[str] | None, boards: list[str], finetune_epochs: int) -> dict[str, Path]:
+    """--finetuned as {board: checkpoint}: one CKPT for the one board of --boards, or BOARD=CKPT pairs (the
+    boards then come from them, in the order given); every file must exist, before anything is built."""
+    if not values:
+        return {}
+    if finetune_epochs:
+        raise ConfigError("--finetuned deploys fine-tuned subnets: give no --finetune-epochs")
+    if len(values) == 1 and "=" not in values[0]:
+        if len(boards) != 1:
+            raise ConfigError("--finetuned CKPT deploys one fine-tuned subnet: give one board, or BOARD=CKPT pairs")
+        pairs = {boards[0]: values[0]}
+    else:
+        pairs = {}
+        for v in values:
+            board, sep, path = v.partition("=")
+            if not sep or not path:
+                raise ConfigError(f"--finetuned {v}: give BOARD=CKPT pairs when there are several")
+            if board not in BOARDS:
+                raise ConfigError(f"--finetuned {v}: unknown board {board!r} (one of {', '.join(BOARDS)})")
+            if board in pairs:
+                raise ConfigError(f"--finetuned: board {board} given twice")
+            pairs[board] = path
+    for board, path in pairs.items():
+        if not Path(path).is_file():
+            raise CheckpointError(f"fine-tuned checkpoint not found: {path} (for {board})")
+    return {board: Path(path) for board, path in pairs.items()}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", default=str(ROOT / "models/cifar10-zoo/supernet.pt"))
@@ -90,10 +119,10 @@ def main() -> int:
                     help="the search's held-out score (default: the pipeline's)")
     ap.add_argument("--test-limit", type=int, default=0,
                     help="int8 top-1 on this many test images spread over the split (0: all 10,000)")
-    ap.add_argument("--finetuned", default=None, metavar="CKPT",
+    ap.add_argument("--finetuned", nargs="+", default=None, metavar="[BOARD=]CKPT",
                     help="deploy this fine-tuned subnet (a `mcuformer finetune` checkpoint) on the one board of "
-                         "--boards instead of searching and fine-tuning (e.g. scripts/device_train.sh's "
-                         "finetune-fp16.pt)")
+                         "--boards instead of searching and fine-tuning; or BOARD=CKPT pairs, a board each (e.g. "
+                         "scripts/device_train.sh's finetune-NAME-fp16.pt files), which stand for --boards")
     ap.add_argument("--hflip", action="store_true",
                     help="also the int8 top-1 through the engine's horizontal-flip entry point (mcuformer_invoke_hflip; "
                          "one more test-set pass of the int8 model and its mirror images)")
@@ -104,15 +133,14 @@ def main() -> int:
     ckpt = Path(args.checkpoint)
     if not ckpt.is_file():
         raise CheckpointError(f"supernet checkpoint not found: {ckpt}")
-    finetuned = Path(args.finetuned) if args.finetuned else None
-    if finetuned is not None and (len(args.boards) != 1 or args.finetune_epochs):
-        raise ConfigError("--finetuned deploys one fine-tuned subnet: give one board and no --finetune-epochs")
-    if finetuned is not None and not finetuned.is_file():
-        raise CheckpointError(f"fine-tuned checkpoint not found: {finetuned}")
+    adopted = finetuned_by_board(args.finetuned, args.boards, args.finetune_epochs)
+    if adopted:
+        args.boards = list(adopted)
     sha = file_sha256(ckpt)  # each model names the exact supernet it was cut from; the file may be replaced later
     rows, not_built = [], {}
     for name in args.boards:
         t0 = time.time()
+        finetuned = adopted.get(name)
         cfg = PipelineConfig(space=[], train_config=None, output=Path(args.work) / name, supernet=ckpt,
                              data_path=Path(args.data_path) if args.data_path else None, board=name,
                              search={"population": args.population, "generations": args.generations,

@@ -25,6 +25,7 @@ from mcuformer.errors import ConfigError, run_script  # noqa: E402
 from mcuformer.memory import memory_report  # noqa: E402
 from mcuformer.space import Arch  # noqa: E402
 from mcuformer.train import load_checkpoint, space_of  # noqa: E402
+from mcuformer.train.plots import plot_training_curves  # noqa: E402
 from mcuformer.train.warm_start import write_relocatable  # noqa: E402
 from mcuformer.utils.io import file_sha256, read_structured, write_json  # noqa: E402
 
@@ -68,7 +69,8 @@ def merge_stages(earlier: dict | None, command: str, compute: dict) -> tuple[dic
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", required=True, help="the training run folder (checkpoint.pt, log.jsonl, curves.png)")
+    ap.add_argument("--run", required=True,
+                    help="the training run folder (checkpoint.pt, log.jsonl; curves.png, else drawn from the log)")
     ap.add_argument("--checkpoint", default=None,
                     help="default: <run>/checkpoint.pt (or a device run's supernet-fp16.pt)")
     ap.add_argument("--output", required=True, help="the models/ folder to write")
@@ -94,9 +96,11 @@ def main() -> int:
     device_run = read_structured(run / "run.json") if (run / "run.json").exists() else {}
     trained_torch = device_run.get("torch") if isinstance(device_run, dict) else None
     packed = write_relocatable(ckpt, out)
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
     if (run / "curves.png").exists():
         shutil.copyfile(run / "curves.png", out / "curves.png")
-    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
+    else:  # a device run leaves its curves out (scripts/device_train.sh's 8 files): drawn from its log
+        plot_training_curves(log, out / "curves.png")
     rows = evaluate_checkpoint(packed, ["largest", "smallest"], workers=1, progress=True)
     metrics = {}
     for r in rows:

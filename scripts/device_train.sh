@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# One lent GPU slot, one call: train the CIFAR-10 supernet, checkpointing every minute, then fine-tune the F746
-# zoo model's subnet from it for FINETUNE_S seconds, and put the weights-only fp16 supernet and fine-tuned
-# subnet (their histories inside), the supernet's log and curves, a run record and, if time remains, the
-# input-path and official-T throughput figures into an output folder: at most 8 files, each under 16 MiB.
+# One lent GPU slot, one call: train the CIFAR-10 supernet, checkpointing every minute, then fine-tune every
+# zoo board's subnet from it at once, for FINETUNE_S seconds, and put the weights-only fp16 supernet and
+# fine-tuned subnets (their histories inside), the supernet's log, a run record and, if time and the file
+# limit allow, the input-path and official-T throughput figures into an output folder: at most 8 files, each
+# under 16 MiB.
 #
 #   bash scripts/device_train.sh [--dry-run] [OUTDIR]       (OUTDIR defaults to $OUT, else outputs/device)
 #
 # Environment (all optional):
 #   DATA       the CIFAR-10 archive (default .gpu/data/cifar10-jpg.tar.gz, else ../shared/data/cifar10-jpg.tar.gz)
 #   DEADLINE_S seconds from the start by which everything must be written (default 570: a 600 s call)
-#   TRAIN_S    training seconds at most (default 540, less when the deadline needs it)
+#   TRAIN_S    training seconds at most (default 540, less when the deadline needs it); TRAIN_S=0 trains no
+#              supernet: the fine-tunes start from INIT and have the slot (FINETUNE_S defaults to all of it),
+#              and the zoo's supernet stays as it is, so that only its models change
 #   RESERVE_S  seconds kept after training for the copy-out and the throughput figures (default 75; a short
 #              slot's last minutes go to training with RESERVE_S=30, which leaves no time for the figures)
 #   INIT       a supernet of the same space to continue (default models/cifar10-zoo/supernet.pt, the zoo
@@ -20,12 +23,18 @@
 #              configs/train-cifar10-zoo-gpu.yaml, the recipe that raised the zoo supernet on an H200;
 #              configs/train-cifar10-gpu.yaml is the heavier recipe for a supernet trained from scratch)
 #   TRAIN_ARGS extra `mcuformer train` flags, appended last (e.g. a fallback: "--amp off --data-on-device off")
-#   FINETUNE_S seconds of fine-tuning after the supernet (default 180; 0: none). The subnet (FT_ARCH, default
-#              the F746 zoo model's arch, models/cifar10-zoo/int8-stm32f746/zoo.json) trains on its own from the
-#              supernet just trained, with configs/finetune-cifar10-zoo-gpu.yaml (FT_CONFIG): at 19,000 img/s,
-#              tens of epochs where the CPU gave the zoo models 20 in 50 minutes. Its training time and the
-#              minute it takes to start are taken from the supernet's. FT_ARCH=configs/arch-stm32f746-grid16.yaml
-#              fine-tunes the same subnet on 16x16 tokens instead (docs/conv-stem.md).
+#   FINETUNE_S seconds of fine-tuning after the supernet (default 180; 0: none). Each subnet trains on its own
+#              from the supernet just trained, with configs/finetune-cifar10-zoo-gpu.yaml (FT_CONFIG), all of
+#              them at the same time on the one GPU (one process each, its DataLoader workers a share of 14):
+#              a small subnet leaves most of a GPU idle, and the zoo's models must all be cut from the
+#              supernet they ship beside. Their training time and the minute they take to start are taken
+#              from the supernet's.
+#   FT_ARCHS   the subnets, "NAME=ARCH ..." (ARCH: an arch file, largest or smallest); each comes back as
+#              finetune-NAME-fp16.pt. Default: one per distinct subnet of the zoo's boards
+#              (models/cifar10-zoo/int8-*/zoo.json), named after its first board: stm32f746 (which the F427
+#              shares), stm32h743, stm32f411re, stm32l432kc.
+#   FT_ARCH    one subnet instead, as FT_ARCHS="subnet=$FT_ARCH": FT_ARCH=configs/arch-stm32f746-grid16.yaml
+#              fine-tunes the F746 model's subnet on 16x16 tokens (docs/conv-stem.md)
 #   FT_TEACHER the fine-tune's --teacher (default none; largest, or a fine-tuning checkpoint of the same space
 #              whose subnet then teaches: self-distillation)
 # If training fails before it writes a checkpoint (as bf16 on the device-resident path did on the first
@@ -54,8 +63,9 @@ for v in DEADLINE_S TRAIN_S RESERVE_S; do  # whole seconds, or bash arithmetic b
   [[ "${!v:-0}" =~ ^[0-9]+$ ]] || { echo "device_train: $v must be a whole number of seconds, not '${!v}'" >&2; exit 2; }
 done
 RUN=${RUN:-.gpu/run}
-FINETUNE_S=${FINETUNE_S:-180}
-FT_ARCH=${FT_ARCH:-models/cifar10-zoo/int8-stm32f746/zoo.json}
+FINETUNE_ONLY=0
+[ "${TRAIN_S:-}" = 0 ] && FINETUNE_ONLY=1
+if [ "$FINETUNE_ONLY" = 1 ]; then FINETUNE_S=${FINETUNE_S:-$DEADLINE_S}; else FINETUNE_S=${FINETUNE_S:-180}; fi
 FT_CONFIG=${FT_CONFIG:-configs/finetune-cifar10-zoo-gpu.yaml}
 [[ "$FINETUNE_S" =~ ^[0-9]+$ ]] || { echo "device_train: FINETUNE_S must be a whole number of seconds, not '$FINETUNE_S'" >&2; exit 2; }
 EXTRA=()
@@ -69,12 +79,40 @@ if [ "$DRY" = 1 ]; then
          --limit-train 512 --eval-every 1 --data-on-device on --workers 0 --checkpoint-every-s 0.001)
   BENCH_IN=(--steps 2 --batch 16 --workers 0)
   BENCH_T=(--device cpu --steps 1 --warmup 0 --batch 1 --modes mcuformer-bf16)
-  FT_ARCH=largest  # of the tiny space
+  FT_ARCHS=${FT_ARCHS:-largest=largest smallest=smallest}  # of the tiny space, two at once
   [ "$FINETUNE_S" -gt 0 ] && FINETUNE_S=240
 fi
-if [ "$FINETUNE_S" -gt 0 ] && [ "$FT_ARCH" != largest ] && [ ! -f "$FT_ARCH" ]; then
-  echo "device_train: FT_ARCH $FT_ARCH not found; no fine-tune" >&2; FINETUNE_S=0
+[ -n "${FT_ARCH:-}" ] && FT_ARCHS="subnet=$FT_ARCH"
+if [ -z "${FT_ARCHS:-}" ]; then  # one per distinct subnet of the zoo's boards, in the boards' order
+  FT_ARCHS=$($PY - <<'PY'
+import json
+from pathlib import Path
+from mcuformer.memory import BOARDS
+names = {}
+for board in BOARDS:
+    path = Path(f"models/cifar10-zoo/int8-{board}/zoo.json")
+    try:
+        arch = json.dumps(json.loads(path.read_text())["arch"], sort_keys=True)
+    except (OSError, ValueError, KeyError, TypeError):
+        continue
+    names.setdefault(arch, f"{board}={path}")
+print(" ".join(names.values()))
+PY
+)
 fi
+# a bad entry is dropped with a warning, not fatal: the slot still trains the supernet and the others
+FT_SPECS=()
+for spec in ${FT_ARCHS:-}; do
+  name=${spec%%=*} arch=${spec#*=}
+  if [[ "$spec" != *=* || ! "$name" =~ ^[A-Za-z0-9_.-]+$ ]]; then
+    echo "device_train: FT_ARCHS entry '$spec' is not NAME=ARCH (NAME of letters, digits, '.', '_', '-'); skipped" >&2
+  elif [ "$arch" != largest ] && [ "$arch" != smallest ] && [ ! -f "$arch" ]; then
+    echo "device_train: fine-tune $name: arch $arch not found; skipped" >&2
+  else
+    FT_SPECS+=("$name=$arch")
+  fi
+done
+[ "${#FT_SPECS[@]}" -eq 0 ] && FINETUNE_S=0
 FT_START_S=60                                   # the fine-tune's start: load, data, its first evaluation
 ft_reserve() { [ "$FINETUNE_S" -gt 0 ] && echo $(( FINETUNE_S + FT_START_S )) || echo 0; }
 INIT=${INIT:-}
@@ -83,6 +121,10 @@ if [ -z "$INIT" ] && [ "$DRY" = 0 ] && [ -f models/cifar10-zoo/supernet.pt ]; th
 SPLIT=${SPLIT:-models/cifar10-zoo/heldout-split.json}
 [ "$SPLIT" = none ] || [ ! -f "$SPLIT" ] && SPLIT=
 left() { echo $(( DEADLINE_S - ($(date +%s) - t0) )); }
+if [ "$FINETUNE_ONLY" = 1 ] && { [ -z "$INIT" ] || [ ! -f "$INIT" ] || [ "$FINETUNE_S" -eq 0 ]; }; then
+  echo "device_train: TRAIN_S=0 trains only the fine-tunes, from INIT: give a supernet file as INIT and FINETUNE_S > 0" >&2
+  exit 2
+fi
 
 {
   echo "device_train: $(date -u +%FT%TZ) dry-run=$DRY space=$SPACE config=$CONFIG data=$DATA init=${INIT:-none} split=${SPLIT:-none}"
@@ -111,6 +153,19 @@ train_once() {  # train_once RUN_DIR [extra flags...]: one training attempt; ret
   timeout -k 20 -s INT "$hard" "${cmd[@]}" 2>&1 | grep --line-buffered -v '^\s*$' | tee -a "$OUTDIR/train.log"
   return "${PIPESTATUS[0]}"
 }
+if [ "$FINETUNE_ONLY" = 1 ]; then
+  SUPERNET=$INIT
+  echo "device_train: TRAIN_S=0: no supernet training; the fine-tunes start from $INIT" | tee -a "$OUTDIR/train.log"
+  $PY - "$OUTDIR" "$INIT" <<'PY' 2>&1 | tee -a "$OUTDIR/train.log"
+import json, sys
+from pathlib import Path
+import torch
+out, init = Path(sys.argv[1]), sys.argv[2]
+record = {"supernet_trained": False, "init_from": init,
+          "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", "torch": torch.__version__}
+(out / "run.json").write_text(json.dumps(record, indent=1))
+PY
+else
 train_once "$RUN"
 train_rc=$?
 echo "device_train: train exited $train_rc after $(( $(date +%s) - t0 )) s" | tee -a "$OUTDIR/train.log"
@@ -123,7 +178,8 @@ if [ ! -f "$RUN/checkpoint.pt" ] && [ "$train_rc" -ne 0 ] && [ "$(left)" -gt $((
 fi
 [ -f "$RUN/checkpoint.pt" ] || { echo "device_train: no checkpoint was written" | tee -a "$OUTDIR/train.log" >&2; exit 4; }
 
-# ---- copy out: weights-only fp16 supernet, log, curves, a run record ----
+# ---- copy out: weights-only fp16 supernet, log, a run record (the curves are redrawn from the log at
+# packaging, benchmarks/zoo_supernet.py: the 8-file limit goes to the fine-tunes) ----
 $PY - "$RUN" "$OUTDIR" "$SPACE" "$CONFIG" "${INIT:-}" "$train_rc" "$(( $(date +%s) - t0 ))" <<'PY' 2>&1 | tee -a "$OUTDIR/train.log"
 import json, shutil, sys
 from pathlib import Path
@@ -133,9 +189,8 @@ from mcuformer.train.warm_start import write_weights_only
 run, out, space, config, init, rc, secs = sys.argv[1:]
 run, out = Path(run), Path(out)
 write_weights_only(run / "checkpoint.pt", out / "supernet-fp16.pt")
-for name in ("log.jsonl", "curves.png"):
-    if (run / name).exists():
-        shutil.copyfile(run / name, out / name)
+if (run / "log.jsonl").exists():
+    shutil.copyfile(run / "log.jsonl", out / "log.jsonl")
 state = load_checkpoint(out / "supernet-fp16.pt")
 evals = [h for h in state["history"] if "eval" in h]
 record = {"space": space, "config": config, "init_from": init or None, "train_exit": int(rc),
@@ -147,53 +202,84 @@ record = {"space": space, "config": config, "init_from": init or None, "train_ex
 (out / "run.json").write_text(json.dumps(record, indent=1))
 print("device_train: wrote", ", ".join(sorted(p.name for p in out.iterdir())))
 PY
+SUPERNET=$RUN/checkpoint.pt
+fi
 
-# ---- fine-tune the F746 model's subnet from the supernet just trained ----
+# ---- fine-tune every subnet of FT_SPECS from the supernet just trained, all at once on the one device ----
 if [ "$FINETUNE_S" -gt 0 ]; then
-  FT_RUN=$RUN-finetune
   ft_budget=$(( $(left) - RESERVE_S / 2 - FT_START_S ))
   [ "$ft_budget" -gt "$FINETUNE_S" ] && ft_budget=$FINETUNE_S
   if [ "$ft_budget" -lt 10 ]; then
     echo "device_train: no time left to fine-tune" | tee -a "$OUTDIR/train.log"
   else
-    ft_cmd=($PY -m mcuformer finetune --checkpoint "$RUN/checkpoint.pt" --arch "$FT_ARCH" --output "$FT_RUN"
-            --data-path "$DATA" --config "$FT_CONFIG" --teacher "${FT_TEACHER:-none}" --time-budget-s "$ft_budget"
-            --checkpoint-every-s 60 --no-progress "${EXTRA[@]}")
-    [ "$DRY" = 1 ] && ft_cmd+=(--epochs 2)
-    echo "+ ${ft_cmd[*]}" | tee -a "$OUTDIR/train.log"
-    timeout -k 10 -s INT $(( $(left) - 20 )) "${ft_cmd[@]}" 2>&1 | grep --line-buffered -v '^\s*$' | tee -a "$OUTDIR/train.log"
-    ft_rc=${PIPESTATUS[0]}
-    echo "device_train: fine-tune exited $ft_rc after $(( $(date +%s) - t0 )) s" | tee -a "$OUTDIR/train.log"
-    if [ -f "$FT_RUN/checkpoint.pt" ]; then
-      $PY - "$FT_RUN" "$OUTDIR" "$FT_ARCH" "$FT_CONFIG" "$ft_rc" <<'PY' 2>&1 | tee -a "$OUTDIR/train.log"
+    ft_workers=$(( 14 / ${#FT_SPECS[@]} )); [ "$ft_workers" -lt 2 ] && ft_workers=2
+    ft_args=()
+    for spec in "${FT_SPECS[@]}"; do
+      name=${spec%%=*} arch=${spec#*=}
+      ft_run=$RUN-finetune-$name
+      ft_cmd=($PY -m mcuformer finetune --checkpoint "$SUPERNET" --arch "$arch" --output "$ft_run"
+              --data-path "$DATA" --config "$FT_CONFIG" --teacher "${FT_TEACHER:-none}" --time-budget-s "$ft_budget"
+              --checkpoint-every-s 60 --no-progress --workers "$ft_workers" "${EXTRA[@]}")
+      [ "$DRY" = 1 ] && ft_cmd+=(--epochs 2)
+      echo "+ [$name] ${ft_cmd[*]}" | tee -a "$OUTDIR/train.log"
+      # each in the background with its own log, collected below; the deadline stops them all
+      ( timeout -k 10 -s INT $(( $(left) - 20 )) "${ft_cmd[@]}" > "$ft_run.log" 2>&1; echo $? > "$ft_run.rc" ) &
+      ft_args+=("$name" "$arch" "$ft_run")
+    done
+    wait
+    for (( i = 0; i < ${#ft_args[@]}; i += 3 )); do
+      name=${ft_args[i]} ft_run=${ft_args[i + 2]}
+      grep -v '^\s*$' "$ft_run.log" 2>/dev/null | sed "s/^/[$name] /" | tee -a "$OUTDIR/train.log"
+      ft_rc=$(cat "$ft_run.rc" 2>/dev/null || echo '?')
+      echo "device_train: fine-tune $name exited $ft_rc after $(( $(date +%s) - t0 )) s" | tee -a "$OUTDIR/train.log"
+    done
+    # weights-only copies and their records in run.json (under finetune, by name), with the zoo boards each serves
+    $PY - "$OUTDIR" "$FT_CONFIG" "${ft_args[@]}" <<'PY' 2>&1 | tee -a "$OUTDIR/train.log"
 import json, sys
 from pathlib import Path
 from mcuformer.train import load_checkpoint
 from mcuformer.train.warm_start import write_weights_only
-run, out, arch, config, rc = sys.argv[1:]
-run, out = Path(run), Path(out)
-write_weights_only(run / "checkpoint.pt", out / "finetune-fp16.pt")
-state = load_checkpoint(out / "finetune-fp16.pt")
-evals = [h for h in state["history"] if "eval" in h]
-record = {"arch_file": arch, "arch": state.get("finetuned_arch"), "config": config, "exit": int(rc),
-          "epochs_done": state["epoch"], "images_seen": state.get("images_seen"),
-          "train_seconds": round(sum(h.get("seconds", 0) for h in state["history"]), 1),
-          "first_eval": evals[0] if evals else None, "last_eval": evals[-1] if evals else None,
-          "bytes": (out / "finetune-fp16.pt").stat().st_size}
+out, config, rest = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
+zoo = {}
+for z in sorted(Path("models/cifar10-zoo").glob("int8-*/zoo.json")):
+    try:
+        zoo[z.parent.name[len("int8-"):]] = json.loads(z.read_text())["arch"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+records = {}
+for name, arch, run in zip(rest[0::3], rest[1::3], rest[2::3]):
+    run = Path(run)
+    rc = run.with_name(run.name + ".rc")
+    rc = int(rc.read_text()) if rc.exists() and rc.read_text().strip().isdigit() else None
+    if not (run / "checkpoint.pt").exists():
+        records[name] = {"arch_file": arch, "exit": rc, "file": None}
+        continue
+    dest = out / f"finetune-{name}-fp16.pt"
+    write_weights_only(run / "checkpoint.pt", dest)
+    state = load_checkpoint(dest)
+    evals = [h for h in state["history"] if "eval" in h]
+    records[name] = {"file": dest.name, "arch_file": arch, "arch": state.get("finetuned_arch"),
+                     "boards": sorted(b for b, a in zoo.items() if a == state.get("finetuned_arch")),
+                     "config": config, "exit": rc, "epochs_done": state["epoch"],
+                     "images_seen": state.get("images_seen"),
+                     "train_seconds": round(sum(h.get("seconds", 0) for h in state["history"]), 1),
+                     "first_eval": evals[0] if evals else None, "last_eval": evals[-1] if evals else None,
+                     "bytes": dest.stat().st_size}
+    print(f"device_train: fine-tuned {name}: {state['epoch']} epochs; last eval", records[name]["last_eval"])
 run_record = json.loads((out / "run.json").read_text())
-(out / "run.json").write_text(json.dumps({**run_record, "finetune": record}, indent=1))
-print("device_train: fine-tuned", record["epochs_done"], "epochs; last eval", record["last_eval"])
+(out / "run.json").write_text(json.dumps({**run_record, "finetune": records}, indent=1))
 PY
-    fi
   fi
 fi
 
-# ---- the throughput figures, if time remains (after a fine-tune, only in a dry run) ----
-if [ "$(left)" -gt 45 ]; then
+# ---- the throughput figures, if time remains (after a fine-tune, only in a dry run) and the 8-file limit
+# leaves room ----
+room() { [ "$(ls "$OUTDIR" | wc -l)" -lt 8 ]; }
+if [ "$(left)" -gt 45 ] && room; then
   timeout -k 5 $(( $(left) / 2 )) $PY benchmarks/input_path_throughput.py --space "$SPACE" --config "$CONFIG" \
     --data-path "$DATA" --output "$OUTDIR/input_path_throughput.json" "${BENCH_IN[@]}" 2>&1 | tail -4 | tee -a "$OUTDIR/train.log"
 fi
-if [ "$(left)" -gt 25 ]; then
+if [ "$(left)" -gt 25 ] && room; then
   timeout -k 5 $(( $(left) - 10 )) $PY benchmarks/train_throughput.py --output "$OUTDIR/train_throughput_official-T.json" \
     "${BENCH_T[@]}" 2>&1 | tail -6 | tee -a "$OUTDIR/train.log"
 fi

@@ -778,3 +778,12 @@ def test_a_benchmark_given_a_missing_checkpoint_says_so_in_one_line(name, tmp_pa
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert_one_line_error(proc, f"{name}.py: error: ", "not found", "nope.pt")
     assert _results_hashes() == before
+
+
+def test_model_zoo_refuses_a_missing_fine_tune_before_building_anything(tmp_path):
+    before = _results_hashes()
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks/model_zoo.py"), "--work", str(tmp_path / "work"),
+                           "--finetuned", f"stm32f746={tmp_path / 'ft.pt'}", "stm32f427=also-missing.pt"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert_one_line_error(proc, "model_zoo.py: error: ", "not found", "ft.pt", "stm32f746")
+    assert _results_hashes() == before and not (tmp_path / "work").exists()

@@ -205,3 +205,31 @@ def test_model_zoo_adopts_a_subnet_fine_tuned_elsewhere(tmp_path):
         torch.save({**state, **({"finetuned_arch": arch} if arch else {})}, tuned)
         with pytest.raises(McuformerError, match=needle):
             zoo.adopt_finetuned(cfg, tuned, board, StageLedger(run))
+
+
+def test_model_zoo_takes_a_fine_tune_per_board(tmp_path):
+    """--finetuned: one CKPT for the one board of --boards, or BOARD=CKPT pairs (a GPU slot's fine-tunes, the
+    F427 sharing the F746's), which then stand for --boards in their order; every file is checked before
+    anything is built, and an ambiguous or impossible request is refused by name."""
+    import pytest
+
+    from mcuformer.errors import McuformerError
+
+    pick = _model_zoo().finetuned_by_board
+    f746, l432 = tmp_path / "finetune-stm32f746-fp16.pt", tmp_path / "finetune-stm32l432kc-fp16.pt"
+    f746.write_bytes(b"x")
+    l432.write_bytes(b"x")
+    assert pick(None, ["stm32f746"], 0) == {}
+    assert pick([str(f746)], ["stm32f427"], 0) == {"stm32f427": f746}
+    pairs = pick([f"stm32l432kc={l432}", f"stm32f746={f746}", f"stm32f427={f746}"], ["stm32h743"], 0)
+    assert list(pairs.items()) == [("stm32l432kc", l432), ("stm32f746", f746), ("stm32f427", f746)]
+    for values, boards, epochs, needle in (
+            ([str(f746)], ["stm32f746", "stm32f427"], 0, "give one board"),
+            ([str(f746), str(l432)], ["stm32f746"], 0, "BOARD=CKPT pairs"),
+            ([f"stm32f103={f746}"], ["stm32f746"], 0, "unknown board 'stm32f103'"),
+            ([f"stm32f746={f746}", f"stm32f746={l432}"], ["stm32f746"], 0, "stm32f746 given twice"),
+            (["stm32f746="], ["stm32f746"], 0, "BOARD=CKPT"),
+            ([f"stm32f746={tmp_path / 'nope.pt'}"], ["stm32f746"], 0, "not found: .*nope.pt \\(for stm32f746\\)"),
+            ([str(f746)], ["stm32f746"], 3, "no --finetune-epochs")):
+        with pytest.raises(McuformerError, match=needle):
+            pick(values, boards, epochs)

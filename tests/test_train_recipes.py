@@ -274,7 +274,9 @@ def test_finetune_a_finer_token_grid_from_the_zoo_supernet(tmp_path, cifar_archi
 def test_device_script_dry_run_fits_a_gpu_slot(tmp_path, cifar_archive):
     """The whole slot on the CPU. Its first training attempt fails, as bf16 did on the first real slot (a
     stand-in python refuses `mcuformer train` without --amp off), so the fp32 retry must save the slot; then
-    a subnet is fine-tuned from the supernet just trained, and the eight files come back."""
+    two subnets are fine-tuned at once from the supernet just trained (two bad FT_ARCHS entries are skipped,
+    not fatal), the eight files come back, and benchmarks/zoo_supernet.py packages them, drawing the curves
+    the slot left out."""
     out = tmp_path / "out"
     python = tmp_path / "python"
     python.write_text('#!/usr/bin/env bash\n'
@@ -282,14 +284,19 @@ def test_device_script_dry_run_fits_a_gpu_slot(tmp_path, cifar_archive):
                       '  echo "mcuformer train: error: training diverged (injected)" >&2; exit 2\nfi\n'
                       f'exec {sys.executable} "$@"\n')
     python.chmod(0o755)
+    specs = "largest=largest bad/name=largest smallest=smallest lost=nope.yaml"
     proc = subprocess.run(["bash", "scripts/device_train.sh", "--dry-run", str(out)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=900, env={**os.environ, "DATA": str(cifar_archive), "PYTHON": str(python)})
+                          text=True, timeout=900,
+                          env={**os.environ, "DATA": str(cifar_archive), "PYTHON": str(python), "FT_ARCHS": specs})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "FT_ARCHS entry 'bad/name=largest' is not NAME=ARCH" in proc.stderr
+    assert "fine-tune lost: arch nope.yaml not found; skipped" in proc.stderr
     log = (out / "train.log").read_text()
     assert "training diverged (injected)" in log and "device_train: train exited 2" in log
     assert "retrying once in fp32 on the DataLoader path" in log and "device_train: retry exited 0" in log
     files = sorted(p.name for p in out.iterdir())
-    assert {"supernet-fp16.pt", "log.jsonl", "curves.png", "run.json", "train.log"} <= set(files)
+    assert {"supernet-fp16.pt", "log.jsonl", "run.json", "train.log", "finetune-largest-fp16.pt",
+            "finetune-smallest-fp16.pt"} <= set(files) and "curves.png" not in files
     assert len(files) <= 8 and all((out / f).stat().st_size <= 16 * 2**20 for f in files)
     assert all(p.is_file() for p in out.iterdir())
     state = load_checkpoint(out / "supernet-fp16.pt")
@@ -300,14 +307,62 @@ def test_device_script_dry_run_fits_a_gpu_slot(tmp_path, cifar_archive):
     assert record["train_exit"] == 0 and record["images_seen"] == 3 * 3 * 16 and record["retried_in_fp32"]
     assert record["config"] == "configs/train-cifar10-zoo-gpu.yaml"
     assert json.loads((out / "input_path_throughput.json").read_text())["rows"][1]["path"] == "device-resident"
-    # the fine-tune: 2 epochs of the tiny space's largest subnet, from the fp32 retry's supernet
-    assert "device_train: fine-tune exited 0" in log and "--checkpoint-every-s 60" in log
-    assert "run-fp32/checkpoint.pt --arch largest" in log
-    tuned = load_checkpoint(out / "finetune-fp16.pt")
-    space = SearchSpace.from_dict(tuned["space"])
-    assert tuned["finetuned_arch"] == space.largest(10).to_dict() and tuned["epoch"] == 2
-    assert "optimizer" not in tuned and all(v.dtype == torch.float16 for v in tuned["model"].values()
-                                            if v.is_floating_point())
-    assert any(not torch.equal(state["model"][k], tuned["model"][k]) for k in state["model"])
-    assert record["finetune"]["epochs_done"] == 2 and record["finetune"]["exit"] == 0
-    assert record["finetune"]["last_eval"]["eval"]["subnet"]["count"] == 64
+    # the fine-tunes: 2 epochs each of the tiny space's largest and smallest subnets, from the fp32 retry's
+    # supernet, both started before either ended
+    started = [log.index(f"+ [{n}] ") for n in ("largest", "smallest")]
+    ended = [log.index(f"device_train: fine-tune {n} exited 0") for n in ("largest", "smallest")]
+    assert max(started) < min(ended)
+    assert "run-fp32/checkpoint.pt --arch largest" in log and "run-fp32/checkpoint.pt --arch smallest" in log
+    assert "--checkpoint-every-s 60" in log and "[smallest] done: 2 epochs" in log
+    space = None
+    for name in ("largest", "smallest"):
+        tuned = load_checkpoint(out / f"finetune-{name}-fp16.pt")
+        space = SearchSpace.from_dict(tuned["space"])
+        assert tuned["finetuned_arch"] == getattr(space, name)(10).to_dict() and tuned["epoch"] == 2
+        assert "optimizer" not in tuned and all(v.dtype == torch.float16 for v in tuned["model"].values()
+                                                if v.is_floating_point())
+        assert any(not torch.equal(state["model"][k], tuned["model"][k]) for k in state["model"])
+        ft = record["finetune"][name]
+        assert ft["file"] == f"finetune-{name}-fp16.pt" and ft["epochs_done"] == 2 and ft["exit"] == 0
+        assert ft["last_eval"]["eval"]["subnet"]["count"] == 64 and ft["boards"] == []
+    assert set(record["finetune"]) == {"largest", "smallest"}
+
+    # packaging: the supernet into a models/ folder, its curves drawn from the log
+    models = tmp_path / "models"
+    proc = subprocess.run([sys.executable, "benchmarks/zoo_supernet.py", "--run", str(out), "--output", str(models),
+                           "--command", "bash scripts/device_train.sh (dry run)", "--hardware", "CPU"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (models / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    manifest = json.loads((models / "manifest.json").read_text())
+    assert manifest["compute"]["epochs"] == 3 and manifest["space"]["name"] == space.name
+    assert set(manifest["metrics_test_10k"]) == {"largest", "smallest"}
+
+
+@pytest.mark.slow
+def test_device_script_can_spend_the_slot_on_fine_tunes_alone(tmp_path, cifar_archive):
+    """TRAIN_S=0: no supernet is trained (the zoo's stays as it is); the fine-tunes start from INIT, and
+    without a supernet to start from the script stops at once, before it has used the slot."""
+    env = {**os.environ, "DATA": str(cifar_archive), "TRAIN_S": "0"}
+    script = ["bash", "scripts/device_train.sh", "--dry-run"]
+    proc = subprocess.run([*script, str(tmp_path / "none")], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env=env)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "give a supernet file as INIT" in proc.stderr
+    assert not any((tmp_path / "none").iterdir())
+    out = tmp_path / "out"
+    proc = subprocess.run([*script, str(out)], cwd=ROOT, capture_output=True, text=True, timeout=900,
+                          env={**env, "INIT": str(ZOO_TINY)})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log = (out / "train.log").read_text()
+    assert "-m mcuformer train" not in log and "no supernet training" in log
+    assert f"finetune --checkpoint {ZOO_TINY} --arch largest" in log
+    files = {p.name for p in out.iterdir()}
+    assert {"finetune-largest-fp16.pt", "finetune-smallest-fp16.pt", "run.json", "train.log"} <= files
+    assert "supernet-fp16.pt" not in files and len(files) <= 8
+    record = json.loads((out / "run.json").read_text())
+    assert record["supernet_trained"] is False and record["init_from"] == str(ZOO_TINY)
+    assert {n: r["epochs_done"] for n, r in record["finetune"].items()} == {"largest": 2, "smallest": 2}
+    tuned = load_checkpoint(out / "finetune-smallest-fp16.pt")
+    zoo = load_checkpoint(ZOO_TINY)
+    assert tuned["space"] == zoo["space"]
+    assert tuned["finetuned_arch"] == SearchSpace.from_dict(zoo["space"]).smallest(10).to_dict()
