@@ -193,14 +193,16 @@ def test_torch_path_equals_the_numpy_path_on_random_archs():
 
 def test_float32_matmuls_are_used_only_where_exact():
     """The torch path multiplies in float32 only when every partial sum is an integer of at most 2^24; past
-    that it falls back to float64. Here a sum of 2^25 + 1 that float32 cannot hold."""
+    that it falls back to float64. Here an odd sum between 2^24 and 2^25, which no float32 can hold (their
+    spacing there is 2), whatever order a BLAS adds in (an even one came out exact on one CPU)."""
     from mcuformer.quantize.torchpath import _fits_float32, _mm_any
     k = 2048
     a = torch.full((1, k), 127, dtype=torch.int64)
-    a[0, -1] = 1
+    a[0, -1] = 2
     b = a.T.clone()
+    b[-1, 0] = 1
     exact = int((a.double() @ b.double()).item())
-    assert exact == 2047 * 127 * 127 + 1 and exact > 1 << 24
+    assert exact == 2047 * 127 * 127 + 2 and exact % 2 == 1 and 1 << 24 < exact < 1 << 25
     assert int((a.float() @ b.float()).item()) != exact  # what float32 alone would give
     assert not _fits_float32(a.float(), 127.0, k)
     assert int(_mm_any(a, b, True).item()) == exact
