@@ -366,3 +366,19 @@ def test_device_script_can_spend_the_slot_on_fine_tunes_alone(tmp_path, cifar_ar
     zoo = load_checkpoint(ZOO_TINY)
     assert tuned["space"] == zoo["space"]
     assert tuned["finetuned_arch"] == SearchSpace.from_dict(zoo["space"]).smallest(10).to_dict()
+
+
+def test_every_shipped_training_config_validates():
+    """A misspelt key or an impossible value in a shipped recipe would stop a GPU slot at its start: each
+    train-*/finetune-* YAML must validate on its own, as `--config` checks it."""
+    from mcuformer.utils.io import read_structured
+    recipes = sorted(CONFIGS.glob("train-*.yaml")) + sorted(CONFIGS.glob("finetune-*.yaml"))
+    assert {"train-cifar10-zoo-gpu.yaml", "finetune-cifar10-zoo-gpu.yaml",
+            "finetune-cifar10-zoo-gpu-strong.yaml"} <= {p.name for p in recipes}
+    for path in recipes:
+        cfg = TrainConfig.from_dict(read_structured(path) or {}, where=str(path))
+        assert cfg.batch_size > 0, path
+    strong = TrainConfig.from_dict(read_structured(CONFIGS / "finetune-cifar10-zoo-gpu-strong.yaml"))
+    assert strong.augment.randaugment and strong.augment.cutmix == 1.0 and strong.data_on_device == "off"
+    with pytest.raises(ConfigError, match="mixup_swich_prob"):
+        TrainConfig.from_dict({"augment": {"mixup_swich_prob": 0.5}}, where="typo.yaml")
