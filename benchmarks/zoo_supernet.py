@@ -67,6 +67,24 @@ def merge_stages(earlier: dict | None, command: str, compute: dict) -> tuple[dic
     return total, stages
 
 
+def read_log(path: Path) -> list[dict]:
+    """The run's log.jsonl: one JSON object per line (the trainer's epochs), refused by name when damaged."""
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: --run must be a training run folder (or a device run's output)")
+    log = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            entry = None
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{path}, line {number}: not a JSON object (a damaged training log)")
+        log.append(entry)
+    return log
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True,
@@ -95,8 +113,8 @@ def main() -> int:
     # before anything is written, so that a malformed run.json leaves the output folder as it was)
     device_run = read_structured(run / "run.json") if (run / "run.json").exists() else {}
     trained_torch = device_run.get("torch") if isinstance(device_run, dict) else None
+    log = read_log(run / "log.jsonl")  # before anything is written: a damaged log leaves the output as it was
     packed = write_relocatable(ckpt, out)
-    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
     if (run / "curves.png").exists():
         shutil.copyfile(run / "curves.png", out / "curves.png")
     else:  # a device run leaves its curves out (scripts/device_train.sh's 8 files): drawn from its log

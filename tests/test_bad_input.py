@@ -787,3 +787,23 @@ def test_model_zoo_refuses_a_missing_fine_tune_before_building_anything(tmp_path
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert_one_line_error(proc, "model_zoo.py: error: ", "not found", "ft.pt", "stm32f746")
     assert _results_hashes() == before and not (tmp_path / "work").exists()
+
+
+@pytest.mark.parametrize("log", [None, "{damaged", '{"epoch": 1}\n[1]\n'])
+def test_zoo_supernet_refuses_a_missing_or_damaged_log_before_writing(log, tmp_path):
+    """benchmarks/zoo_supernet.py once wrote the new supernet into models/ and then stopped with a traceback on
+    a damaged log.jsonl: now the log is read first, and the folder it packages into is left as it was."""
+    import shutil
+    run, out = tmp_path / "run", tmp_path / "models"
+    run.mkdir()
+    out.mkdir()
+    shutil.copyfile(ROOT / "models/cifar10-tiny/supernet.pt", run / "supernet-fp16.pt")
+    if log is not None:
+        (run / "log.jsonl").write_text(log)
+    (out / "supernet.pt").write_bytes(b"the shipped one")
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks/zoo_supernet.py"), "--run", str(run), "--output",
+                           str(out), "--command", "x"], capture_output=True, text=True, timeout=300)
+    words = ("not found", "log.jsonl") if log is None else ("log.jsonl, line", "damaged")
+    assert_one_line_error(proc, "zoo_supernet.py: error: ", *words)
+    assert [p.name for p in out.iterdir()] == ["supernet.pt"]
+    assert (out / "supernet.pt").read_bytes() == b"the shipped one"
