@@ -223,7 +223,9 @@ if [ "$FINETUNE_S" -gt 0 ]; then
       [ "$DRY" = 1 ] && ft_cmd+=(--epochs 2)
       echo "+ [$name] ${ft_cmd[*]}" | tee -a "$OUTDIR/train.log"
       # each in the background with its own log, collected below; the deadline stops them all
-      ( timeout -k 10 -s INT $(( $(left) - 20 )) "${ft_cmd[@]}" > "$ft_run.log" 2>&1; echo $? > "$ft_run.rc" ) &
+      ( date +%s.%N > "$ft_run.start"
+        timeout -k 10 -s INT $(( $(left) - 20 )) "${ft_cmd[@]}" > "$ft_run.log" 2>&1; echo $? > "$ft_run.rc"
+        date +%s.%N > "$ft_run.end" ) &
       ft_args+=("$name" "$arch" "$ft_run")
     done
     wait
@@ -249,10 +251,15 @@ for z in sorted(Path("models/cifar10-zoo").glob("int8-*/zoo.json")):
 records = {}
 for name, arch, run in zip(rest[0::3], rest[1::3], rest[2::3]):
     run = Path(run)
-    rc = run.with_name(run.name + ".rc")
-    rc = int(rc.read_text()) if rc.exists() and rc.read_text().strip().isdigit() else None
+    def read(suffix, kind):  # what the background job wrote beside its run folder, if it did
+        f = run.with_name(run.name + suffix)
+        try:
+            return kind(f.read_text().strip())
+        except (OSError, ValueError):
+            return None
+    rc, clock = read(".rc", int), {"started_at": read(".start", float), "ended_at": read(".end", float)}
     if not (run / "checkpoint.pt").exists():
-        records[name] = {"arch_file": arch, "exit": rc, "file": None}
+        records[name] = {"arch_file": arch, "exit": rc, "file": None, **clock}
         continue
     dest = out / f"finetune-{name}-fp16.pt"
     write_weights_only(run / "checkpoint.pt", dest)
@@ -264,7 +271,7 @@ for name, arch, run in zip(rest[0::3], rest[1::3], rest[2::3]):
                      "images_seen": state.get("images_seen"),
                      "train_seconds": round(sum(h.get("seconds", 0) for h in state["history"]), 1),
                      "first_eval": evals[0] if evals else None, "last_eval": evals[-1] if evals else None,
-                     "bytes": dest.stat().st_size}
+                     "bytes": dest.stat().st_size, **clock}
     print(f"device_train: fine-tuned {name}: {state['epoch']} epochs; last eval", records[name]["last_eval"])
 run_record = json.loads((out / "run.json").read_text())
 (out / "run.json").write_text(json.dumps({**run_record, "finetune": records}, indent=1))

@@ -308,10 +308,10 @@ def test_device_script_dry_run_fits_a_gpu_slot(tmp_path, cifar_archive):
     assert record["config"] == "configs/train-cifar10-zoo-gpu.yaml"
     assert json.loads((out / "input_path_throughput.json").read_text())["rows"][1]["path"] == "device-resident"
     # the fine-tunes: 2 epochs each of the tiny space's largest and smallest subnets, from the fp32 retry's
-    # supernet, both started before either ended
-    started = [log.index(f"+ [{n}] ") for n in ("largest", "smallest")]
-    ended = [log.index(f"device_train: fine-tune {n} exited 0") for n in ("largest", "smallest")]
-    assert max(started) < min(ended)
+    # supernet, at the same time: each started before the other ended
+    clocks = [(record["finetune"][n]["started_at"], record["finetune"][n]["ended_at"])
+              for n in ("largest", "smallest")]
+    assert max(start for start, _ in clocks) < min(end for _, end in clocks)
     assert "run-fp32/checkpoint.pt --arch largest" in log and "run-fp32/checkpoint.pt --arch smallest" in log
     assert "--checkpoint-every-s 60" in log and "[smallest] done: 2 epochs" in log
     space = None
