@@ -222,7 +222,9 @@ if [ "$FINETUNE_S" -gt 0 ]; then
               --checkpoint-every-s 60 --no-progress --workers "$ft_workers" "${EXTRA[@]}")
       [ "$DRY" = 1 ] && ft_cmd+=(--epochs 2)
       echo "+ [$name] ${ft_cmd[*]}" | tee -a "$OUTDIR/train.log"
-      # each in the background with its own log, collected below; the deadline stops them all
+      # each in the background with its own log, collected below; the deadline stops them all (a warm
+      # machine's earlier call may have left this run's markers: they must not pass for this one's)
+      rm -f "$ft_run".{log,rc,start,end}
       ( date +%s.%N > "$ft_run.start"
         timeout -k 10 -s INT $(( $(left) - 20 )) "${ft_cmd[@]}" > "$ft_run.log" 2>&1; echo $? > "$ft_run.rc"
         date +%s.%N > "$ft_run.end" ) &
@@ -248,16 +250,16 @@ for z in sorted(Path("models/cifar10-zoo").glob("int8-*/zoo.json")):
         zoo[z.parent.name[len("int8-"):]] = json.loads(z.read_text())["arch"]
     except (OSError, ValueError, KeyError, TypeError):
         pass
+def read(run, suffix, kind):  # what a background job wrote beside its run folder, if it did
+    try:
+        return kind(run.with_name(run.name + suffix).read_text().strip())
+    except (OSError, ValueError):
+        return None
 records = {}
 for name, arch, run in zip(rest[0::3], rest[1::3], rest[2::3]):
     run = Path(run)
-    def read(suffix, kind):  # what the background job wrote beside its run folder, if it did
-        f = run.with_name(run.name + suffix)
-        try:
-            return kind(f.read_text().strip())
-        except (OSError, ValueError):
-            return None
-    rc, clock = read(".rc", int), {"started_at": read(".start", float), "ended_at": read(".end", float)}
+    rc = read(run, ".rc", int)
+    clock = {"started_at": read(run, ".start", float), "ended_at": read(run, ".end", float)}
     if not (run / "checkpoint.pt").exists():
         records[name] = {"arch_file": arch, "exit": rc, "file": None, **clock}
         continue
