@@ -64,9 +64,12 @@ for v in DEADLINE_S TRAIN_S RESERVE_S; do  # whole seconds, or bash arithmetic b
 done
 RUN=${RUN:-.gpu/run}
 FINETUNE_ONLY=0
-[ "${TRAIN_S:-}" = 0 ] && FINETUNE_ONLY=1
+[ -n "${TRAIN_S:-}" ] && [ "$TRAIN_S" -eq 0 ] && FINETUNE_ONLY=1  # a whole number by now (checked above)
 if [ "$FINETUNE_ONLY" = 1 ]; then FINETUNE_S=${FINETUNE_S:-$DEADLINE_S}; else FINETUNE_S=${FINETUNE_S:-180}; fi
 FT_CONFIG=${FT_CONFIG:-configs/finetune-cifar10-zoo-gpu.yaml}
+for f in "$SPACE" "$CONFIG" "$FT_CONFIG"; do  # a typo must not cost the slot: caught before anything runs
+  [ -f "$f" ] || { echo "device_train: $f not found (SPACE, CONFIG or FT_CONFIG)" >&2; exit 2; }
+done
 [[ "$FINETUNE_S" =~ ^[0-9]+$ ]] || { echo "device_train: FINETUNE_S must be a whole number of seconds, not '$FINETUNE_S'" >&2; exit 2; }
 EXTRA=()
 BENCH_IN=()
@@ -121,8 +124,12 @@ if [ -z "$INIT" ] && [ "$DRY" = 0 ] && [ -f models/cifar10-zoo/supernet.pt ]; th
 SPLIT=${SPLIT:-models/cifar10-zoo/heldout-split.json}
 [ "$SPLIT" = none ] || [ ! -f "$SPLIT" ] && SPLIT=
 left() { echo $(( DEADLINE_S - ($(date +%s) - t0) )); }
-if [ "$FINETUNE_ONLY" = 1 ] && { [ -z "$INIT" ] || [ ! -f "$INIT" ] || [ "$FINETUNE_S" -eq 0 ]; }; then
-  echo "device_train: TRAIN_S=0 trains only the fine-tunes, from INIT: give a supernet file as INIT and FINETUNE_S > 0" >&2
+if [ "$FINETUNE_ONLY" = 1 ] && { [ -z "$INIT" ] || [ ! -f "$INIT" ]; }; then
+  echo "device_train: TRAIN_S=0 trains only the fine-tunes, from INIT: give a supernet file as INIT" >&2
+  exit 2
+fi
+if [ "$FINETUNE_ONLY" = 1 ] && [ "$FINETUNE_S" -eq 0 ]; then
+  echo "device_train: TRAIN_S=0 trains only the fine-tunes, and there are none (FINETUNE_S=0, or no FT_ARCHS entry left)" >&2
   exit 2
 fi
 

@@ -382,3 +382,15 @@ def test_every_shipped_training_config_validates():
     assert strong.augment.randaugment and strong.augment.cutmix == 1.0 and strong.data_on_device == "off"
     with pytest.raises(ConfigError, match="mixup_swich_prob"):
         TrainConfig.from_dict({"augment": {"mixup_swich_prob": 0.5}}, where="typo.yaml")
+
+
+@pytest.mark.parametrize("setting", ["CONFIG", "FT_CONFIG", "SPACE"])
+def test_device_script_refuses_a_missing_recipe_before_it_runs_anything(setting, tmp_path, cifar_archive):
+    """A typo in a recipe's path once trained the supernet and then failed every fine-tune, exit 0 (FT_CONFIG),
+    or failed the training twice (CONFIG): now one line and exit 2 before the slot is spent."""
+    out = tmp_path / "out"
+    proc = subprocess.run(["bash", "scripts/device_train.sh", "--dry-run", str(out)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60,
+                          env={**os.environ, "DATA": str(cifar_archive), setting: str(tmp_path / "nope.yaml")})
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "nope.yaml not found" in proc.stderr and not any(out.iterdir())
