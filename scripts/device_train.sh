@@ -129,7 +129,7 @@ if [ "$FINETUNE_ONLY" = 1 ] && { [ -z "$INIT" ] || [ ! -f "$INIT" ]; }; then
   exit 2
 fi
 if [ "$FINETUNE_ONLY" = 1 ] && [ "$FINETUNE_S" -eq 0 ]; then
-  echo "device_train: TRAIN_S=0 trains only the fine-tunes, and there are none (FINETUNE_S=0, or no FT_ARCHS entry left)" >&2
+  echo "device_train: TRAIN_S=0 trains only the fine-tunes, and there are none (FINETUNE_S=0, or no FT_ARCHS left)" >&2
   exit 2
 fi
 
