@@ -196,3 +196,15 @@ def test_summary_points_at_the_zoo_model_of_the_same_supernet_and_budget(tmp_pat
     assert pointed(bit_exact_emulator=False)["emulated_core"] is None
     (tmp_path / "int8-stm32f746/zoo.json").write_text("{not json")
     assert zoo_model(ckpt, board, allow_external_flash=False) is None
+
+
+def test_summary_keeps_external_flash_apart_from_the_internal_budget():
+    """A model whose weights went to QSPI flash is measured against the internal flash only for the part
+    linked there: 6,178,392 bytes in all, 6,145,528 of them external (a 240x240 T subnet's link)."""
+    from mcuformer.pipeline import measured_flash
+
+    def kb(b):
+        return f"{b / 1024:.1f}"
+    emu = {"model_flash_bytes": 6178392, "external_flash_bytes": 6145528, "board_flash_bytes": 1 << 20}
+    assert measured_flash(emu, kb) == "6033.6 KB = internal 32.1 (of 1024.0 KB) + external 6001.5"
+    assert measured_flash({**emu, "external_flash_bytes": 0}, kb) == "6033.6 KB (of 1024.0 KB)"

@@ -551,6 +551,17 @@ def _stage(number: int, title: str, detail: str) -> None:
     tqdm.write(f"\n== {number}/{STAGES} {title}: {detail}")
 
 
+def measured_flash(emu: dict, kb) -> str:
+    """The linked model's flash against the internal flash, the external part apart (it has no such budget)."""
+    external = emu.get("external_flash_bytes") or 0
+    total = f"{kb(emu['model_flash_bytes'])} KB"
+    if not external:
+        return f"{total} (of {kb(emu['board_flash_bytes'])} KB)"
+    internal = emu["model_flash_bytes"] - external
+    return (f"{total} = internal {kb(internal)} (of {kb(emu['board_flash_bytes'])} KB) "
+            f"+ external {kb(external)}")
+
+
 def format_summary(result: dict) -> str:
     kb = lambda b: f"{b / 1024:.1f}"  # noqa: E731
     lines = [f"supernet ({result['space']}): both ends on the validation split",
@@ -580,8 +591,7 @@ def format_summary(result: dict) -> str:
             lines += [f"{'SRAM measured (' + core + ')':<30}{kb(emu['ram_bytes'])} KB = static "
                       f"{kb(emu['static_ram_bytes'])} + stack {kb(emu['stack_bytes'])} "
                       f"(of {kb(emu['board_sram_bytes'])} KB)",
-                      f"{'flash measured (' + core + ')':<30}{kb(emu['model_flash_bytes'])} KB (of "
-                      f"{kb(emu['board_flash_bytes'])} KB)",
+                      f"{'flash measured (' + core + ')':<30}{measured_flash(emu, kb)}",
                       f"{'instructions/inference':<30}{emu['instructions_per_inference']:,.0f} "
                       f"({emu['instructions_per_mac']:.2f} per MAC, QEMU -icount)"]
         for name, v in (("host (ASan+UBSan)", host), (f"{emu.get('target', '')} (QEMU)" if emu else "", emu)):
