@@ -1,12 +1,13 @@
 """The engine on an ImageNet-shaped (240 x 240) subnet: random weights, the STM32F746's linker script
-(320 KB SRAM, 1 MB flash, the 16 MB QSPI flash for the weights), run on the emulated Cortex-M7.
+(320 KB SRAM, 1 MB flash, the 16 MB QSPI flash for the constants past it), run on the emulated Cortex-M7.
 
   T (0.4, 32) smallest   smallest subnet of configs/mcu-T.yaml at rank 0.4, patch 32 (65 tokens)
 
 The memory model's planned arena and flash sit beside what the emulator measured: RAM = .data + .bss
 (the arena, the runtime, 2 x 64 guard bytes) + the painted stack's high-water mark; flash = internal
-(.text, .rodata) + external (.extflash); instructions from SysTick under -icount shift=0 (an
-instruction count, not Cortex-M7 cycles). The logits are checked bit for bit against the reference.
+(.text, .rodata: code and the constants that fit) + external (.extflash); instructions from SysTick
+under -icount shift=0 (an instruction count, not Cortex-M7 cycles). The logits are checked bit for bit
+against the reference.
 
     python benchmarks/engine_imagenet_shape.py   # ~2 min; writes benchmarks/results/engine_imagenet_shape.json
 """
@@ -66,7 +67,8 @@ def main() -> int:
     }
     lines = [
         "| subnet | tokens | MMAC | arena planned | RAM measured (static + stack) | SRAM | flash planned | "
-        "flash internal (code, no test image) | flash external (QSPI) | instructions / inference | / MAC | logits |",
+        "flash internal (code + the constants that fit; no test image) | flash external (QSPI) | "
+        "instructions / inference | / MAC | logits |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
         f"| {arch.short()} | {arch.num_tokens} | {info['macs'] / 1e6:.0f} | {info['arena_bytes'] / KB:.1f} KB | "
         f"{m7.ram_bytes / KB:.1f} KB ({m7.static_ram_bytes / KB:.1f} + {m7.stack_bytes / KB:.1f}) | "

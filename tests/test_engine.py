@@ -240,6 +240,33 @@ def test_a_model_over_the_boards_sram_fails_to_link(tmp_path):
     assert_one_line_error(proc, "does not fit the board", "RAM")
 
 
+def test_constants_fill_the_internal_flash_before_the_external_one():
+    from mcuformer.codegen.export import place_constants
+    # 10 B takes 12 (4-byte aligned), 6 B would take 8 of the 4 left, 3 B takes the last 4
+    assert place_constants({"a": 10, "b": 6, "c": 3}, 16) == {"b"}
+    assert place_constants({"a": 10, "b": 6}, 20) == frozenset()
+    assert place_constants({"a": 10, "b": 6}, -5) == {"a", "b"}
+
+
+@needs_arm
+def test_a_model_past_the_internal_flash_splits_its_constants_and_runs_on_cortex_m7(tmp_path):
+    """About 150 KB of constants for a board with 128 KB of internal flash and QSPI: the ones that fit
+    beside the code stay internal, the rest go to .extflash, and the logits stay bit-exact."""
+    arch = Arch(img_size=16, patch_size=4, rank_ratio=1.0, embed_dim=96, depth=2, num_heads=(3, 3),
+                mlp_ratio=(2.0, 2.0), num_classes=10, head_dim=32)
+    board = get_board("stm32f746").with_overrides(flash_kb=128)
+    folder = tmp_path / "m"
+    info = export_model(random_quant_model(arch), folder, board)
+    assert info["flash_location"] == "external"
+    assert 0 < info["external_constants_bytes"] < info["constants_bytes"]
+    r = verify(folder, "cortex-m7", images=2)
+    assert r.bit_exact and r.guard_damage == 0
+    assert info["external_constants_bytes"] <= r.external_flash_bytes < info["external_constants_bytes"] + 4 * 400
+    internal_constants = info["constants_bytes"] - info["external_constants_bytes"]
+    assert r.flash_bytes > internal_constants and r.flash_bytes <= board.flash_bytes
+    assert r.model_flash_bytes >= info["constants_bytes"]
+
+
 def test_cli_export_and_verify(tmp_path):
     arch = Arch(img_size=8, patch_size=4, rank_ratio=0.5, embed_dim=16, depth=1, num_heads=(2,), mlp_ratio=(2.0,),
                 num_classes=3, head_dim=8)
@@ -254,3 +281,20 @@ def test_cli_export_and_verify(tmp_path):
     assert_one_line_error(run_cli("verify", tmp_path / "q"), "not an exported engine")
     assert_one_line_error(run_cli("export", "--quantized", qdir, "--output", tmp_path / "e", "--board", "esp32"),
                           "unknown board")
+
+
+@needs_arm
+def test_a_stack_used_to_its_bottom_fails_verify(tmp_path):
+    """Painting cannot measure past the stack's last word: a high-water mark at the whole stack means the
+    real use is unknown, so verify fails instead of reporting the stack's size as the model's need."""
+    arch = Arch(img_size=8, patch_size=4, rank_ratio=0.5, embed_dim=16, depth=1, num_heads=(2,), mlp_ratio=(2.0,),
+                num_classes=3, head_dim=8)
+    q = random_quant_model(arch)
+    export_model(q, tmp_path / "ok", "stm32f746")
+    ok = verify(tmp_path / "ok", "cortex-m7", images=1)
+    assert ok.stack_size_bytes == 8192 and 0 < ok.stack_bytes < 8192 and not ok.stack_overflowed
+    export_model(q, tmp_path / "small", "stm32f746", stack_bytes=256)
+    small = verify(tmp_path / "small", "cortex-m7", images=1)
+    assert small.stack_size_bytes == small.stack_bytes == 256 and small.stack_overflowed
+    proc = run_cli("verify", tmp_path / "small", "--target", "cortex-m7", "--images", "1")
+    assert proc.returncode == 1 and "STACK FULL" in proc.stdout and "verify: FAILED" in proc.stdout

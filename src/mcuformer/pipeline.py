@@ -590,7 +590,8 @@ def format_summary(result: dict) -> str:
             core = emu.get("target", "emulator")
             lines += [f"{'SRAM measured (' + core + ')':<30}{kb(emu['ram_bytes'])} KB = static "
                       f"{kb(emu['static_ram_bytes'])} + stack {kb(emu['stack_bytes'])} "
-                      f"(of {kb(emu['board_sram_bytes'])} KB)",
+                      f"(of {kb(emu['board_sram_bytes'])} KB)"
+                      + ("; the stack is FULL and may have overflowed" if emu.get("stack_overflowed") else ""),
                       f"{'flash measured (' + core + ')':<30}{measured_flash(emu, kb)}",
                       f"{'instructions/inference':<30}{emu['instructions_per_inference']:,.0f} "
                       f"({emu['instructions_per_mac']:.2f} per MAC, QEMU -icount)"]

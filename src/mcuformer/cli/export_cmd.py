@@ -31,7 +31,9 @@ def run(args) -> int:
     print(f"exported {info['arch_short']} for {info['board']['name']} -> {args.output}")
     print(f"  {info['kernel_calls']} kernel calls, {info['macs']:,} MACs; arena {kb(info['arena_bytes'])} "
           f"(budget {kb(info['board']['arena_budget_bytes'])}); flash {kb(info['planned_flash_bytes'])} planned, "
-          f"weights in {info['flash_location']} flash")
+          + (f"{kb(info['external_constants_bytes'])} of the constants ({info['external_constants']} arrays) in "
+             "external flash, the rest internal" if info.get("external_constants") else
+             f"constants in {info['flash_location']} flash"))
     print(f"  schedule: {info['schedule']}, {info['predicted_instructions'] / 1e6:,.2f} M instructions predicted "
           "(QEMU Cortex-M7 instruction counts, not cycles)")
     if not info["fits"]:

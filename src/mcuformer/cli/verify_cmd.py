@@ -35,7 +35,7 @@ def run(args) -> int:
     print(result.format())
     if args.json:
         write_json(args.json, result.to_dict())
-    if not result.bit_exact or result.guard_damage:
+    if not result.bit_exact or result.guard_damage or result.stack_overflowed:
         print("verify: FAILED")
         return 1
     return 0

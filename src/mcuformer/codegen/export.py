@@ -1,7 +1,7 @@
 """``mcuformer export``: a quantised model -> a self-contained C99 folder for one board.
 
     DIR/mcuformer_model.h|c     the API, the arena, one kernel call per op of the memory model
-    DIR/mcuformer_weights.h|c   the constants (const arrays: flash, or the board's QSPI region)
+    DIR/mcuformer_weights.h|c   the constants (const arrays: flash; past its room, the board's QSPI region)
     DIR/mcu_*.c|h               the kernel library (portable C + the Cortex-M DSP path)
     DIR/Makefile                host, lib (the board's Cortex-M7/M4), emulator (QEMU mps2-an500/386) builds
     DIR/mcuformer.ld            the board's memory for the emulator (real sizes, addresses QEMU has)
@@ -28,6 +28,24 @@ from mcuformer.utils.checks import output_dir
 from mcuformer.utils.io import atomic_write_all, missing_folders, remove_empty_folders, text_file
 
 EXPORT_FORMAT = "mcuformer-export-v1"
+# Internal flash kept free beside the memory model's code estimate when constants spill to external flash:
+# the start-up code, libc and the kernels' code past the estimate (a 240x240 T subnet linked 32.1 KB of
+# non-constant flash against 26.0 KB estimated), and some of an application's own code.
+INTERNAL_FLASH_HEADROOM_BYTES = 32 * 1024
+
+
+def place_constants(sizes: dict[str, int], room: int) -> frozenset[str]:
+    """The constants that go to external flash: in the model's order, each one stays internal while it fits
+    the room left (4-byte aligned, as the arrays are), so the internal flash is filled before the slower
+    memory-mapped QSPI is used; the rest go external."""
+    external = set()
+    for name, size in sizes.items():
+        aligned = -(-size // 4) * 4
+        if aligned <= room:
+            room -= aligned
+        else:
+            external.add(name)
+    return frozenset(external)
 
 
 def _package_files(folder: str):
@@ -77,7 +95,11 @@ def export_model(quantized, output, board: Board | str = "stm32f746", techniques
         if smallest.flash_location == "internal":
             report, schedule = smallest, "smallest"
     ops, plan = report.ops, report.plan
-    gen = generate(q, ops, plan, techniques.label())
+    external_names = frozenset()
+    if report.flash_location == "external":
+        room = board.flash_bytes - report.flash["code"] - INTERNAL_FLASH_HEADROOM_BYTES
+        external_names = place_constants({n: int(v.nbytes) for n, v in q.params.items()}, room)
+    gen = generate(q, ops, plan, techniques.label(), external=external_names)
     texts = {"mcuformer_model.h": gen.header, "mcuformer_model.c": gen.source,
              "mcuformer_weights.h": gen.weights_header, "mcuformer_weights.c": gen.weights}
     texts.update({f.name: f.read_text() for f in _package_files("library")})
@@ -116,6 +138,8 @@ def export_model(quantized, output, board: Board | str = "stm32f746", techniques
         "fits": report.fits,
         "sram_fits": report.fits_sram,
         "constants_bytes": int(sum(v.nbytes for v in q.params.values())),
+        "external_constants_bytes": int(sum(q.params[n].nbytes for n in external_names)),
+        "external_constants": len(external_names),
     }
     texts["export.json"] = json.dumps(info, indent=2) + "\n"
     _write_all(out, texts, q.files(out / "quantized"))

@@ -59,6 +59,7 @@ class VerifyResult:
     model_flash_bytes: int | None = None    # all flash (internal + external) less the test images
     static_ram_bytes: int | None = None     # .data + .bss
     stack_bytes: int | None = None          # high-water mark
+    stack_size_bytes: int | None = None     # the linked stack (None: an export from before it was printed)
     ram_bytes: int | None = None            # static + stack
     runtime_static_bytes: int | None = None  # static RAM that is not the arena (runtime, guards)
     external_flash_bytes: int | None = None
@@ -74,6 +75,13 @@ class VerifyResult:
     labels: list[int] | None = None
 
     @property
+    def stack_overflowed(self) -> bool:
+        """The high-water mark reached the stack's last word: the real use is unknown and may have gone past
+        it, into the free RAM below (painting cannot tell)."""
+        return self.stack_size_bytes is not None and self.stack_bytes is not None and \
+            self.stack_bytes >= self.stack_size_bytes
+
+    @property
     def instructions_per_inference(self) -> float | None:
         return float(np.mean(self.instructions)) if self.instructions else None
 
@@ -85,6 +93,7 @@ class VerifyResult:
         d = asdict(self)
         d["instructions_per_inference"] = self.instructions_per_inference
         d["instructions_per_mac"] = self.instructions_per_mac
+        d["stack_overflowed"] = self.stack_overflowed
         return d
 
     def format(self) -> str:
@@ -102,6 +111,9 @@ class VerifyResult:
             lines.append(f"  RAM {kb(self.ram_bytes)} = static {kb(self.static_ram_bytes)} (arena "
                          f"{kb(self.arena_bytes)} + runtime {kb(self.runtime_static_bytes)}) + stack "
                          f"{self.stack_bytes} B, of {kb(self.board_sram_bytes)} SRAM")
+            if self.stack_overflowed:
+                lines.append(f"  STACK FULL: the high-water mark reached the bottom of the {self.stack_size_bytes} B "
+                             "stack, so it may have overflowed (MCU_STACK_BYTES in the linker script sets its size)")
             ext = f" + {kb(self.external_flash_bytes)} external" if self.external_flash_bytes else ""
             lines.append(f"  flash {kb(self.flash_bytes)} internal{ext} (the model without the test images: "
                          f"{kb(self.model_flash_bytes)}), of {kb(self.board_flash_bytes)} internal")
@@ -231,7 +243,8 @@ def write_verify_data(folder: Path, images: np.ndarray) -> None:
 
 def _parse(stdout: str, count: int, classes: int) -> dict:
     logits = np.full((count, classes), 999, np.int64)
-    out = {"instructions": [0] * count, "guard_damage": None, "stack": None, "copy_same": None, "best": [0] * count,
+    out = {"instructions": [0] * count, "guard_damage": None, "stack": None, "stack_size": None, "copy_same": None,
+           "best": [0] * count,
            "hflip_sums": None, "hflip_best": None, "hflip_instructions": None, "hflip_refuses": None}
     for line in stdout.splitlines():
         parts = line.split()
@@ -247,6 +260,8 @@ def _parse(stdout: str, count: int, classes: int) -> dict:
             out["guard_damage"] = int(parts[1])
         elif parts[0] == "stack_high_water":
             out["stack"] = int(parts[1])
+        elif parts[0] == "stack_size":
+            out["stack_size"] = int(parts[1])
         elif parts[0] == "copy_path":
             out["copy_same"] = parts[1] == "same"
         elif parts[0] == "hflip_sums" and len(parts) == classes + 1:
@@ -358,6 +373,7 @@ def _verify_built(folder: Path, info: dict, q: QuantModel, target: str, imgs, la
     result.external_flash_bytes = sizes.get(".extflash", 0)
     result.static_ram_bytes = sizes.get(".data", 0) + sizes.get(".bss", 0)
     result.stack_bytes = parsed["stack"]
+    result.stack_size_bytes = parsed["stack_size"]
     result.ram_bytes = result.static_ram_bytes + (parsed["stack"] or 0)
     result.runtime_static_bytes = result.static_ram_bytes - info["arena_bytes"]
     result.board_sram_bytes = info["board"]["sram_bytes"]

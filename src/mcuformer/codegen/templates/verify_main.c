@@ -1,7 +1,7 @@
 /* Verification program written by `mcuformer verify`: runs the engine on the images of
  * verify_data.c and prints, one line each, the int8 logits, the instruction count of each inference
  * (Cortex-M under QEMU -icount shift=0), the horizontal-flip entry point's logit sums for the last
- * image, the arena guard bytes damaged and the stack high-water mark. The Python side compares the
+ * image, the arena guard bytes damaged and the stack high-water mark and size. The Python side compares the
  * logits and the sums with the integer reference bit for bit. */
 #include <string.h>
 
@@ -20,9 +20,12 @@
 #define PRINT_INT(v) printf("%lld", (long long)(v))
 #endif
 
+/* static, not on the stack: with 1000 classes these take 4 KB, which is the harness's, not the engine's */
+static int8_t logits[MCUFORMER_NUM_CLASSES], again[MCUFORMER_NUM_CLASSES];
+static int16_t sums[MCUFORMER_NUM_CLASSES];
+
 int main(void)
 {
-    int8_t logits[MCUFORMER_NUM_CLASSES], again[MCUFORMER_NUM_CLASSES];
     int failures = 0;
     mcuformer_guard_fill();
     for (int i = 0; i < VERIFY_NUM_IMAGES; i++) {
@@ -58,7 +61,6 @@ int main(void)
     PRINT("copy_path ");
     PRINT(failures ? "differs\n" : "same\n");
     /* horizontal-flip test-time augmentation of the last image: the sums of its and its mirror's logits */
-    int16_t sums[MCUFORMER_NUM_CLASSES];
     /* it must refuse a null image, and the input buffer, which its first inference would write over */
     const int refused = mcuformer_invoke_hflip(0, sums) == -1 && mcuformer_invoke_hflip(mcuformer_input(), sums) == -1;
     PRINT(refused ? "hflip_refuses_overlap yes\n" : "hflip_refuses_overlap no\n");
@@ -87,6 +89,9 @@ int main(void)
 #ifdef MCU_CORTEX_M
     PRINT("stack_high_water ");
     PRINT_INT(mcu_stack_high_water());
+    PRINT("\n");
+    PRINT("stack_size ");
+    PRINT_INT(mcu_stack_size());
     PRINT("\n");
 #endif
     PRINT("done\n");
