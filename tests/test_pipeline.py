@@ -49,6 +49,23 @@ def test_pipeline_end_to_end_and_resume(tmp_path):
     proc = run_cli("pipeline", "--config", cfg, "--no-progress", check=True)
     assert _stamps(tmp_path / "run") == stamps
     assert _ran(tmp_path) == [] and "rerun" not in proc.stdout
+    # an engine that another version of the code generator wrote: export and verify rerun, nothing before them
+    ledger = json.loads((tmp_path / "run/stages.json").read_text())
+    from mcuformer.stages import code_digest, digest_settings
+    assert {k: v["inputs"].get("code") for k, v in ledger["stages"].items()} == {
+        "held-out split": None, "train": None, "evaluate": code_digest("supernet", "train", "data"),
+        "search": code_digest("search", "memory", "supernet", "data"), "quantize": code_digest("quantize", "data"),
+        "export": code_digest("codegen", "memory"), "verify": code_digest("verify", "quantize")}
+    old_export = ledger["stages"]["export"]["inputs"]
+    old_export["code"] = "an older code generator"
+    ledger["stages"]["verify"]["inputs"]["export"] = digest_settings(old_export)  # as that run recorded it
+    (tmp_path / "run/stages.json").write_text(json.dumps(ledger))
+    proc = run_cli("pipeline", "--config", cfg, "--no-progress", check=True)
+    assert _ran(tmp_path) == ["export", "verify"] and "rerun export: code changed" in proc.stdout
+    assert "rerun verify: export changed" in proc.stdout
+    after = _stamps(tmp_path / "run")
+    assert [f for f in FILES if after[f] != stamps[f]] == ["engine/export.json", "verify.json"]
+    stamps = after
     # new search settings: the search and the stages after it rerun, training and evaluation do not
     _edit(cfg, lambda c: c["search"].update(generations=1))
     proc = run_cli("pipeline", "--config", cfg, "--no-progress", check=True)

@@ -91,3 +91,22 @@ def test_digests_follow_content_not_order_or_time(tmp_path):
     assert data_identity(folder) != ident
     # an archive is its content: a new time alone (a restored share) is the same data
     _follows_content_not_time(tmp_path / "data.tar.gz", data_identity)
+
+
+def test_code_digest_follows_the_subpackages_source(tmp_path):
+    from mcuformer.stages import code_digest
+    for sub, name, text in (("codegen", "emit.py", "x = 1\n"), ("codegen/library", "k.c", "int k;\n"),
+                            ("verify", "engine.py", "y = 2\n")):
+        (tmp_path / sub).mkdir(parents=True, exist_ok=True)
+        (tmp_path / sub / name).write_text(text)
+    before = code_digest("codegen", root=tmp_path)
+    assert code_digest("codegen", root=tmp_path) == before
+    (tmp_path / "codegen/__pycache__").mkdir()
+    (tmp_path / "codegen/__pycache__/emit.pyc").write_bytes(b"\0")  # compiled files are not the source
+    (tmp_path / "verify/engine.py").write_text("y = 3\n")  # another subpackage
+    assert code_digest("codegen", root=tmp_path) == before
+    (tmp_path / "codegen/library/k.c").write_text("int k = 1;\n")  # a kernel file is code too
+    assert code_digest("codegen", root=tmp_path) != before
+    with pytest.raises(ValueError, match="no mcuformer subpackage 'nope'"):
+        code_digest("nope", root=tmp_path)
+    assert code_digest("codegen", "memory") != code_digest("codegen")  # the installed package

@@ -162,7 +162,7 @@ def run_pipeline(cfg: PipelineConfig, *, epochs: int | None = None, progress: bo
     from mcuformer.data import resolve_data_path
     from mcuformer.memory import memory_report
     from mcuformer.space import Arch
-    from mcuformer.stages import StageLedger, data_identity, digest_settings
+    from mcuformer.stages import StageLedger, code_digest, data_identity, digest_settings
 
     started = time.perf_counter()
     board = cfg.target_board()  # a wrong board name fails before an hour of training
@@ -182,7 +182,8 @@ def run_pipeline(cfg: PipelineConfig, *, epochs: int | None = None, progress: bo
     # 2. accuracy of both ends of the space on the whole validation split
     _stage(2, "evaluate", "largest and smallest subnets on the full validation split")
     ends = cfg.output / "evaluate.json"
-    plan = ledger.plan("evaluate", {"checkpoint": cfg.fingerprints["checkpoint"], "data": cfg.fingerprints["data"]},
+    plan = ledger.plan("evaluate", {"checkpoint": cfg.fingerprints["checkpoint"], "data": cfg.fingerprints["data"],
+                                    "code": code_digest("supernet", "train", "data")},
                        done=ends.exists(), owned=[ends])
     _say(plan)
     if plan.run:
@@ -324,7 +325,7 @@ def new_heldout_split(cfg: PipelineConfig, ledger=None) -> Path:
 def search_stage(cfg: PipelineConfig, ckpt: Path, board, workers: int, progress: bool, ledger=None) -> dict:
     """3. the most accurate subnet within the board's arena budget and flash"""
     from mcuformer.search import Budget, EvolutionConfig, run_search
-    from mcuformer.stages import digest_files, digest_settings
+    from mcuformer.stages import code_digest, digest_files, digest_settings
 
     out = cfg.output / "search"
     s = cfg.search
@@ -334,7 +335,8 @@ def search_stage(cfg: PipelineConfig, ckpt: Path, board, workers: int, progress:
     inputs = {"checkpoint": f["checkpoint"], "board": f["board"], "data": f["data"],
               "search settings": digest_settings({**{k: v for k, v in s.items() if k != "subsplit"},
                                                   "allow_external_flash": cfg.allow_external_flash}),
-              "held-out split": digest_files(s["subsplit"]) if s.get("subsplit") else "none"}
+              "held-out split": digest_files(s["subsplit"]) if s.get("subsplit") else "none",
+              "code": code_digest("search", "memory", "supernet", "data")}
     plan = ledger.plan("search", inputs, done=(out / "result.json").exists(), owned=[out],
                        resumable=(out / "state.json").exists(), state="continuing its saved generations")
     _say(plan)
@@ -446,7 +448,7 @@ def quantize_stage(cfg: PipelineConfig, ckpt: Path, searched: dict, progress: bo
     """5. int8 post-training quantisation of the searched subnet (from ``ckpt``: the supernet, or the
     fine-tuned subnet), and its int8 top-1 on the test split"""
     from mcuformer.quantize.workflow import evaluate_quantized, quantize_checkpoint
-    from mcuformer.stages import digest_files, digest_settings
+    from mcuformer.stages import code_digest, digest_files, digest_settings
     from mcuformer.utils.io import read_structured
 
     qdir, report = cfg.output / "int8", cfg.output / "int8" / "accuracy.json"
@@ -457,7 +459,7 @@ def quantize_stage(cfg: PipelineConfig, ckpt: Path, searched: dict, progress: bo
               "search": ledger.fingerprint("search"),
               "fine-tune": ledger.fingerprint("finetune") if Path(ckpt) == cfg.output / "finetune" / "checkpoint.pt"
               else "none",
-              "quantize settings": digest_settings(q), "data": f["data"]}
+              "quantize settings": digest_settings(q), "data": f["data"], "code": code_digest("quantize", "data")}
     plan = ledger.plan("quantize", inputs, done=(qdir / "manifest.json").exists() and report.exists(), owned=[qdir])
     _say(plan)
     if plan.run:
@@ -479,14 +481,15 @@ def engine_stage(cfg: PipelineConfig, board, progress: bool, ledger=None) -> dic
     from mcuformer.memory import memory_report
     from mcuformer.memory.plot import plot_profile
     from mcuformer.quantize.model import SAVED_FILES, QuantModel
-    from mcuformer.stages import digest_files, digest_settings
+    from mcuformer.stages import code_digest, digest_files, digest_settings
     from mcuformer.verify.engine import CPU_NAMES, QEMU_MACHINES
 
     qdir, cdir, report = cfg.output / "int8", cfg.output / "engine", cfg.output / "verify.json"
     _stage(6, "export", f"C engine for {board.name} -> {cdir}")
     ledger, f = _shared_inputs(cfg, ledger, board=board)
     inputs = {"int8 model": digest_files(*(qdir / name for name in SAVED_FILES)),
-              "quantize": ledger.fingerprint("quantize"), "board": f["board"]}
+              "quantize": ledger.fingerprint("quantize"), "board": f["board"],
+              "code": code_digest("codegen", "memory")}
     plan = ledger.plan("export", inputs, done=(cdir / "export.json").exists(), owned=[cdir, cfg.output / "memory.png"])
     _say(plan)
     if plan.run:
@@ -502,7 +505,8 @@ def engine_stage(cfg: PipelineConfig, board, progress: bool, ledger=None) -> dic
     engine_files = sorted(p for p in cdir.rglob("*")
                           if p.is_file() and not {"build", "verify"} & set(p.relative_to(cdir).parts))
     inputs = {"export": ledger.fingerprint("export"), "engine": digest_files(*engine_files), "data": f["data"],
-              "verify settings": digest_settings({**cfg.verify, "emulator": emulate})}
+              "verify settings": digest_settings({**cfg.verify, "emulator": emulate}),
+              "code": code_digest("verify", "quantize")}
     _stage(7, "verify on the host", f"{n} test images, gcc and gcc + ASan/UBSan, against the integer reference")
     plan = ledger.plan("verify", inputs, done=report.exists(), owned=[report])
     _say(plan)
