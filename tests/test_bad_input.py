@@ -442,6 +442,8 @@ CASES = [
     ("verify-images-zero", ["verify", "{w}/engine", "--images", "0"], ["--images"]),
     ("verify-images-nan", ["verify", "{w}/engine", "--images", "nan"], ["--images"]),
     ("verify-images-huge", ["verify", "{w}/engine", "--images", "100000000"], ["--images", "10,000"]),
+    ("verify-images-emulator", ["verify", "{w}/engine", "--target", "cortex-m7", "--images", "9999"],
+     ["--images 9999", "emulated core holds at most", "--target host"]),
     ("verify-seed", ["verify", "{w}/engine", "--seed", "-1"], ["--seed"]),
     ("verify-json-exists", ["verify", "{w}/engine", "--json", "{w}/existing.json"], ["--force"]),
     ("verify-data-path", ["verify", "{w}/engine", "--data-path", "{w}/nope"], ["nope"]),

@@ -482,7 +482,8 @@ def engine_stage(cfg: PipelineConfig, board, progress: bool, ledger=None) -> dic
     from mcuformer.memory.plot import plot_profile
     from mcuformer.quantize.model import SAVED_FILES, QuantModel
     from mcuformer.stages import code_digest, digest_files, digest_settings
-    from mcuformer.verify.engine import CPU_NAMES, QEMU_MACHINES
+    from mcuformer.space import Arch
+    from mcuformer.verify.engine import CPU_NAMES, QEMU_MACHINES, check_emulator_images
 
     qdir, cdir, report = cfg.output / "int8", cfg.output / "engine", cfg.output / "verify.json"
     _stage(6, "export", f"C engine for {board.name} -> {cdir}")
@@ -501,6 +502,8 @@ def engine_stage(cfg: PipelineConfig, board, progress: bool, ledger=None) -> dic
     n = cfg.verify["images"]
     emulate = bool(cfg.verify["emulator"] and shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc"))
     core = f"{CPU_NAMES[board.cpu]} ({QEMU_MACHINES[board.cpu]})"
+    if emulate:  # too many images for the emulator fail now, not after the host builds
+        check_emulator_images(n, Arch.from_dict(info["arch"]), "pipeline verify.images", "verify.emulator: false")
     # the sources export wrote, not what verify adds to build them (engine/build/, engine/verify/)
     engine_files = sorted(p for p in cdir.rglob("*")
                           if p.is_file() and not {"build", "verify"} & set(p.relative_to(cdir).parts))

@@ -100,6 +100,7 @@ _EMU_FLASH = (0x00000000, 4 * MIB)   # ZBT SSRAM1 (RAM in QEMU; the reset vector
 # the board's FLASH region: on a board they would come from a sensor, so they must not count against
 # (or overflow) its flash. The emulated FLASH region may use the 3 MB below.
 _EMU_TESTDATA = (0x00300000, 1 * MIB)
+EMULATOR_TEST_IMAGE_BYTES = _EMU_TESTDATA[1]  # what the test images may take on the emulated core
 _EMU_SRAM = (0x20000000, 4 * MIB)    # ZBT SSRAM2/3
 _EMU_EXTFLASH = (0x60000000, 16 * MIB)  # PSRAM
 # The emulated machine of each core, and where it has the PSRAM that stands in for QSPI flash

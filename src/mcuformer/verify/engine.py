@@ -292,6 +292,19 @@ def _section_sizes(elf: Path) -> dict[str, tuple[int, int]]:
 _FLASH_SECTIONS = (".isr_vector", ".text", ".rodata", ".data", ".ARM.exidx", ".init_array", ".fini_array")
 
 
+def check_emulator_images(images: int, arch, setting: str = "--images", instead: str = "--target host") -> None:
+    """The emulated core's test images sit in a 1 MB region apart from the board's flash: a count that does not
+    fit is refused before anything is built (it used to fail to link, as a model that does not fit the board)."""
+    from mcuformer.codegen.linker import EMULATOR_TEST_IMAGE_BYTES
+
+    size = arch.img_size ** 2 * arch.in_chans
+    most = EMULATOR_TEST_IMAGE_BYTES // size
+    if images > most:
+        raise ConfigError(f"{setting} {images}: the emulated core holds at most {most} test images of "
+                          f"{arch.img_size}x{arch.img_size}x{arch.in_chans} ({EMULATOR_TEST_IMAGE_BYTES // 1024} KB "
+                          f"for them); use fewer, or {instead}")
+
+
 def verify(folder, target: str = "host", images: int = 5, seed: int = 0, data_path=None, sanitize: bool = True,
            portable: bool = False, timeout: int = 600) -> VerifyResult:
     """Build, run and compare; raises VerifyError when the build or the run fails."""
@@ -301,6 +314,8 @@ def verify(folder, target: str = "host", images: int = 5, seed: int = 0, data_pa
         raise ConfigError(f"--images {images}: use 1 to {MAX_VERIFY_IMAGES:,} (each is compiled into the program)")
     folder, info, q = load_export(folder)
     target = _cortex_m_target(target, info, folder)
+    if target != "host":
+        check_emulator_images(images, q.arch)
     imgs, labels, source = pick_images(q, folder / "quantized", images, seed, data_path)
     write_verify_data(folder, imgs)
     # the builds run while the reference computes the logits they must give (both host builds at once)
