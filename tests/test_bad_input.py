@@ -809,3 +809,11 @@ def test_zoo_supernet_refuses_a_missing_or_damaged_log_before_writing(log, tmp_p
     assert_one_line_error(proc, "zoo_supernet.py: error: ", *words)
     assert [p.name for p in out.iterdir()] == ["supernet.pt"]
     assert (out / "supernet.pt").read_bytes() == b"the shipped one"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: --gpu would train")
+def test_pipeline_gpu_without_a_gpu_is_one_line(tmp_path):
+    """--gpu picks the GPU-sized recipe: on a machine without one it would train for hours on the CPU."""
+    proc = run_cli("pipeline", "--gpu", "--train", "--output", tmp_path / "run")
+    assert_one_line_error(proc, "--gpu", "no CUDA GPU")
+    assert not (tmp_path / "run").exists()

@@ -27,6 +27,11 @@ def run(args) -> int:
     from mcuformer.errors import ConfigError
     from mcuformer.pipeline import PipelineConfig, format_summary, run_pipeline
 
+    if args.gpu:
+        import torch
+        if not torch.cuda.is_available():  # else the GPU-sized recipe would train for hours on the CPU
+            raise ConfigError("--gpu: no CUDA GPU is available here; without --gpu the pipeline uses the "
+                              "CPU-sized recipe")
     path = args.config
     if path is None:
         root = repo_root()
