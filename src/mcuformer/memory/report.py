@@ -251,8 +251,8 @@ class MemoryReport:
         if loc == "internal":
             return f"fits internal flash: {pct}"
         if loc == "external":
-            return (f"too big for internal flash; constants in external flash ({pct} of the tighter of "
-                    "internal/external)")
+            return (f"too big for internal flash; the constants that do not fit beside the code go to external "
+                    f"flash ({pct} of the tighter of internal/external, counting every constant external)")
         return f"DOES NOT FIT ({pct} of internal flash" + (", external flash not allowed)" if
                                                            self.board.external_flash_bytes else ")")
 
