@@ -321,6 +321,8 @@ CASES = [
     ("evaluate-arch-pipe", ["evaluate", "--checkpoint", "{w}/supernet.pt", "--arch", "{w}/pipe"], ["named pipe"]),
     ("evaluate-subsplit-indices", ["evaluate", "--checkpoint", "{w}/supernet.pt", "--data-path", "{w}/data",
                                    "--split", "heldout", "--subsplit", "{w}/split-bad.json"], ["heldout", "indices"]),
+    ("evaluate-subsplit-ignored", ["evaluate", "--checkpoint", "{w}/supernet.pt", "--subsplit", "{w}/split-bad.json"],
+     ["--subsplit", "--split heldout", "got --split val"]),
     ("evaluate-device", ["evaluate", "--checkpoint", "{w}/supernet.pt", "--device", "gpu"], ["--device"]),
     ("evaluate-quantized-shape", ["evaluate", "--quantized", "{w}/q-shape"], ["head.weight", "shape"]),
     # memory

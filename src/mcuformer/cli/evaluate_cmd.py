@@ -41,6 +41,8 @@ def run(args) -> int:
 
     if args.json:
         output_file(args.json, "--json", force=args.force)
+    if args.subsplit and args.split != "heldout":  # else it would be ignored and another split evaluated
+        raise ConfigError(f"--subsplit is read only with --split heldout (got --split {args.split})")
     if args.hflip and not args.quantized:
         raise ConfigError("--hflip needs --quantized (it evaluates the int8 engine's flip entry point)")
     if args.quantized:
