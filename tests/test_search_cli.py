@@ -121,11 +121,21 @@ def test_a_supernet_trained_without_a_split_is_searched_on_that_split_by_default
                        "limit_train": 0}
     torch.save(state, folder / "supernet.pt")
     out = tmp_path / "s"
-    run_cli("search", "--checkpoint", folder / "supernet.pt", "--output", out, *SMALL, "--no-baselines",
+    small = [a for i, a in enumerate(SMALL) if "--per-class" not in SMALL[max(i - 1, 0):i + 1]]
+    run_cli("search", "--checkpoint", folder / "supernet.pt", "--output", out, *small, "--no-baselines",
             "--generations", "1", "--top-k", "1", check=True)
     result = json.loads((out / "result.json").read_text())
     assert result["heldout"] == str(folder / "heldout-split.json") and result["heldout_images"] == 300
     assert result["heldout_seen_in_training"] == 0
+    # an explicit --per-class asks for a seeded split instead (it was silently ignored); with --subsplit, one line
+    run_cli("search", "--checkpoint", folder / "supernet.pt", "--output", tmp_path / "seeded", *small,
+            "--per-class", "2", "--no-baselines", "--generations", "1", "--top-k", "1", check=True)
+    seeded = json.loads((tmp_path / "seeded/result.json").read_text())
+    assert seeded["heldout"] == "generated: 2 per class, seed 1" and seeded["heldout_images"] == 20
+    both = run_cli("search", "--checkpoint", folder / "supernet.pt", "--output", tmp_path / "u", *SMALL,
+                   "--subsplit", folder / "heldout-split.json")
+    assert_one_line_error(both, "--per-class", "--subsplit", "one of them")
+    assert not (tmp_path / "u").exists()
     (folder / "heldout-split.json").unlink()
-    gone = run_cli("search", "--checkpoint", folder / "supernet.pt", "--output", tmp_path / "t", *SMALL)
+    gone = run_cli("search", "--checkpoint", folder / "supernet.pt", "--output", tmp_path / "t", *small)
     assert_one_line_error(gone, "heldout-split.json", "not found", "--subsplit")

@@ -26,7 +26,9 @@ def add_arguments(p):
     p.add_argument("--subsplit", default=None,
                    help="held-out sub-split JSON (default: the split the supernet was trained without, as its "
                         "checkpoint records it; else a seeded one, --per-class)")
-    p.add_argument("--per-class", type=positive_int, default=100, help="held-out images per class of a seeded split")
+    p.add_argument("--per-class", type=positive_int, default=None,
+                   help="score on a seeded split of N images per class, instead of the split the checkpoint records "
+                        "(the default when it records none: 100)")
     p.add_argument("--heldout-limit", type=nonnegative_int, default=0, help="score on N held-out images only (0: all)")
     p.add_argument("--test-limit", type=nonnegative_int, default=0, help="re-score on N test images only (0: all)")
     p.add_argument("--population", type=positive_int, default=50)
@@ -55,6 +57,7 @@ def add_arguments(p):
 def run(args) -> int:
     from mcuformer.cli.official_flags import apply_official_flags
     apply_official_flags(args, "search")
+    from mcuformer.errors import ConfigError
     from mcuformer.search.evolution import EvolutionConfig
     from mcuformer.search.runner import format_rows, make_budget, run_search
 
@@ -64,8 +67,10 @@ def run(args) -> int:
     cfg = EvolutionConfig(population=args.population, generations=args.generations, parents=args.parents,
                           mutations=args.mutations, crossovers=args.crossovers, m_prob=args.m_prob,
                           s_prob=args.s_prob, seed=args.seed, max_tries=args.max_tries)
+    if args.per_class is not None and args.subsplit:
+        raise ConfigError("--per-class makes a seeded held-out split and --subsplit names one: give one of them")
     result = run_search(args.checkpoint, args.output, budget, cfg, data_path=args.data_path, subsplit=args.subsplit,
-                        per_class=args.per_class, heldout_limit=args.heldout_limit, test_limit=args.test_limit,
+                        per_class=args.per_class or 100, recorded_split=args.per_class is None, heldout_limit=args.heldout_limit, test_limit=args.test_limit,
                         test_top_k=args.top_k, baselines=not args.no_baselines, batch_size=args.batch_size,
                         workers=args.workers, amp=args.amp, device=args.device, resume=args.resume,
                         fitness=args.fitness, progress=not args.no_progress)

@@ -33,12 +33,13 @@ def run_search(checkpoint, output, budget: Budget, cfg: EvolutionConfig, *, data
                per_class: int = 100, heldout_limit: int = 0, test_limit: int = 0, test_top_k: int = 5,
                baselines: bool = True, batch_size: int = 500, workers: int = 2, amp: str = "auto",
                device: str = "auto", resume: bool = False, progress: bool = True,
-               fitness: str = "loglik") -> dict | None:
+               fitness: str = "loglik", recorded_split: bool = True) -> dict | None:
     """Search; returns the result dict on rank 0 (None on other ranks). Writes into ``output``:
     state.json (resume point), history.jsonl, best_arch.yaml, result.json, pareto.png, fitness.png.
     ``fitness``: what evolution and random search maximise on the held-out set, ``top1`` or ``loglik``
     (the mean log-likelihood of the true class). Without ``subsplit``, a supernet trained without a held-out
-    split is scored on that split (when the search reads the data it trained on), else on a seeded one."""
+    split is scored on that split (when the search reads the data it trained on; ``recorded_split=False``
+    skips it), else on a seeded one of ``per_class`` images per class."""
     from mcuformer.search.fitness import (FITNESS, FitnessCache, check_fitness, default_heldout_split,
                                           heldout_dataset, load_supernet, preload, resolve_search_data, test_dataset)
     from mcuformer.train.distributed import cleanup, init_distributed
@@ -54,7 +55,7 @@ def run_search(checkpoint, output, budget: Budget, cfg: EvolutionConfig, *, data
         net = load_supernet(checkpoint, info)
         check_feasible(net.space, budget, net.num_classes)
         data = resolve_search_data(net, data_path)
-        if subsplit is None:
+        if subsplit is None and recorded_split:
             subsplit = default_heldout_split(net, data)
         heldout, heldout_source = heldout_dataset(net, data, subsplit, per_class, cfg.seed, heldout_limit)
         settings = {"checkpoint_sha256": _sha256(Path(checkpoint) if Path(checkpoint).is_file()
