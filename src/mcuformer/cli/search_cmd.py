@@ -70,7 +70,8 @@ def run(args) -> int:
     if args.per_class is not None and args.subsplit:
         raise ConfigError("--per-class makes a seeded held-out split and --subsplit names one: give one of them")
     result = run_search(args.checkpoint, args.output, budget, cfg, data_path=args.data_path, subsplit=args.subsplit,
-                        per_class=args.per_class or 100, recorded_split=args.per_class is None, heldout_limit=args.heldout_limit, test_limit=args.test_limit,
+                        per_class=args.per_class or 100, recorded_split=args.per_class is None,
+                        heldout_limit=args.heldout_limit, test_limit=args.test_limit,
                         test_top_k=args.top_k, baselines=not args.no_baselines, batch_size=args.batch_size,
                         workers=args.workers, amp=args.amp, device=args.device, resume=args.resume,
                         fitness=args.fitness, progress=not args.no_progress)
