@@ -325,6 +325,7 @@ CASES = [
      ["--subsplit", "--split heldout", "got --split val"]),
     ("evaluate-device", ["evaluate", "--checkpoint", "{w}/supernet.pt", "--device", "gpu"], ["--device"]),
     ("evaluate-quantized-shape", ["evaluate", "--quantized", "{w}/q-shape"], ["head.weight", "shape"]),
+    ("evaluate-quantized-arch", ["evaluate", "--quantized", "{w}/q", "--arch", "largest"], ["--arch", "its own arch"]),
     # memory
     ("memory-sram-nan", ["memory", "--space", TINY, "--sram-kb", "nan"], ["--sram-kb", "finite"]),
     ("memory-sram-inf", ["memory", "--space", TINY, "--sram-kb", "inf"], ["--sram-kb", "finite"]),
@@ -390,6 +391,8 @@ CASES = [
                                   "--output", "{w}/q2", "--percentile", "101"], ["--percentile", "at most 100"]),
     ("quantize-percentile-nan", ["quantize", "--checkpoint", "{w}/supernet.pt", "--arch", "smallest",
                                  "--output", "{w}/q2", "--percentile", "nan"], ["--percentile"]),
+    ("quantize-percentile-minmax", ["quantize", "--checkpoint", "{w}/supernet.pt", "--arch", "smallest",
+                                    "--output", "{w}/q2", "--percentile", "99"], ["--percentile", "minmax"]),
     ("quantize-images-nan", ["quantize", "--checkpoint", "{w}/supernet.pt", "--arch", "smallest",
                              "--output", "{w}/q2", "--calibration-images", "nan"], ["--calibration-images"]),
     ("quantize-seed", ["quantize", "--checkpoint", "{w}/supernet.pt", "--arch", "smallest", "--output", "{w}/q2",
@@ -450,6 +453,10 @@ CASES = [
     ("verify-json-exists", ["verify", "{w}/engine", "--json", "{w}/existing.json"], ["--force"]),
     ("verify-data-path", ["verify", "{w}/engine", "--data-path", "{w}/nope"], ["nope"]),
     ("verify-target", ["verify", "{w}/engine", "--target", "esp32"], ["--target"]),
+    # a flag that the rest of the command line makes do nothing is refused, not ignored
+    ("verify-portable-host", ["verify", "{w}/engine", "--portable"], ["--portable", "--target cortex-m"]),
+    ("verify-no-sanitize-emulator", ["verify", "{w}/engine", "--target", "cortex-m7", "--no-sanitize"],
+     ["--no-sanitize", "host"]),
     # pipeline
     ("pipeline-missing", ["pipeline", "--config", "{w}/nope.yaml"], ["not found"]),
     ("pipeline-out-under-file", ["pipeline", "--config", "{w}/pipeline-out-under-file.yaml"],

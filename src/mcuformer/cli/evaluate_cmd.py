@@ -16,7 +16,7 @@ def add_arguments(p):
     p.add_argument("--hflip", action="store_true",
                    help="with --quantized: also the int8 top-1 of horizontal-flip test-time augmentation (the logits "
                         "of each image and its mirror summed, as the engine's mcuformer_invoke_hflip; twice the time)")
-    p.add_argument("--arch", nargs="+", default=["largest", "smallest"],
+    p.add_argument("--arch", nargs="+", default=None,
                    help="arch YAML/JSON files, or 'largest', 'smallest', 'random:N[:seed]' (default: largest smallest)")
     p.add_argument("--data-path", default=None, help="ImageFolder root or archive (default: the CIFAR-10 archive)")
     p.add_argument("--split", default="val", choices=["val", "train", "heldout"],
@@ -49,7 +49,8 @@ def run(args) -> int:
         return _run_quantized(args)
     if not args.checkpoint:
         raise ConfigError("evaluate needs --checkpoint (or --quantized)")
-    rows = evaluate_checkpoint(args.checkpoint, args.arch, data_path=args.data_path, split=args.split,
+    rows = evaluate_checkpoint(args.checkpoint, args.arch or ["largest", "smallest"], data_path=args.data_path,
+                               split=args.split,
                                subsplit=args.subsplit, batch_size=args.batch_size, workers=args.workers,
                                limit=args.limit, amp=args.amp, device=args.device,
                                progress=not args.no_progress)
@@ -72,6 +73,8 @@ def _run_quantized(args) -> int:
 
     if args.split == "heldout":
         raise ConfigError("--quantized evaluates on --split val or train")
+    if args.arch:  # else it would be ignored: the quantised folder fixes its arch
+        raise ConfigError("--arch picks subnets of --checkpoint; a --quantized model has its own arch")
 
     r = evaluate_quantized(args.quantized, checkpoint=args.checkpoint, data_path=args.data_path, split=args.split,
                            limit=args.limit, batch_size=args.batch_size, device=args.device, hflip=args.hflip,

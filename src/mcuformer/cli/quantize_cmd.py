@@ -15,19 +15,22 @@ def add_arguments(p):
     p.add_argument("--calibration-images", type=any_int, default=256, help="training images for the ranges")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="picks the calibration images")
     p.add_argument("--method", choices=["minmax", "percentile"], default="minmax")
-    p.add_argument("--percentile", type=number_type(positive=True, maximum=100), default=99.99,
-                   help="for --method percentile")
+    p.add_argument("--percentile", type=number_type(positive=True, maximum=100), default=None,
+                   help="for --method percentile (default 99.99)")
     add_force_argument(p, "params.npz and manifest.json in an existing --output folder")
 
 
 def run(args) -> int:
     from mcuformer.api import quantize_checkpoint
+    from mcuformer.errors import ConfigError
     from mcuformer.quantize.model import SAVED_FILES
     from mcuformer.utils.checks import output_dir
 
+    if args.percentile is not None and args.method != "percentile":  # else ignored: min-max has no percentile
+        raise ConfigError(f"--percentile sets --method percentile's clipping; --method is {args.method}")
     output_dir(args.output, force=args.force, owned=SAVED_FILES)
     q = quantize_checkpoint(args.checkpoint, args.arch, args.output, data_path=args.data_path,
                             num_images=args.calibration_images, seed=args.seed, method=args.method,
-                            percentile=args.percentile)
+                            percentile=99.99 if args.percentile is None else args.percentile)
     print(f"quantised {q.arch.short()} ({sum(a.nbytes for a in q.params.values()):,} parameter bytes) -> {args.output}")
     return 0

@@ -24,12 +24,17 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from mcuformer.errors import ConfigError
     from mcuformer.utils.checks import output_file
     from mcuformer.utils.io import write_json
     from mcuformer.verify import verify
 
     if args.json:
         output_file(args.json, "--json", force=args.force)
+    if args.portable and args.target == "host":  # else ignored: the host build has no DSP path to replace
+        raise ConfigError("--portable selects the Cortex-M build's plain C kernels; give --target cortex-m")
+    if args.no_sanitize and args.target != "host":
+        raise ConfigError("--no-sanitize skips the host's ASan/UBSan build; the Cortex-M run has none")
     result = verify(args.folder, args.target, args.images, args.seed, args.data_path,
                     sanitize=not args.no_sanitize, portable=args.portable)
     print(result.format())
