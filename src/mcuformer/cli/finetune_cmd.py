@@ -51,12 +51,20 @@ def run(args) -> int:
     from pathlib import Path
 
     from mcuformer.api import finetune_subnet
+    from mcuformer.errors import ConfigError
     from mcuformer.cli.train_cmd import build_config
     from mcuformer.train import load_checkpoint
     from mcuformer.train.config import finetune_settings
     from mcuformer.utils.checks import output_dir
 
     teacher = _teacher(args.teacher)
+    # flags that a one-subnet fine-tune makes do nothing are refused, not ignored
+    if args.distill_alpha is not None and teacher is False:
+        raise ConfigError("--distill-alpha weighs the teacher's predictions; --teacher none has no teacher")
+    for flag in ("sandwich_random", "sample_max_params"):
+        if getattr(args, flag) is not None:
+            raise ConfigError(f"--{flag.replace('_', '-')} picks the subnets of supernet training; a fine-tune "
+                              "trains one subnet")
     output_dir(args.output, force=True)  # a file or an impossible name fails now; --resume decides the rest
     ckpt = Path(args.output) / "checkpoint.pt"
     if args.resume and ckpt.exists():

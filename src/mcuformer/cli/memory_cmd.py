@@ -16,7 +16,7 @@ def add_arguments(p) -> None:
     p.add_argument("--space", nargs="+", metavar="YAML",
                    help="a space (one file, or the official supernet-T.yaml supernet-T-new.yaml pair); measure its "
                         "--which member instead of --arch")
-    p.add_argument("--which", default="largest", help="with --space: largest or smallest (default largest)")
+    p.add_argument("--which", default=None, help="with --space: largest or smallest (default largest)")
     p.add_argument("--num-classes", metavar="N",
                    help="with --space: classes of the head when the space leaves them to the data (default 1000)")
     p.add_argument("--rank-ratio", metavar="R", help="with --space: use this rank ratio (search-space factor)")
@@ -63,7 +63,10 @@ def _arch(args):
     if args.arch:
         if args.rank_ratio is not None or args.patch_size is not None:
             raise ConfigError("--rank-ratio and --patch-size pick a point of --space; an --arch file fixes both")
+        if args.which is not None or args.num_classes is not None:
+            raise ConfigError("--which and --num-classes pick a subnet of --space; an --arch file fixes both")
         return Arch.load(args.arch)
+    args.which = args.which or "largest"
     if args.which not in ("largest", "smallest"):
         raise ConfigError(f"--which must be largest or smallest, got {args.which!r}")
     space = SearchSpace.load(args.space)

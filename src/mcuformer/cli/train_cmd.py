@@ -79,6 +79,7 @@ def run(args) -> int:
     apply_official_flags(args, "train")
     from pathlib import Path
 
+    from mcuformer.errors import ConfigError
     from mcuformer.space import SearchSpace
     from mcuformer.train import load_checkpoint, train_supernet
 
@@ -90,6 +91,13 @@ def run(args) -> int:
     ckpt = Path(args.output) / "checkpoint.pt"
     saved = load_checkpoint(ckpt)["config"] if (args.resume and ckpt.exists()) else None
     cfg = build_config(args, saved)
+    # flags that these settings make do nothing are refused, not ignored
+    if args.distill_alpha is not None and cfg.distill != "inplace":
+        raise ConfigError(f"--distill-alpha weighs in-place distillation's teacher (--distill inplace); "
+                          f"these settings have distill {cfg.distill}")
+    if args.sandwich_random is not None and cfg.sampling != "sandwich":
+        raise ConfigError(f"--sandwich-random sets the random subnets of a sandwich step (--sampling sandwich); "
+                          f"these settings have sampling {cfg.sampling}")
     summary = train_supernet(space, args.output, cfg, args.data_path, resume=args.resume,
                              init_from=args.init_from, progress=not args.no_progress)
     if summary["interrupted"]:
