@@ -228,6 +228,7 @@ CASES = [
     ("space-missing", ["space", "--space", "{w}/nope.yaml"], ["not found"]),
     ("space-pipe", ["space", "--space", "{w}/pipe"], ["named pipe"]),
     ("space-folder", ["space", "--space", "{w}/folder"], ["folder"]),
+    ("space-output-without-arch", ["space", "--space", TINY, "--output", "{w}/archs"], ["--output", "give --arch"]),
     ("space-malformed", ["space", "--space", "{w}/bad.yaml"], ["malformed yaml", "line"]),
     ("space-not-yaml", ["space", "--space", "{w}/notes.md"], ["malformed yaml in", "notes.md", "line 2"]),
     ("space-deep", ["space", "--space", "{w}/deep.yaml"], ["deep.yaml", "nested too deeply"]),

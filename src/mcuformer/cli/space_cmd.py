@@ -24,6 +24,8 @@ def run(args) -> int:
     from mcuformer.errors import ConfigError
     from mcuformer.space import Arch, SearchSpace
 
+    if args.output and not args.arch:  # else ignored: nothing would be written there
+        raise ConfigError("--output is the folder --arch writes arch files into; give --arch too")
     space = SearchSpace.load(args.space)
     n = args.num_classes or space.num_classes or 1000
     small, large = space.smallest(n), space.largest(n)
