@@ -380,6 +380,8 @@ CASES = [
     ("search-output-file", ["search", "--checkpoint", "{w}/supernet.pt", "--output", "{w}/a-file"], ["not a folder"]),
     # evolve-space
     ("evolve-rank-nan", ["evolve-space", "--space", TINY, "--output", "{w}/e", "--rank-grid", "nan"], ["--rank-grid"]),
+    ("evolve-start-and-starts", ["evolve-space", "--space", TINY, "--output", "{w}/e", "--start", "0.5:4",
+                                 "--starts", "2"], ["--start", "--starts", "one of them"]),
     ("evolve-rank-zero", ["evolve-space", "--space", TINY, "--output", "{w}/e", "--rank-grid", "0"], ["--rank-grid"]),
     ("evolve-patch-zero", ["evolve-space", "--space", TINY, "--output", "{w}/e", "--patch-grid", "0"],
      ["--patch-grid"]),

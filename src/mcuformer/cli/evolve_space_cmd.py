@@ -23,7 +23,8 @@ def add_arguments(p):
                    help="rank ratio grid (default: the space's evolution grid, else its rank ratios)")
     p.add_argument("--patch-grid", type=positive_int, nargs="+", default=None, help="patch size grid (same default)")
     p.add_argument("--start", nargs="+", default=None, metavar="R:P", help="start points (default: --starts random)")
-    p.add_argument("--starts", type=positive_int, default=3, help="seeded random start points when no --start")
+    p.add_argument("--starts", type=positive_int, default=None,
+                   help="seeded random start points when no --start (default 3)")
     p.add_argument("--rounds", type=positive_int, default=3)
     p.add_argument("--weight", type=nonnegative_float, default=1.0, help="weight of the infeasible fraction against the error")
     p.add_argument("--neighbours", type=positive_int, default=5, help="visited points each plane is fitted to")
@@ -56,6 +57,7 @@ def _points(specs) -> list:
 def run(args) -> int:
     from dataclasses import replace
 
+    from mcuformer.errors import ConfigError
     from mcuformer.search.runner import make_budget
     from mcuformer.search.space_evolution import Grid, SpaceEvolution, initial_points
     from mcuformer.search.space_runner import SupernetPointScorer, format_table, run_space_evolution
@@ -68,7 +70,9 @@ def run(args) -> int:
     budget = make_budget(args.board, args.sram_kb, args.flash_kb, args.allow_external_flash)
     grid = Grid(tuple(args.rank_grid or space.evolution.get("rank_ratio") or space.rank_ratio),
                 tuple(args.patch_grid or space.evolution.get("patch_size") or space.patch_size))
-    starts = _points(args.start) if args.start else initial_points(grid, args.starts, args.seed)
+    if args.start and args.starts is not None:  # else --starts would be ignored
+        raise ConfigError("--start gives the start points and --starts draws them: give one of them")
+    starts = _points(args.start) if args.start else initial_points(grid, args.starts or 3, args.seed)
     cfg = TrainConfig.load(args.config) if args.config else TrainConfig()
     cfg = replace(cfg, epochs=args.epochs, warmup_epochs=min(cfg.warmup_epochs, args.epochs / 2),
                   limit_train=args.limit_train or cfg.limit_train, steps_per_epoch=args.steps_per_epoch,
