@@ -53,15 +53,12 @@ def code_digest(*subpackages: str, root: Path | None = None) -> str:
     its content): a stage whose code changed, by an upgrade or an edit, reruns instead of keeping what the old
     code made. Training and fine-tuning do not take it: hours of weights are not redone for an edit."""
     root = Path(root) if root is not None else Path(__file__).resolve().parent
-    h = hashlib.sha256()
+    files = []
     for sub in subpackages:
-        folder = root / sub
-        if not folder.is_dir():
+        if not (root / sub).is_dir():
             raise ValueError(f"no mcuformer subpackage {sub!r}")
-        for p in sorted(folder.rglob("*")):
-            if p.is_file() and "__pycache__" not in p.parts:
-                h.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
-    return h.hexdigest()[:20]
+        files += sorted(p for p in (root / sub).rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    return digest_settings([[p.relative_to(root).as_posix(), digest_files(p)] for p in files])
 
 
 HASHED_ARCHIVE_BYTES = 1 << 30  # archives up to this size are identified by content (CIFAR-10's 19 MB: 0.02 s)

@@ -38,11 +38,12 @@ def place_constants(sizes: dict[str, int], room: int) -> frozenset[str]:
     """The constants that go to external flash: in the model's order, each one stays internal while it fits
     the room left (4-byte aligned, as the arrays are), so the internal flash is filled before the slower
     memory-mapped QSPI is used; the rest go external."""
+    from mcuformer.memory.ops import align
+
     external = set()
     for name, size in sizes.items():
-        aligned = -(-size // 4) * 4
-        if aligned <= room:
-            room -= aligned
+        if align(size) <= room:
+            room -= align(size)
         else:
             external.add(name)
     return frozenset(external)
