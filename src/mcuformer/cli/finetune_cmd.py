@@ -6,7 +6,7 @@ from __future__ import annotations
 
 NAME = "finetune"
 HELP = ("fine-tune one subnet of a supernet checkpoint (official --mode retrain), optionally taught by the "
-        "supernet's largest subnet or a fine-tuned one; CPU or GPU, resumable")
+        "supernet's largest subnet, a fine-tuned one or a CNN teacher; CPU or GPU, resumable")
 
 
 def add_arguments(p):
@@ -22,7 +22,8 @@ def add_arguments(p):
     p.add_argument("--teacher", default="largest", metavar="{largest,none,CHECKPOINT}",
                    help="largest (default): the supernet's largest subnet teaches (soft targets mixed by "
                         "--distill-alpha); none: the labels alone; a fine-tuning checkpoint of the same space: "
-                        "the subnet it fine-tuned teaches (self-distillation)")
+                        "the subnet it fine-tuned teaches (self-distillation); a `mcuformer teacher` teacher.pt: "
+                        "that CNN teaches")
     p.add_argument("--resume", action="store_true", help="continue the fine-tuning checkpoint in --output")
     from mcuformer.cli.common import add_progress_argument, any_int, number_type
     strict = {int: any_int, float: number_type()}  # NaN and infinities refused at parse time

@@ -18,6 +18,7 @@ VERBS = [
     "mcuformer.cli.memory_cmd",
     "mcuformer.cli.search_cmd",
     "mcuformer.cli.evolve_space_cmd",
+    "mcuformer.cli.teacher_cmd",
     "mcuformer.cli.finetune_cmd",
     "mcuformer.cli.quantize_cmd",
     "mcuformer.cli.export_cmd",

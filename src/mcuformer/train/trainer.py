@@ -209,8 +209,10 @@ def _train(space, output, cfg, data_path, resume, init_from, progress, info: Dis
         if info.is_main:
             for line in report_lines(init_from, init_report):
                 tqdm.write(line)
-    teacher_model = (_load_teacher(teacher, space, num_classes, info.device, info.is_main) if teacher is not None
-                     else None)
+    teacher_model = None
+    if teacher is not None:
+        teacher_model = _load_teacher(teacher, space, num_classes, info.device, info.is_main,
+                                      classes=train_set.classes, norm=(cfg.augment.mean, cfg.augment.std))
     model.to(info.device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -422,10 +424,16 @@ def _distilled(targets: torch.Tensor, teacher_probs: torch.Tensor, alpha: float)
     return teacher_probs if alpha >= 1.0 else alpha * teacher_probs + (1.0 - alpha) * targets
 
 
-def _load_teacher(path, space: SearchSpace, num_classes: int, device, announce: bool = True) -> SuperViT:
-    """The fine-tuning teacher, frozen: the subnet a fine-tuning checkpoint names (``finetuned_arch``: a fine-tuned
-    subnet teaching, e.g. itself for self-distillation), else the checkpoint's largest subnet. The teacher's space
-    may differ from the student's in the conv stem's pools alone (a finer-token student, ``with_token_grids``)."""
+def _load_teacher(path, space: SearchSpace, num_classes: int, device, announce: bool = True, *,
+                  classes=None, norm=None) -> torch.nn.Module:
+    """The fine-tuning teacher, frozen: a CNN teacher (``mcuformer teacher``) behind the student's input
+    normalisation, or the subnet a fine-tuning checkpoint names (``finetuned_arch``: a fine-tuned subnet teaching,
+    e.g. itself for self-distillation), else the checkpoint's largest subnet. A supernet teacher's space may differ
+    from the student's in the conv stem's pools alone (a finer-token student, ``with_token_grids``)."""
+    from mcuformer.train.teacher import is_teacher_file, load_teacher
+
+    if is_teacher_file(path):
+        return load_teacher(path, classes, norm, device, announce)
     state = load_checkpoint(path)
     check_same_space(state, space, path, ignore=("stem_pool",))
     space = space_of(state)
