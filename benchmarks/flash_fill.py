@@ -124,9 +124,10 @@ def zoo_finetune(zoo_run: Path, ckpt: Path, arch: dict, cfg, data: Path) -> Path
 
 
 def finetune_and_test(ckpt: Path, arch: dict, work: Path, epochs: int, data_path,
-                      zoo_run: Path | None = None) -> dict:
+                      zoo_run: Path | None = None, teacher: Path | None = None) -> dict:
     """The zoo's recipe (model_zoo --finetune-teacher none): fine-tune, quantise, int8 top-1 on the 10k test.
-    ``zoo_run``: the board's zoo run folder, whose finished fine-tune of the same subnet is reused."""
+    ``zoo_run``: the board's zoo run folder, whose finished fine-tune of the same subnet is reused (labels-only
+    runs). ``teacher``: a teacher checkpoint (e.g. ``mcuformer teacher``'s) distilled from instead."""
     from mcuformer.api import finetune_subnet
     from mcuformer.quantize.workflow import evaluate_quantized, quantize_checkpoint
     from mcuformer.train import TrainConfig, load_checkpoint
@@ -138,6 +139,8 @@ def finetune_and_test(ckpt: Path, arch: dict, work: Path, epochs: int, data_path
         raise ConfigError(f"{work} holds the run of another subnet; use another --work")
     if report.exists():
         acc = kept(report, lambda d: d if {"arch", "float_top1", "int8_top1", "count"} <= set(d) else None)
+        if acc.get("teacher_sha256", "none") != (file_sha256(teacher) if teacher else "none"):
+            raise ConfigError(f"{report} was measured with another teacher; use another --work")
         if acc["arch"] != Arch.from_dict(arch).short():
             raise ConfigError(f"{report} measured {acc['arch']}, not {Arch.from_dict(arch).short()}; "
                               "use another --work")
@@ -149,13 +152,13 @@ def finetune_and_test(ckpt: Path, arch: dict, work: Path, epochs: int, data_path
                                 where="fine-tune settings")
     out = work / "finetune"
     data = data_path_of(supernet, data_path)  # what finetune_subnet trains on
-    donor = zoo_finetune(zoo_run, ckpt, arch, cfg, data) if zoo_run and not out.exists() else None
+    donor = zoo_finetune(zoo_run, ckpt, arch, cfg, data) if zoo_run and not teacher and not out.exists() else None
     if donor is not None:  # seeded: training it again gives these weights (the 3-epoch zoo-pick rows reproduced)
         print(f"{work.name}: the zoo's run {relative(donor)} fine-tuned this subnet from this supernet with these "
               "settings; its checkpoint is copied, not trained again")
         copy_folder(donor, out)
     else:
-        summary = finetune_subnet(ckpt, arch_file, out, cfg, data_path=data_path, teacher=False,
+        summary = finetune_subnet(ckpt, arch_file, out, cfg, data_path=data_path, teacher=teacher or False,
                                   resume=(out / "checkpoint.pt").exists(), progress=True)
         if summary["interrupted"]:
             raise ConfigError(f"fine-tune of {work.name} interrupted; run again to continue it")
@@ -167,7 +170,8 @@ def finetune_and_test(ckpt: Path, arch: dict, work: Path, epochs: int, data_path
     acc = evaluate_quantized(qdir, checkpoint=out / "checkpoint.pt", data_path=data_path, limit=0, progress=True)
     # training time over all its runs (a resumed or reused fine-tune's too), and this run's
     acc = {**acc, "train_seconds": round(sum(h.get("seconds", 0) for h in history), 1),
-           "train_seconds_this_run": round(trained, 1), **({"reused_from": relative(donor)} if donor else {})}
+           "train_seconds_this_run": round(trained, 1), **({"reused_from": relative(donor)} if donor else {}),
+           **({"teacher_sha256": file_sha256(teacher)} if teacher else {})}
     write_json(report, acc)
     return acc
 

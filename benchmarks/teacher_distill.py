@@ -1,0 +1,107 @@
+"""Does a CNN teacher make a better fine-tune? The board's zoo subnet fine-tuned for the same epochs with the same
+seeded recipe, once from the labels alone (the zoo's recipe) and once distilled from a `mcuformer teacher`
+checkpoint (soft targets mixed with the labels by the fine-tune's distill_alpha), both quantised to int8 and
+measured on the full 10k test split. Prints a table, writes JSON.
+
+    python benchmarks/teacher_distill.py --teacher runs/teacher/teacher.pt [--board stm32f746] [--epochs 3]
+
+The labels-only row is trained in the same run, or reused from the board's zoo run folder (`--zoo-work`) when
+that holds the same fine-tune (seeded: training it again gives the same weights), or taken from an earlier
+result of this supernet, subnet and epochs (`--baseline-from`, e.g. flash_fill.py's JSON), which the table marks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from mcuformer.errors import CheckpointError, ConfigError, run_script  # noqa: E402
+from mcuformer.train.teacher import read_teacher  # noqa: E402
+from mcuformer.utils.io import file_sha256, read_structured, write_json  # noqa: E402
+from flash_fill import finetune_and_test  # noqa: E402
+from model_zoo import relative  # noqa: E402
+
+
+def recorded_baseline(path: Path, zoo: dict, epochs: int) -> dict:
+    """The labels-only row of an earlier result for the zoo's subnet, supernet and epochs."""
+    try:
+        result = read_structured(path)
+        same = (result["supernet_sha256"] == zoo["supernet_sha256"] and result.get("teacher") in ("none", None)
+                and result.get("finetune_epochs", result.get("epochs")) == epochs)
+        row = next((r for r in result["rows"] if r.get("summary", result.get("arch")) == zoo["summary"]
+                    and r.get("subnet", r.get("fine-tune")) in ("search's pick (zoo)", "labels only")), None)
+    except (KeyError, TypeError, AttributeError):
+        raise ConfigError(f"--baseline-from {path}: not a flash_fill.py or teacher_distill.py result") from None
+    if not same or row is None:
+        raise ConfigError(f"--baseline-from {path}: no labels-only row of {zoo['summary']} fine-tuned {epochs} "
+                          "epochs from this supernet")
+    return {"fine-tune": "labels only", "float_top1": row["float_top1"], "int8_top1": row["int8_top1"],
+            "test_images": row["test_images"], "train_seconds": row.get("train_seconds"),
+            "recorded_in": relative(path)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", default=str(ROOT / "models/cifar10-zoo/supernet.pt"))
+    ap.add_argument("--teacher", required=True, help="a teacher checkpoint (mcuformer teacher's teacher.pt)")
+    ap.add_argument("--board", default="stm32f746")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--data-path", default=None, help="default: the CIFAR-10 archive")
+    ap.add_argument("--work", default=str(ROOT / "runs/teacher-distill"))
+    ap.add_argument("--zoo-work", default=str(ROOT / "runs/zoo-models"),
+                    help="model_zoo.py's run folders: a finished labels-only fine-tune there is reused")
+    ap.add_argument("--baseline-from", default=None, metavar="JSON",
+                    help="take the labels-only row from this result (flash_fill.py's or this script's) instead of "
+                         "training it: same supernet, subnet and epochs")
+    ap.add_argument("--output", default=None, help="default: benchmarks/results/teacher_distill_<board>_ep<N>.json")
+    args = ap.parse_args()
+    if args.epochs < 1:
+        raise ConfigError(f"--epochs must be at least 1, got {args.epochs}")
+    ckpt, teacher = Path(args.checkpoint), Path(args.teacher)
+    if not ckpt.is_file():
+        raise CheckpointError(f"supernet checkpoint not found: {ckpt}")
+    meta = read_teacher(teacher)
+    zoo_row = ckpt.parent / f"int8-{args.board}" / "zoo.json"
+    if not zoo_row.is_file():
+        raise ConfigError(f"no zoo model for {args.board} beside the supernet ({zoo_row} missing)")
+    zoo = read_structured(zoo_row)
+    data_path = Path(args.data_path) if args.data_path else None
+    work = Path(args.work) / f"{args.board}-ep{args.epochs}"
+    rows = []
+    runs = [("labels only", "labels", None), ("CNN teacher", "teacher", teacher)]
+    if args.baseline_from:
+        rows.append(recorded_baseline(Path(args.baseline_from), zoo, args.epochs))
+        runs = runs[1:]
+    for name, folder, by in runs:
+        acc = finetune_and_test(ckpt, zoo["arch"], work / folder, args.epochs, data_path,
+                                zoo_run=Path(args.zoo_work) / args.board, teacher=by)
+        rows.append({"fine-tune": name, "float_top1": acc["float_top1"], "int8_top1": acc["int8_top1"],
+                     "test_images": acc["count"],
+                     "train_seconds": acc.get("train_seconds", acc.get("train_seconds_this_run")),
+                     **({"reused_from": acc["reused_from"]} if "reused_from" in acc else {})})
+    result = {"board": args.board, "arch": zoo["summary"], "epochs": args.epochs,
+              "supernet_sha256": zoo["supernet_sha256"],
+              "teacher": {"file": relative(teacher), "sha256": file_sha256(teacher), "widths": meta["widths"],
+                          "epochs": meta.get("epochs"), "test_top1": meta.get("test_top1"),
+                          "train_seconds": meta.get("seconds")},
+              "rows": rows,
+              "command": f"python benchmarks/teacher_distill.py --teacher {relative(teacher)} --board {args.board} "
+                         f"--epochs {args.epochs}"}
+    print(f"\n{args.board}'s zoo subnet {zoo['summary']}, fine-tuned {args.epochs} epochs, int8 on the 10k test "
+          f"(teacher: CNN {meta['widths']}, {meta.get('test_top1')} % test top-1):\n")
+    print("| fine-tune | float top-1 | int8 top-1 | training s |\n|---|---|---|---|")
+    for r in rows:
+        where = f" (recorded in {r['recorded_in']})" if "recorded_in" in r else ""
+        print(f"| {r['fine-tune']}{where} | {r['float_top1']:.2f} % | {r['int8_top1']:.2f} % | "
+              f"{r['train_seconds'] or '-'} |")
+    default = ROOT / f"benchmarks/results/teacher_distill_{args.board}_ep{args.epochs}.json"
+    write_json(Path(args.output or default), result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_script(main, Path(__file__).name))
