@@ -21,10 +21,13 @@ def _checkpoint(path, epoch, value=0.0):
                 "epoch": epoch}, path)
 
 
-def _run(tmp_path, board, monkeypatch, trained, *, epochs=2, arch=ARCH, donors=()):
-    """The fine-tune stage of one board's run, with the training itself faked: it records the call."""
-    def fake_finetune(ckpt, arch_file, out, cfg, **_):
+def _run(tmp_path, board, monkeypatch, trained, *, epochs=2, arch=ARCH, donors=(), teacher=False, teachers=None):
+    """The fine-tune stage of one board's run, with the training itself faked: it records the call (and the
+    teacher it was given, in ``teachers``)."""
+    def fake_finetune(ckpt, arch_file, out, cfg, **kw):
         trained.append(board)
+        if teachers is not None:
+            teachers.append(kw["teacher"])
         _checkpoint(out / "checkpoint.pt", cfg.epochs, value=len(trained))
         return {"interrupted": False}
 
@@ -37,7 +40,7 @@ def _run(tmp_path, board, monkeypatch, trained, *, epochs=2, arch=ARCH, donors=(
     arch_file.write_text(yaml.safe_dump({"arch": arch, "budget": {"board": board}}))
     ledger.finish("search")
     cfg = PipelineConfig(space=[], train_config=None, output=run, supernet=tmp_path / "supernet.pt",
-                         data_path=tmp_path / "data", board=board, finetune={"epochs": epochs, "teacher": False})
+                         data_path=tmp_path / "data", board=board, finetune={"epochs": epochs, "teacher": teacher})
     out = finetune_stage(cfg, tmp_path / "supernet.pt", {"arch": arch, "arch_file": str(arch_file)},
                          progress=False, ledger=ledger, donors=donors)
     return out, StageLedger(run).records["finetune"]
@@ -233,3 +236,16 @@ def test_model_zoo_takes_a_fine_tune_per_board(tmp_path):
             ([str(f746)], ["stm32f746"], 3, "no --finetune-epochs")):
         with pytest.raises(McuformerError, match=needle):
             pick(values, boards, epochs)
+
+
+def test_a_teacher_file_is_handed_on_and_a_changed_one_reruns_the_fine_tune(tmp_path, monkeypatch):
+    make_image_folder(tmp_path / "data")
+    _checkpoint(tmp_path / "supernet.pt", 0)
+    teacher, trained, teachers = tmp_path / "teacher.pt", [], []
+    teacher.write_bytes(b"a teacher")
+    for _ in range(2):  # the second run keeps the finished fine-tune
+        _run(tmp_path, "stm32f746", monkeypatch, trained, teacher=str(teacher), teachers=teachers)
+    assert trained == ["stm32f746"] and teachers == [str(teacher)]
+    teacher.write_bytes(b"a retrained teacher")  # same name, other content
+    _, record = _run(tmp_path, "stm32f746", monkeypatch, trained, teacher=str(teacher), teachers=teachers)
+    assert trained == ["stm32f746"] * 2 and record["complete"]

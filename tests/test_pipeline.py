@@ -171,6 +171,10 @@ def test_pipeline_config_errors(tmp_path):
     assert_one_line_error(run_cli("pipeline", "--config", _config(tmp_path, flash_kb=-5)), "flash", "positive")
     assert_one_line_error(run_cli("pipeline", "--config", _config(tmp_path, finetune={"epochs": 1.5})),
                           "finetune.epochs")
+    assert_one_line_error(run_cli("pipeline", "--config", _config(tmp_path, finetune={"teacher": 3})),
+                          "finetune.teacher", "true, false or a teacher file")
+    assert_one_line_error(run_cli("pipeline", "--config", _config(tmp_path, finetune={"teacher": "t/teacher.pt"})),
+                          "finetune.teacher file not found", str(tmp_path / "t" / "teacher.pt"))
     cfg = _config(tmp_path)  # a tampered stage record is refused before any stage runs
     (tmp_path / "run").mkdir()
     (tmp_path / "run/stages.json").write_text('{"format": "mcuformer-stages-v1", "stages": {"train": []}}')

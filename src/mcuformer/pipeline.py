@@ -24,7 +24,8 @@ from mcuformer.utils.io import missing_folders, read_structured, remove_empty_fo
 KEYS = {"space", "train_config", "data_path", "board", "output", "gpu", "search", "quantize", "verify", "supernet",
         "heldout_split", "sram_kb", "flash_kb", "allow_external_flash", "finetune"}
 SEARCH_DEFAULTS = {"population": 20, "generations": 6, "per_class": 50, "test_limit": 0, "fitness": "loglik"}
-FINETUNE_DEFAULTS = {"epochs": 0, "teacher": True}  # epochs 0: no fine-tuning stage
+# epochs 0: no fine-tuning stage; teacher: true (the supernet's largest), false (none) or a teacher file
+FINETUNE_DEFAULTS = {"epochs": 0, "teacher": True}
 QUANTIZE_DEFAULTS = {"calibration_images": 256, "method": "minmax", "test_limit": 0}
 VERIFY_DEFAULTS = {"images": 5, "emulator": True}
 # training settings that change how a run goes, not the supernet it trains (epochs: a finished run
@@ -80,10 +81,13 @@ class PipelineConfig:
         from mcuformer.verify.engine import MAX_VERIFY_IMAGES
         check_number(v["images"], "pipeline verify.images", integer=True, positive=True, maximum=MAX_VERIFY_IMAGES)
         check_number(t["epochs"], "pipeline finetune.epochs", integer=True, minimum=0)
-        for section, key in (("verify", "emulator"), ("finetune", "teacher")):
-            if not isinstance(getattr(self, section)[key], bool):
-                raise ConfigError(f"pipeline {section}.{key} must be true or false, "
-                                  f"got {getattr(self, section)[key]!r}")
+        if not isinstance(v["emulator"], bool):
+            raise ConfigError(f"pipeline verify.emulator must be true or false, got {v['emulator']!r}")
+        if isinstance(t["teacher"], str):  # a teacher file (`mcuformer teacher`'s, or a fine-tuning checkpoint)
+            from mcuformer.utils.checks import input_file
+            input_file(t["teacher"], "pipeline finetune.teacher file")
+        elif not isinstance(t["teacher"], bool):
+            raise ConfigError(f"pipeline finetune.teacher must be true, false or a teacher file, got {t['teacher']!r}")
         if not isinstance(self.allow_external_flash, bool):
             raise ConfigError(f"pipeline allow_external_flash must be true or false, got {self.allow_external_flash!r}")
         if not isinstance(self.board, str):
@@ -140,7 +144,14 @@ class PipelineConfig:
                    search=d.get("search"), quantize=d.get("quantize"), verify=d.get("verify"),
                    supernet=opt("supernet"), heldout_split=opt("heldout_split"), sram_kb=d.get("sram_kb"),
                    flash_kb=d.get("flash_kb"), allow_external_flash=d.get("allow_external_flash", False),
-                   finetune=d.get("finetune"))
+                   finetune=_teacher_beside(d.get("finetune"), here))
+
+
+def _teacher_beside(finetune, here: Path):
+    """The finetune section with a teacher file named relative to the config, as its other paths are."""
+    if isinstance(finetune, dict) and isinstance(finetune.get("teacher"), str):
+        return {**finetune, "teacher": str((here / finetune["teacher"]).resolve())}
+    return finetune
 
 
 def _check_output_folder(path: Path) -> None:
@@ -373,11 +384,16 @@ def finetune_stage(cfg: PipelineConfig, ckpt: Path, searched: dict, progress: bo
     if not t["epochs"]:
         _stage(4, "fine-tune", "skipped (finetune.epochs: 0): the supernet's weights are deployed as they are")
         return ckpt
+    teacher = t["teacher"]
     _stage(4, "fine-tune", f"{t['epochs']} epochs of the searched subnet"
-           + (", taught by the supernet's largest subnet" if t["teacher"] else ""))
+           + (f", taught by {Path(teacher).name}" if isinstance(teacher, str)
+              else ", taught by the supernet's largest subnet" if teacher else ""))
     ledger, f = _shared_inputs(cfg, ledger, ckpt=ckpt)
     inputs = {"checkpoint": f["checkpoint"], "searched arch": digest_files(searched["arch_file"]),
-              "search": ledger.fingerprint("search"), "fine-tune settings": digest_settings(t), "data": f["data"]}
+              "search": ledger.fingerprint("search"), "data": f["data"],
+              "fine-tune settings": digest_settings({**t, "teacher": "file"} if isinstance(teacher, str) else t)}
+    if isinstance(teacher, str):  # its content, not where it lies: a retrained teacher reruns the fine-tune
+        inputs["teacher"] = digest_files(teacher)
     done = (out / "checkpoint.pt").exists() and load_checkpoint(out / "checkpoint.pt")["epoch"] >= t["epochs"]
     plan = ledger.plan("finetune", inputs, done=done, owned=[out], resumable=True,
                        state="continuing its checkpoint")
