@@ -147,3 +147,15 @@ def test_a_manifest_without_its_compute_is_not_continued():
     for broken in ({**manifest, "compute": {"epochs": 3}}, {**manifest, "compute": {"epochs": "3", "train_seconds": 1}},
                    {k: v for k, v in manifest.items() if k != "command"}, [manifest], None):
         assert not is_manifest(broken)
+
+
+def test_every_shipped_teacher_loads_and_its_manifest_names_it():
+    from mcuformer.train.teacher import read_teacher
+    from mcuformer.utils.io import file_sha256
+    for p in sorted(MODELS.rglob("teacher.pt")):
+        state = read_teacher(p)
+        manifest = json.loads(p.with_suffix(".json").read_text())
+        assert manifest["sha256"] == file_sha256(p) and manifest["file"] == p.name
+        assert manifest["test_top1"] == state["test_top1"] and manifest["net"]["widths"] == state["widths"]
+        split = state["config"]["exclude_split"]  # it never saw the search's held-out images
+        assert split and (ROOT / split).resolve() == (p.parent / "heldout-split.json").resolve()
