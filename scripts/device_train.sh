@@ -35,8 +35,9 @@
 #              shares), stm32h743, stm32f411re, stm32l432kc.
 #   FT_ARCH    one subnet instead, as FT_ARCHS="subnet=$FT_ARCH": FT_ARCH=configs/arch-stm32f746-grid16.yaml
 #              fine-tunes the F746 model's subnet on 16x16 tokens (docs/conv-stem.md)
-#   FT_TEACHER the fine-tune's --teacher (default none; largest, or a fine-tuning checkpoint of the same space
-#              whose subnet then teaches: self-distillation)
+#   FT_TEACHER the fine-tune's --teacher (default: the shipped CNN teacher models/cifar10-zoo/teacher.pt, which
+#              gave the F746 pick +0.59 points int8 in 20 CPU epochs; none; largest; or a fine-tuning checkpoint
+#              of the same space whose subnet then teaches: self-distillation)
 # If training fails before it writes a checkpoint (as bf16 on the device-resident path did on the first
 # slot: a NaN at step 7) and two minutes remain, it is retried once in fp32 on the DataLoader path, so that
 # the slot still trains.
@@ -225,7 +226,7 @@ if [ "$FINETUNE_S" -gt 0 ]; then
       name=${spec%%=*} arch=${spec#*=}
       ft_run=$RUN-finetune-$name
       ft_cmd=($PY -m mcuformer finetune --checkpoint "$SUPERNET" --arch "$arch" --output "$ft_run"
-              --data-path "$DATA" --config "$FT_CONFIG" --teacher "${FT_TEACHER:-none}" --time-budget-s "$ft_budget"
+              --data-path "$DATA" --config "$FT_CONFIG" --teacher "${FT_TEACHER:-models/cifar10-zoo/teacher.pt}" --time-budget-s "$ft_budget"
               --checkpoint-every-s 60 --no-progress --workers "$ft_workers" "${EXTRA[@]}")
       [ "$DRY" = 1 ] && ft_cmd+=(--epochs 2)
       echo "+ [$name] ${ft_cmd[*]}" | tee -a "$OUTDIR/train.log"

@@ -314,6 +314,7 @@ def test_device_script_dry_run_fits_a_gpu_slot(tmp_path, cifar_archive):
     assert max(start for start, _ in clocks) < min(end for _, end in clocks)
     assert "run-fp32/checkpoint.pt --arch largest" in log and "run-fp32/checkpoint.pt --arch smallest" in log
     assert "--checkpoint-every-s 60" in log and "[smallest] done: 2 epochs" in log
+    assert "teacher: CNN [64, 256, 256] of models/cifar10-zoo/teacher.pt" in log  # the shipped teacher, by default
     space = None
     for name in ("largest", "smallest"):
         tuned = load_checkpoint(out / f"finetune-{name}-fp16.pt")
