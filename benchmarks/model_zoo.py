@@ -225,7 +225,9 @@ def main() -> int:
         if args.finetune_epochs:  # its weights are params.npz's: the supernet's subnet, trained on alone
             manifest["info"]["fine_tuned"] = {"epochs": args.finetune_epochs, "teacher": args.finetune_teacher}
         elif finetuned is not None:
-            manifest["info"]["fine_tuned"] = {"epochs": tuned_epochs, "checkpoint": finetuned.name}
+            manifest["info"]["fine_tuned"] = {"epochs": tuned_epochs, "checkpoint": finetuned.name,
+                                              **({"teacher_sha256": row["fine_tune_teacher_sha256"]}
+                                                 if "fine_tune_teacher_sha256" in row else {})}
         write_json(tmp / "manifest.json", manifest)
         write_json(tmp / "zoo.json", row)
         if dest.exists():

@@ -87,6 +87,8 @@ def section_zoo() -> str:
                           if r.get("fine_tune_copied_from") else "")
                        + (f", elsewhere ({r['fine_tuned_checkpoint']}, not searched here)"
                           if r.get("fine_tuned_checkpoint") else "")
+                       + (f", taught by the teacher of sha256 {r['fine_tune_teacher_sha256'][:12]}…"
+                          if r.get("fine_tune_teacher_sha256") else "")
                        if r.get("fine_tuned_epochs") else "")
     searched = lambda r: (f"; searched {r['search_population']} x {r['search_generations']} "  # noqa: E731
                           f"({r['search_evaluations']} subnets)" if r.get("search_evaluations") else "")
@@ -163,6 +165,28 @@ def section_flash_fill() -> str:
                 for r in d["rows"]]
         s += table(["subnet", "arch", "flash (memory model)", "float top-1", "int8 top-1", "final training loss",
                     "training s"], rows) + "\n"
+    return s.rstrip("\n") + "\n"
+
+
+def section_teacher_distill() -> str:
+    default = "python benchmarks/teacher_distill.py --teacher runs/teacher/teacher.pt"
+    s = "## Does a CNN teacher make a better fine-tune?\n\n"
+    runs = sorted((load(p.stem) for p in RESULTS.glob("teacher_distill_*.json")), key=lambda d: (d["board"],
+                                                                                                   d["epochs"]))
+    if not runs:
+        return s + f"Command: `{default}`.\n\n" + missing(default)
+    for d in runs:
+        t = d["teacher"]
+        s += (f"### {d['board']}, {d['epochs']} epochs\n\n"
+              f"Command: `{d['command']}`. Supernet sha256 {d['supernet_sha256'][:12]}…; the board's zoo subnet "
+              f"{d['arch']}, fine-tuned with the zoo's seeded recipe from the labels alone, and distilled from a "
+              f"CNN teacher (`mcuformer teacher`, widths {t['widths']}, {t['epochs']} epochs in {t['train_seconds']} "
+              f"s, {t['test_top1']} % test top-1; sha256 {t['sha256'][:12]}…) at the fine-tune's distill_alpha; "
+              "both quantised to int8 and tested on the 10k test split.\n\n")
+        rows = [[r["fine-tune"] + (f" (recorded in `{r['recorded_in']}`)" if r.get("recorded_in") else ""),
+                 f"{r['float_top1']:.2f} %", f"{r['int8_top1']:.2f} %", r.get("train_seconds") or "-"]
+                for r in d["rows"]]
+        s += table(["fine-tune", "float top-1", "int8 top-1", "training s"], rows) + "\n"
     return s.rstrip("\n") + "\n"
 
 
@@ -336,6 +360,7 @@ def main() -> int:
              "otherwise. CIFAR-10 is the JPEG (q75) re-encoding in `../shared/data`: accuracies are comparable "
              "with published CIFAR-10 figures, but not identical to them.\n",
              section_zoo_supernet(), section_zoo(), section_budget_curve(), section_flash_fill(),
+             section_teacher_distill(),
              section_search_seeds(), section_fitness_fidelity(),
              section_budget(), section_memory(), section_engine(), section_quant(),
              section_throughput()]

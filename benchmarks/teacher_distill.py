@@ -90,7 +90,8 @@ def main() -> int:
                           "train_seconds": meta.get("seconds")},
               "rows": rows,
               "command": f"python benchmarks/teacher_distill.py --teacher {relative(teacher)} --board {args.board} "
-                         f"--epochs {args.epochs}"}
+                         f"--epochs {args.epochs}"
+                         + (f" --baseline-from {relative(args.baseline_from)}" if args.baseline_from else "")}
     print(f"\n{args.board}'s zoo subnet {zoo['summary']}, fine-tuned {args.epochs} epochs, int8 on the 10k test "
           f"(teacher: CNN {meta['widths']}, {meta.get('test_top1')} % test top-1):\n")
     print("| fine-tune | float top-1 | int8 top-1 | training s |\n|---|---|---|---|")
