@@ -298,6 +298,8 @@ CASES = [
     ("teacher-epochs-zero", ["teacher", "--output", "{w}/t", "--epochs", "0"], ["--epochs", "positive"]),
     ("teacher-lr-nan", ["teacher", "--output", "{w}/t", "--lr", "nan"], ["--lr"]),
     ("teacher-widths-zero", ["teacher", "--output", "{w}/t", "--widths", "0", "16", "16"], ["--widths"]),
+    ("teacher-widths-huge", ["teacher", "--output", "{w}/t", "--widths", "5000", "16", "16"],
+     ["--widths", "at most 4096"]),
     ("teacher-device", ["teacher", "--output", "{w}/t", "--device", "gpu"], ["--device"]),
     ("teacher-output-file", ["teacher", "--output", "{w}/a-file"], ["not a folder"]),
     ("teacher-output-not-empty", ["teacher", "--output", "{w}/data"], ["not empty", "--force"]),

@@ -10,7 +10,7 @@ HELP = ("train a small CNN teacher on the data (resumable); fine-tunes distil fr
 def add_arguments(p):
     from mcuformer.cli.common import (add_force_argument, add_progress_argument, device_name, nonnegative_int,
                                       number_type, positive_int)
-    from mcuformer.train.teacher import DEFAULT_WIDTHS, TeacherConfig
+    from mcuformer.train.teacher import DEFAULT_WIDTHS, MAX_WIDTH, TeacherConfig
 
     d = TeacherConfig()
     p.add_argument("--output", required=True,
@@ -21,7 +21,8 @@ def add_arguments(p):
     p.add_argument("--lr", type=number_type(positive=True), default=d.lr, help=f"peak learning rate, default {d.lr}")
     p.add_argument("--weight-decay", type=number_type(minimum=0), default=d.weight_decay)
     p.add_argument("--label-smoothing", type=number_type(minimum=0, maximum=0.99), default=d.label_smoothing)
-    p.add_argument("--widths", type=positive_int, nargs=3, default=list(DEFAULT_WIDTHS), metavar="C",
+    p.add_argument("--widths", type=number_type(True, positive=True, maximum=MAX_WIDTH), nargs=3,
+                   default=list(DEFAULT_WIDTHS), metavar="C",
                    help="channels of the three conv groups, default %(default)s")
     p.add_argument("--seed", type=nonnegative_int, default=d.seed)
     p.add_argument("--limit-train", type=nonnegative_int, default=0, help="train on a seeded subset (0: all)")

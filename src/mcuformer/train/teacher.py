@@ -30,6 +30,7 @@ FORMAT = "mcuformer-teacher-v1"
 RUN_FILES = ("teacher.pt", "checkpoint.pt", "log.jsonl")  # what a run writes in its folder
 DEFAULT_WIDTHS = (64, 256, 256)
 STEM_WIDTH = 32
+MAX_WIDTH = 4096  # channels of a group, at most (a tampered checkpoint must not make a giant net)
 MAX_SIDE, DEFAULT_SIDE = 64, 32  # the net is made for small images; image files of unknown size train at 32x32
 LOGIT_SCALE = 1 / 8  # the max-pooled features are large: unscaled logits start far from uniform and training stalls
 
@@ -128,7 +129,8 @@ def read_teacher(path) -> dict:
     classes, widths = state.get("classes"), state.get("widths")
     if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
         raise CheckpointError(f"teacher {path}: 'classes' must be a list of class names")
-    if not (isinstance(widths, list) and len(widths) == 3 and all(type(w) is int and 1 <= w <= 4096 for w in widths)):
+    if not (isinstance(widths, list) and len(widths) == 3
+            and all(type(w) is int and 1 <= w <= MAX_WIDTH for w in widths)):
         raise CheckpointError(f"teacher {path}: 'widths' must be three channel counts")
     for key in ("mean", "std"):
         v = state.get(key)
