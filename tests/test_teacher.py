@@ -119,3 +119,19 @@ def test_teacher_cli_bad_input(teacher_run, tmp_path, cifar_archive):
                    "--workers", 0, "--device", "cpu", "--no-progress")
     assert_one_line_error(proc, "other classes")
     assert not (tmp_path / "ft" / "checkpoint.pt").exists()
+
+
+def test_a_damaged_checkpoint_is_not_resumed(teacher_run, tmp_path, cifar_archive):
+    _, cfg, _ = teacher_run
+    full = read_teacher(teacher_run[0] / "checkpoint.pt")
+    for name, change in (("epoch", lambda s: s.update(epoch="one")), ("optimizer", lambda s: s.pop("optimizer")),
+                         ("seconds", lambda s: s.update(seconds=float("nan")))):
+        out = tmp_path / name
+        out.mkdir()
+        state = dict(full)
+        change(state)
+        torch.save(state, out / "checkpoint.pt")
+        before = (out / "checkpoint.pt").read_bytes()
+        with pytest.raises(CheckpointError, match="cannot resume"):
+            train_teacher(out, data_path=cifar_archive, cfg=cfg, widths=WIDTHS, resume=True, progress=False)
+        assert (out / "checkpoint.pt").read_bytes() == before and not (out / "log.jsonl").exists()

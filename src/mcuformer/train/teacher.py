@@ -241,9 +241,16 @@ def train_teacher(output, *, data_path=None, cfg: TeacherConfig | None = None, w
                           lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
     start_epoch, seconds = 0, 0.0
     if state is not None:
-        net.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start_epoch, seconds = int(state["epoch"]), float(state["seconds"])
+        if state["classes"] != list(train_set.classes):
+            raise ConfigError(f"{ckpt_path} was trained on other classes than {data_path}'s: resume it on its data")
+        try:
+            start_epoch, seconds = state["epoch"], state["seconds"]
+            if type(start_epoch) is not int or not 0 <= start_epoch <= cfg.epochs or not math.isfinite(seconds):
+                raise ValueError("its epoch or seconds")
+            net.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"cannot resume {ckpt_path}: damaged ({str(e).splitlines()[0][:120]})") from None
         tqdm.write(f"resuming {ckpt_path} after epoch {start_epoch}")
     meta = {"classes": list(train_set.classes), "widths": list(widths), "mean": list(CIFAR_MEAN),
             "std": list(CIFAR_STD), "img_size": size, "config": asdict(cfg), "train_images": len(train)}
