@@ -57,3 +57,14 @@ def load_subsplit(path, train: ImageDataset) -> list[int]:
 def complement(indices, n: int) -> list[int]:
     s = set(indices)
     return [i for i in range(n) if i not in s]
+
+
+def training_indices(train: ImageDataset, exclude_split, limit_train: int, seed: int) -> list[int]:
+    """The training images a run uses (one rule for every trainer, and for telling which images a run saw): all
+    of ``train``, less ``exclude_split``'s held-out ones, then a ``seed``-ed subset of ``limit_train`` (0: all)."""
+    keep = list(range(len(train)))
+    if exclude_split:
+        keep = complement(load_subsplit(exclude_split, train), len(train))
+    if limit_train and limit_train < len(keep):
+        keep = sorted(random.Random(seed).sample(keep, limit_train))
+    return keep

@@ -4,11 +4,10 @@ favour the subnets that memorised best."""
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 from mcuformer.data import load_subsplit, make_subsplit, open_split
-from mcuformer.data.split import complement
+from mcuformer.data.split import training_indices
 from mcuformer.errors import McuformerError
 
 
@@ -23,13 +22,8 @@ def trained_indices(train_config: dict, data_path) -> list[int]:
     """Train indices a supernet saw, by the trainer's rule (train/trainer.py): all of train, less its
     ``exclude_split``, then a seeded ``limit_train`` subset."""
     train = open_split(data_path, "train")
-    keep = list(range(len(train)))
-    if train_config.get("exclude_split"):
-        keep = complement(load_subsplit(train_config["exclude_split"], train), len(train))
-    limit = int(train_config.get("limit_train") or 0)
-    if limit and limit < len(keep):
-        keep = sorted(random.Random(int(train_config.get("seed", 0))).sample(keep, limit))
-    return keep
+    return training_indices(train, train_config.get("exclude_split"), int(train_config.get("limit_train") or 0),
+                            int(train_config.get("seed", 0)))
 
 
 def heldout_overlap(train_config: dict | None, trained_on, data_path, heldout: list[int]) -> tuple[int | None, str]:

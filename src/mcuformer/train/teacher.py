@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -194,10 +193,10 @@ def train_teacher(output, *, data_path=None, cfg: TeacherConfig | None = None, w
                   resume: bool = False, device: str = "cpu", progress: bool = True) -> dict:
     """Train a teacher into ``output`` (checkpoint.pt: resumable; teacher.pt: fp16 weights and the measured
     test top-1; log.jsonl: one line per epoch). Returns teacher.pt's metadata."""
-    from mcuformer.data import load_subsplit, open_split, resolve_data_path
+    from mcuformer.data import open_split, resolve_data_path
     from mcuformer.data.datasets import ImageDataset
     from mcuformer.data.device_batches import DeviceBatches
-    from mcuformer.data.split import complement
+    from mcuformer.data.split import training_indices
     from mcuformer.data.transforms import CIFAR_MEAN, CIFAR_STD, AugmentConfig
 
     cfg = (cfg or TeacherConfig()).validate()
@@ -215,11 +214,7 @@ def train_teacher(output, *, data_path=None, cfg: TeacherConfig | None = None, w
     if train_set.source_size is not None and train_set.source_size > MAX_SIDE:
         raise ConfigError(f"the teacher trains on small images (at most {MAX_SIDE} pixels, CIFAR-like); this data "
                           f"is stored at {train_set.source_size}")
-    keep = list(range(len(train_set)))
-    if cfg.exclude_split:
-        keep = complement(load_subsplit(cfg.exclude_split, train_set), len(train_set))
-    if cfg.limit_train and cfg.limit_train < len(keep):
-        keep = sorted(random.Random(cfg.seed).sample(keep, cfg.limit_train))
+    keep = training_indices(train_set, cfg.exclude_split, cfg.limit_train, cfg.seed)
     if len(keep) < len(train_set):
         train_set = train_set.subset(keep)
     size = train_set.source_size or DEFAULT_SIDE  # files of any size are resized (shorter side) and centre-cropped

@@ -17,9 +17,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from mcuformer.data import (build_eval_transform, build_train_transform, complement, load_subsplit, mix_batch,
-                            open_split, resolve_data_path)
+from mcuformer.data import build_eval_transform, build_train_transform, mix_batch, open_split, resolve_data_path
 from mcuformer.data.datasets import sample_seed, spread
+from mcuformer.data.split import training_indices
 from mcuformer.errors import CheckpointError, ConfigError, McuformerError, SpaceError
 from mcuformer.space import Arch, SearchSpace
 from mcuformer.supernet import SuperViT
@@ -164,11 +164,7 @@ def _train(space, output, cfg, data_path, resume, init_from, progress, info: Dis
         if info.is_main:
             tqdm.write(f"sampling: subnets of at most {cfg.sample_max_params:,} parameters "
                        f"(about {kept:.0%} of the space's uniform draws)")
-    keep = list(range(len(train_set)))
-    if cfg.exclude_split:
-        keep = complement(load_subsplit(cfg.exclude_split, train_set), len(train_set))
-    if cfg.limit_train and cfg.limit_train < len(keep):
-        keep = sorted(random.Random(cfg.seed).sample(keep, cfg.limit_train))
+    keep = training_indices(train_set, cfg.exclude_split, cfg.limit_train, cfg.seed)
     if len(keep) < len(train_set):
         train_set = train_set.subset(keep)
     if cfg.limit_eval and cfg.limit_eval < len(val_set):
