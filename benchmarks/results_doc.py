@@ -27,6 +27,11 @@ def load(name: str):
     return json.loads(p.read_text()) if p.exists() else None
 
 
+def load_runs(prefix: str, epochs_key: str) -> list[dict]:
+    """Every ``<prefix>_*.json`` result (one per board and epoch count), in board then epoch order."""
+    return sorted((load(p.stem) for p in RESULTS.glob(f"{prefix}_*.json")), key=lambda d: (d["board"], d[epochs_key]))
+
+
 def kb(b) -> str:
     return "-" if b is None else f"{b / KB:,.1f} KB"
 
@@ -146,8 +151,7 @@ def section_budget_curve() -> str:
 def section_flash_fill() -> str:
     default = "python benchmarks/flash_fill.py"
     s = "## Does filling the flash pay once fine-tuned?\n\n"
-    runs = sorted((load(p.stem) for p in RESULTS.glob("flash_fill_*.json")),
-                  key=lambda d: (d["board"], d["finetune_epochs"]))
+    runs = load_runs("flash_fill", "finetune_epochs")
     if not runs:
         return s + f"Command: `{default}`.\n\n" + missing(default)
     for d in runs:
@@ -171,8 +175,7 @@ def section_flash_fill() -> str:
 def section_teacher_distill() -> str:
     default = "python benchmarks/teacher_distill.py --teacher runs/teacher/teacher.pt"
     s = "## Does a CNN teacher make a better fine-tune?\n\n"
-    runs = sorted((load(p.stem) for p in RESULTS.glob("teacher_distill_*.json")), key=lambda d: (d["board"],
-                                                                                                   d["epochs"]))
+    runs = load_runs("teacher_distill", "epochs")
     if not runs:
         return s + f"Command: `{default}`.\n\n" + missing(default)
     for d in runs:
