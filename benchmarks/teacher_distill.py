@@ -7,7 +7,8 @@ measured on the full 10k test split. Prints a table, writes JSON.
 
 The labels-only row is trained in the same run, or reused from the board's zoo run folder (`--zoo-work`) when
 that holds the same fine-tune (seeded: training it again gives the same weights), or taken from an earlier
-result of this supernet, subnet and epochs (`--baseline-from`, e.g. flash_fill.py's JSON), which the table marks.
+result of this supernet, subnet and epochs (`--baseline-from`: flash_fill.py's JSON, or the zoo model's own zoo.json
+while it is the labels-only fine-tune), which the table marks.
 """
 
 from __future__ import annotations
@@ -30,12 +31,18 @@ def recorded_baseline(path: Path, zoo: dict, epochs: int) -> dict:
     """The labels-only row of an earlier result for the zoo's subnet, supernet and epochs."""
     try:
         result = read_structured(path)
+        if "fine_tuned_epochs" in result:  # a zoo.json: the zoo's own seeded fine-tune, if it had no teacher
+            # an adopted fine-tune (--finetuned) has no "fine_tune_teacher": its recipe is unknown, so no baseline
+            result = {"supernet_sha256": result["supernet_sha256"], "teacher": result.get("fine_tune_teacher", "?"),
+                      "epochs": result["fine_tuned_epochs"],
+                      "rows": [{**result, "subnet": "search's pick (zoo)", "train_seconds": None}]}
         same = (result["supernet_sha256"] == zoo["supernet_sha256"] and result.get("teacher") in ("none", None)
                 and result.get("finetune_epochs", result.get("epochs")) == epochs)
         row = next((r for r in result["rows"] if r.get("summary", result.get("arch")) == zoo["summary"]
                     and r.get("subnet", r.get("fine-tune")) in ("search's pick (zoo)", "labels only")), None)
     except (KeyError, TypeError, AttributeError):
-        raise ConfigError(f"--baseline-from {path}: not a flash_fill.py or teacher_distill.py result") from None
+        raise ConfigError(f"--baseline-from {path}: not a flash_fill.py, teacher_distill.py or zoo.json "
+                          "result") from None
     if not same or row is None:
         raise ConfigError(f"--baseline-from {path}: no labels-only row of {zoo['summary']} fine-tuned {epochs} "
                           "epochs from this supernet")
@@ -55,8 +62,8 @@ def main() -> int:
     ap.add_argument("--zoo-work", default=str(ROOT / "runs/zoo-models"),
                     help="model_zoo.py's run folders: a finished labels-only fine-tune there is reused")
     ap.add_argument("--baseline-from", default=None, metavar="JSON",
-                    help="take the labels-only row from this result (flash_fill.py's or this script's) instead of "
-                         "training it: same supernet, subnet and epochs")
+                    help="take the labels-only row from this result (flash_fill.py's, this script's, or a labels-only "
+                         "zoo model's zoo.json) instead of training it: same supernet, subnet and epochs")
     ap.add_argument("--output", default=None, help="default: benchmarks/results/teacher_distill_<board>_ep<N>.json")
     args = ap.parse_args()
     if args.epochs < 1:

@@ -131,6 +131,43 @@ def test_flash_fill_reuses_the_zoo_runs_fine_tune_only_when_nothing_differs(tmp_
     assert zoo_finetune(run, supernet, ARCH, cfg, data) is None
 
 
+def test_teacher_distill_takes_its_baseline_from_a_labels_only_zoo_model_only(tmp_path, monkeypatch):
+    """benchmarks/teacher_distill.py --baseline-from a zoo.json: the zoo's own seeded fine-tune is the labels-only
+    row when it had no teacher and matches the supernet, subnet and epochs; a distilled or adopted (--finetuned,
+    recipe unknown) fine-tune, or another subnet, supernet or epoch count, is one ConfigError."""
+    import json
+    import sys
+
+    import pytest
+
+    from conftest import ROOT
+    from mcuformer.errors import ConfigError
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    sys.modules.pop("teacher_distill", None)
+    from teacher_distill import recorded_baseline
+
+    zoo = {"supernet_sha256": "ab" * 32, "summary": "E96 D4", "arch": ARCH, "fine_tuned_epochs": 20,
+           "fine_tune_teacher": "none", "float_top1": 81.94, "int8_top1": 82.02, "test_images": 10000}
+    path = tmp_path / "zoo.json"
+
+    def baseline(recorded, epochs=20, target=zoo):
+        path.write_text(json.dumps(recorded))
+        return recorded_baseline(path, target, epochs)
+
+    row = baseline(zoo)
+    assert (row["fine-tune"], row["float_top1"], row["int8_top1"], row["test_images"]) == \
+        ("labels only", 81.94, 82.02, 10000)
+    for recorded, epochs, target in [({**zoo, "fine_tune_teacher": "models/teacher.pt"}, 20, zoo),
+                                     ({k: v for k, v in zoo.items() if k != "fine_tune_teacher"}, 20, zoo),
+                                     (zoo, 3, zoo), (zoo, 20, {**zoo, "summary": "E64 D4"}),
+                                     (zoo, 20, {**zoo, "supernet_sha256": "cd" * 32})]:
+        with pytest.raises(ConfigError, match="no labels-only row"):
+            baseline(recorded, epochs, target)
+    with pytest.raises(ConfigError, match="not a flash_fill.py"):
+        baseline({k: v for k, v in zoo.items() if k != "supernet_sha256"})
+
+
 def test_an_interrupted_fine_tune_stops_model_zoo_with_a_rerun_hint(tmp_path, monkeypatch, capsys):
     """SIGINT/SIGTERM during a board's fine-tune: the trainer saves and returns, finetune_stage returns None,
     and model_zoo.py stops there (status 130) instead of quantising no checkpoint (it once raised a TypeError
