@@ -14,6 +14,7 @@ while it is the labels-only fine-tune), which the table marks.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
@@ -25,6 +26,18 @@ from mcuformer.train.teacher import read_teacher  # noqa: E402
 from mcuformer.utils.io import file_sha256, read_structured, write_json  # noqa: E402
 from flash_fill import finetune_and_test  # noqa: E402
 from model_zoo import relative  # noqa: E402
+
+
+def committed_version(path: Path) -> str:
+    """``path``, with the commit that last changed it when git holds it unchanged: a zoo.json is rewritten by the
+    zoo's next rebuild, so the path alone would point at another model."""
+    def git(*args):
+        run = subprocess.run(["git", "-C", str(ROOT), *args, "--", str(path.resolve())], capture_output=True, text=True)
+        return run.stdout.strip() if run.returncode == 0 else None
+
+    commit = git("log", "-1", "--format=%h")
+    clean = git("status", "--porcelain") == ""
+    return f"{relative(path)} at {commit}" if commit and clean else relative(path)
 
 
 def recorded_baseline(path: Path, zoo: dict, epochs: int) -> dict:
@@ -48,7 +61,7 @@ def recorded_baseline(path: Path, zoo: dict, epochs: int) -> dict:
                           "epochs from this supernet")
     return {"fine-tune": "labels only", "float_top1": row["float_top1"], "int8_top1": row["int8_top1"],
             "test_images": row["test_images"], "train_seconds": row.get("train_seconds"),
-            "recorded_in": relative(path)}
+            "recorded_in": committed_version(path)}
 
 
 def main() -> int:
