@@ -32,7 +32,12 @@ def committed_version(path: Path) -> str:
     """``path``, with the commit that last changed it when git holds it unchanged: a zoo.json is rewritten by the
     zoo's next rebuild, so the path alone would point at another model."""
     def git(*args):
-        run = subprocess.run(["git", "-C", str(ROOT), *args, "--", str(path.resolve())], capture_output=True, text=True)
+        where = path.resolve()
+        try:
+            run = subprocess.run(["git", "-C", str(where.parent), *args, "--", where.name], capture_output=True,
+                                 text=True)
+        except OSError:  # no git here: the path alone
+            return None
         return run.stdout.strip() if run.returncode == 0 else None
 
     commit = git("log", "-1", "--format=%h")

@@ -134,8 +134,10 @@ def test_flash_fill_reuses_the_zoo_runs_fine_tune_only_when_nothing_differs(tmp_
 def test_teacher_distill_takes_its_baseline_from_a_labels_only_zoo_model_only(tmp_path, monkeypatch):
     """benchmarks/teacher_distill.py --baseline-from a zoo.json: the zoo's own seeded fine-tune is the labels-only
     row when it had no teacher and matches the supernet, subnet and epochs; a distilled or adopted (--finetuned,
-    recipe unknown) fine-tune, or another subnet, supernet or epoch count, is one ConfigError."""
+    recipe unknown) fine-tune, or another subnet, supernet or epoch count, is one ConfigError. A baseline file git
+    holds unchanged is named with its commit."""
     import json
+    import subprocess
     import sys
 
     import pytest
@@ -166,6 +168,19 @@ def test_teacher_distill_takes_its_baseline_from_a_labels_only_zoo_model_only(tm
             baseline(recorded, epochs, target)
     with pytest.raises(ConfigError, match="not a flash_fill.py"):
         baseline({k: v for k, v in zoo.items() if k != "supernet_sha256"})
+
+    # a zoo.json is rewritten by the zoo's next rebuild: a committed, unchanged baseline is named with its commit
+    assert " at " not in baseline(zoo)["recorded_in"]  # no repository here
+    def git(*args):
+        return subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True,
+                              text=True).stdout.strip()
+    git("init", "-q")
+    git("add", "zoo.json")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "labels-only model")
+    commit = git("log", "-1", "--format=%h")
+    assert recorded_baseline(path, zoo, 20)["recorded_in"] == f"zoo.json at {commit}"
+    path.write_text(json.dumps({**zoo, "float_top1": 80.0}))  # changed since: its commit no longer holds it
+    assert recorded_baseline(path, zoo, 20)["recorded_in"] == "zoo.json"
 
 
 def test_an_interrupted_fine_tune_stops_model_zoo_with_a_rerun_hint(tmp_path, monkeypatch, capsys):
