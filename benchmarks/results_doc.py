@@ -148,49 +148,53 @@ def section_budget_curve() -> str:
                       "flash", "subnet"], rows)
 
 
-def section_flash_fill() -> str:
-    default = "python benchmarks/flash_fill.py"
-    s = "## Does filling the flash pay once fine-tuned?\n\n"
-    runs = load_runs("flash_fill", "finetune_epochs")
+def per_board_runs(title: str, name: str, epochs_key: str, default: str, describe) -> str:
+    """A section of one subsection per board and epoch count of a per-board result (``load_runs``): each is
+    ``describe(result)``, its command paragraph and table."""
+    s = f"## {title}\n\n"
+    runs = load_runs(name, epochs_key)
     if not runs:
         return s + f"Command: `{default}`.\n\n" + missing(default)
     for d in runs:
+        s += f"### {d['board']}, {d[epochs_key]} epochs\n\n" + describe(d) + "\n"
+    return s.rstrip("\n") + "\n"
+
+
+def section_flash_fill() -> str:
+    def describe(d):
         p = d["pick"]
-        s += (f"### {d['board']}, {d['finetune_epochs']} epochs\n\n"
-              f"Command: `{d['command']}`. Supernet sha256 {d['supernet_sha256'][:12]}…. "
-              f"The filling subnet is the best held-out log-likelihood ({p['heldout_loglik']:.4f}) of "
-              f"{p['candidates']} seeded random subnets that fit the board with at least {100 * d['fill']:g} % of "
-              f"its flash ({p['draws']} draws, {p['seconds']} s); both were then fine-tuned {d['finetune_epochs']} "
-              f"epochs with the zoo's recipe (teacher: {d['teacher']}), quantised, and tested on the 10k test "
-              "split.\n\n")
         rows = [[r["subnet"], r["summary"], kb(r["flash_bytes"]), f"{r['float_top1']:.2f} %",
                  f"{r['int8_top1']:.2f} %", f"{r['train_loss']:.4f}",
                  f"{r['train_seconds']} (the zoo's run, copied)" if r.get("reused_from") else r["train_seconds"]]
                 for r in d["rows"]]
-        s += table(["subnet", "arch", "flash (memory model)", "float top-1", "int8 top-1", "final training loss",
-                    "training s"], rows) + "\n"
-    return s.rstrip("\n") + "\n"
+        return (f"Command: `{d['command']}`. Supernet sha256 {d['supernet_sha256'][:12]}…. "
+                f"The filling subnet is the best held-out log-likelihood ({p['heldout_loglik']:.4f}) of "
+                f"{p['candidates']} seeded random subnets that fit the board with at least {100 * d['fill']:g} % of "
+                f"its flash ({p['draws']} draws, {p['seconds']} s); both were then fine-tuned {d['finetune_epochs']} "
+                f"epochs with the zoo's recipe (teacher: {d['teacher']}), quantised, and tested on the 10k test "
+                "split.\n\n"
+                + table(["subnet", "arch", "flash (memory model)", "float top-1", "int8 top-1",
+                         "final training loss", "training s"], rows))
+
+    return per_board_runs("Does filling the flash pay once fine-tuned?", "flash_fill", "finetune_epochs",
+                          "python benchmarks/flash_fill.py", describe)
 
 
 def section_teacher_distill() -> str:
-    default = "python benchmarks/teacher_distill.py --teacher runs/teacher/teacher.pt"
-    s = "## Does a CNN teacher make a better fine-tune?\n\n"
-    runs = load_runs("teacher_distill", "epochs")
-    if not runs:
-        return s + f"Command: `{default}`.\n\n" + missing(default)
-    for d in runs:
+    def describe(d):
         t = d["teacher"]
-        s += (f"### {d['board']}, {d['epochs']} epochs\n\n"
-              f"Command: `{d['command']}`. Supernet sha256 {d['supernet_sha256'][:12]}…; the board's zoo subnet "
-              f"{d['arch']}, fine-tuned with the zoo's seeded recipe from the labels alone, and distilled from a "
-              f"CNN teacher (`mcuformer teacher`, widths {t['widths']}, {t['epochs']} epochs in {t['train_seconds']} "
-              f"s, {t['test_top1']} % test top-1; sha256 {t['sha256'][:12]}…) at the fine-tune's distill_alpha; "
-              "both quantised to int8 and tested on the 10k test split.\n\n")
         rows = [[r["fine-tune"] + (f" (recorded in `{r['recorded_in']}`)" if r.get("recorded_in") else ""),
                  f"{r['float_top1']:.2f} %", f"{r['int8_top1']:.2f} %", r.get("train_seconds") or "-"]
                 for r in d["rows"]]
-        s += table(["fine-tune", "float top-1", "int8 top-1", "training s"], rows) + "\n"
-    return s.rstrip("\n") + "\n"
+        return (f"Command: `{d['command']}`. Supernet sha256 {d['supernet_sha256'][:12]}…; the board's zoo subnet "
+                f"{d['arch']}, fine-tuned with the zoo's seeded recipe from the labels alone, and distilled from a "
+                f"CNN teacher (`mcuformer teacher`, widths {t['widths']}, {t['epochs']} epochs in "
+                f"{t['train_seconds']} s, {t['test_top1']} % test top-1; sha256 {t['sha256'][:12]}…) at the "
+                "fine-tune's distill_alpha; both quantised to int8 and tested on the 10k test split.\n\n"
+                + table(["fine-tune", "float top-1", "int8 top-1", "training s"], rows))
+
+    return per_board_runs("Does a CNN teacher make a better fine-tune?", "teacher_distill", "epochs",
+                          "python benchmarks/teacher_distill.py --teacher runs/teacher/teacher.pt", describe)
 
 
 def section_search_seeds() -> str:
