@@ -52,6 +52,18 @@ def init_distributed(device: str = "auto") -> DistInfo:
     return DistInfo(rank, world, local, dev)
 
 
+def ddp_process_group(info: DistInfo):
+    """The process group for DistributedDataParallel: on gloo (CPU) a group of its own, None (the default
+    group) on NCCL. DDP keeps its group alive after ``destroy_process_group`` (pytorch#107298), and a
+    leaked gloo group's worker threads still hold our last collectives' tensors when the interpreter
+    exits, which aborts the process (SIGABRT, "terminate called without an active exception"). On
+    a group of its own, DDP's group runs only DDP's own collectives, which end long before exit, and the
+    default group that runs ours is freed, its threads joined, by ``cleanup``."""
+    if not info.enabled or dist.get_backend() != "gloo":
+        return None
+    return dist.new_group(backend="gloo")
+
+
 def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
     if info.enabled:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)

@@ -25,7 +25,7 @@ from mcuformer.space import Arch, SearchSpace
 from mcuformer.supernet import SuperViT
 from mcuformer.train.checkpoint import check_same_space, load_checkpoint, load_weights, save_checkpoint, space_of
 from mcuformer.train.config import TrainConfig
-from mcuformer.train.distributed import DistInfo, any_rank, barrier, cleanup, init_distributed
+from mcuformer.train.distributed import DistInfo, any_rank, barrier, cleanup, ddp_process_group, init_distributed
 from mcuformer.train.evaluate import autocast_for, evaluate_archs, make_eval_loader
 from mcuformer.train.sampler import EpochSampler
 from mcuformer.train.schedule import lr_at
@@ -234,7 +234,7 @@ def _train(space, output, cfg, data_path, resume, init_from, progress, info: Dis
     net = model
     if info.enabled:
         net = DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda" else None,
-                                      find_unused_parameters=True)
+                                      process_group=ddp_process_group(info), find_unused_parameters=True)
     fwd = torch.compile(net, dynamic=True) if cfg.compile else net
 
     sampler = EpochSampler(len(train_set), shuffle=True, seed=cfg.seed, rank=info.rank, world_size=info.world_size)
