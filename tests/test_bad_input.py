@@ -551,6 +551,25 @@ def test_suite_covers_every_verb():
     assert verbs == {c[1][0] for c in CASES} and len(CASES) >= 80
 
 
+def test_an_output_where_nothing_can_be_written_is_refused_before_any_work(ws, tmp_path, monkeypatch):
+    """A folder without write permission (as a user other than root meets it), for a new run folder, a
+    file, and an existing folder written into: one line at once, not after the training or search."""
+    locked, kept = tmp_path / "locked", tmp_path / "kept"  # kept: an existing folder in a writable one
+    locked.mkdir()
+    kept.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, *a, **k: (False if Path(p) in (locked, kept)
+                                                                else real_access(p, mode, *a, **k)))
+    for args, folder in ((["teacher", "--output", locked / "run"], locked),
+                         (["train", "--space", TINY, "--output", locked / "run"], locked),
+                         (["search", "--checkpoint", "{w}/supernet.pt", "--output", locked / "s"], locked),
+                         (["evaluate", "--checkpoint", "{w}/supernet.pt", "--json", locked / "top1.json"], locked),
+                         (["sub-split", "--per-class", "1", "--output", locked / "split.json"], locked),
+                         (["export", "--quantized", "{w}/q", "--output", kept, "--force"], kept)):
+        _check_case(ws, run_in_process, args, ["not writable", f"{folder} "])
+    assert not any(locked.iterdir()) and not any(kept.iterdir())
+
+
 def test_an_image_file_that_is_a_decompression_bomb_is_refused(tmp_path):
     from mcuformer.data.folder import load_image
     from mcuformer.errors import DataError

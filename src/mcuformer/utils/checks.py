@@ -1,6 +1,7 @@
 """Checks of user input shared by every verb: numbers, input files, output paths.
 
-Each failure is a one-line McuformerError naming the flag or file; nothing here reads or writes data.
+Each failure is a one-line McuformerError naming the flag or file; nothing here reads or writes data
+(an output's folder is checked for write permission, not written to).
 """
 
 from __future__ import annotations
@@ -121,7 +122,20 @@ def _check_parent(path: Path, flag: str) -> None:
         if parent.exists():
             if not parent.is_dir():
                 raise ConfigError(f"{flag} {path}: {parent} is a file, not a folder")
+            _check_writable(parent, path, flag)
             return
+
+
+def _check_writable(folder: Path, path: Path, flag: str) -> None:
+    """A folder the result will be written into: refused now, not after hours of training or searching."""
+    try:
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs (Windows), or it cannot tell: the access check alone
+        read_only = False
+    if read_only:
+        raise ConfigError(f"{flag} {path}: {folder} is on a read-only file system")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path}: {folder} is not writable")
 
 
 def _check_name_length(path: Path, flag: str) -> None:
@@ -164,7 +178,10 @@ def output_dir(path, flag: str = "--output", force: bool = False, owned=None) ->
         if present is not None:
             raise ConfigError(f"{flag} {path} exists and is not empty; pass --force to overwrite "
                               f"{'its ' + ', '.join(owned) if owned else 'it'}")
-    _check_parent(path, flag)
+    if path.is_dir():  # its files are written into it
+        _check_writable(path, path, flag)
+    else:
+        _check_parent(path, flag)
     return path
 
 
