@@ -124,7 +124,7 @@ def test_torchrun_two_processes_train_resume_and_evaluate_like_one(tmp_path, cif
 # The end of a torchrun training, reduced: DDP in a function (freed on return), collectives on tensors that Python
 # made, still in flight at the last barrier, then cleanup and exit. DDP on the default gloo group kept that group's
 # threads alive past destroy_process_group, and they released those tensors while the interpreter was going away:
-# SIGABRT in 4-7 of 10 such exits when measured, in about 1 of 30 runs of the test above.
+# SIGABRT in 4-7 of 10 such exits when measured, and in 2 of 18 runs of the test above under load.
 DDP_EXIT = """
 import torch
 import torch.distributed as dist
