@@ -69,7 +69,7 @@ def recorded_baseline(path: Path, zoo: dict, epochs: int) -> dict:
             "recorded_in": committed_version(path)}
 
 
-def main() -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", default=str(ROOT / "models/cifar10-zoo/supernet.pt"))
     ap.add_argument("--teacher", required=True, help="a teacher checkpoint (mcuformer teacher's teacher.pt)")
@@ -83,6 +83,23 @@ def main() -> int:
                     help="take the labels-only row from this result (flash_fill.py's, this script's, or a labels-only "
                          "zoo model's zoo.json) instead of training it: same supernet, subnet and epochs")
     ap.add_argument("--output", default=None, help="default: benchmarks/results/teacher_distill_<board>_ep<N>.json")
+    return ap
+
+
+def recorded_command(args, ap: argparse.ArgumentParser) -> str:
+    """The command that repeats this result: every path option given another value than its default, relative
+    to the repository (repeated without its --work and --output, a run would write over another result)."""
+    command = (f"python benchmarks/teacher_distill.py --teacher {relative(args.teacher)} --board {args.board} "
+               f"--epochs {args.epochs}")
+    for flag in ("baseline_from", "checkpoint", "data_path", "work", "zoo_work", "output"):
+        value, default = getattr(args, flag), ap.get_default(flag)
+        if value is not None and (default is None or Path(value).resolve() != Path(default).resolve()):
+            command += f" --{flag.replace('_', '-')} {relative(value)}"
+    return command
+
+
+def main() -> int:
+    ap = parser()
     args = ap.parse_args()
     if args.epochs < 1:
         raise ConfigError(f"--epochs must be at least 1, got {args.epochs}")
@@ -114,9 +131,7 @@ def main() -> int:
                           "epochs": meta.get("epochs"), "test_top1": meta.get("test_top1"),
                           "train_seconds": meta.get("seconds")},
               "rows": rows,
-              "command": f"python benchmarks/teacher_distill.py --teacher {relative(teacher)} --board {args.board} "
-                         f"--epochs {args.epochs}"
-                         + (f" --baseline-from {relative(args.baseline_from)}" if args.baseline_from else "")}
+              "command": recorded_command(args, ap)}
     print(f"\n{args.board}'s zoo subnet {zoo['summary']}, fine-tuned {args.epochs} epochs, int8 on the 10k test "
           f"(teacher: CNN {meta['widths']}, {meta.get('test_top1')} % test top-1):\n")
     print("| fine-tune | float top-1 | int8 top-1 | training s |\n|---|---|---|---|")

@@ -183,6 +183,28 @@ def test_teacher_distill_takes_its_baseline_from_a_labels_only_zoo_model_only(tm
     assert recorded_baseline(path, zoo, 20)["recorded_in"] == "zoo.json"
 
 
+def test_teacher_distill_records_the_paths_that_repeat_it(monkeypatch):
+    """The result's command names --work, --output and the other paths when they are not the defaults: repeated
+    without them, a run with another teacher would write over the first result."""
+    import sys
+
+    from conftest import ROOT
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    monkeypatch.chdir(ROOT)
+    sys.modules.pop("teacher_distill", None)
+    from teacher_distill import parser, recorded_command
+
+    ap = parser()
+    base = ["--teacher", "runs/t40/teacher.pt", "--board", "stm32f746", "--epochs", "20"]
+    head = "python benchmarks/teacher_distill.py --teacher runs/t40/teacher.pt --board stm32f746 --epochs 20"
+    assert recorded_command(ap.parse_args(base + ["--work", "runs/teacher-distill"]), ap) == head
+    args = ap.parse_args(base + ["--baseline-from", "benchmarks/results/b.json", "--work", str(ROOT / "runs/t40-work"),
+                                 "--output", "benchmarks/results/o.json"])
+    assert recorded_command(args, ap) == (head + " --baseline-from benchmarks/results/b.json --work runs/t40-work"
+                                          " --output benchmarks/results/o.json")
+
+
 def test_an_interrupted_fine_tune_stops_model_zoo_with_a_rerun_hint(tmp_path, monkeypatch, capsys):
     """SIGINT/SIGTERM during a board's fine-tune: the trainer saves and returns, finetune_stage returns None,
     and model_zoo.py stops there (status 130) instead of quantising no checkpoint (it once raised a TypeError
