@@ -33,6 +33,7 @@ from mcuformer.memory import estimate  # noqa: E402
 from mcuformer.pipeline import QUANTIZE_DEFAULTS, SEARCH_DEFAULTS, copy_folder  # noqa: E402
 from mcuformer.search.evolution import Feasibility, draw_unique  # noqa: E402
 from mcuformer.space import Arch  # noqa: E402
+from mcuformer.train.teacher import teacher_fingerprint  # noqa: E402
 from mcuformer.utils.io import file_sha256, read_structured, write_json, write_yaml  # noqa: E402
 from model_zoo import relative  # noqa: E402
 
@@ -124,10 +125,11 @@ def zoo_finetune(zoo_run: Path, ckpt: Path, arch: dict, cfg, data: Path) -> Path
 
 
 def finetune_and_test(ckpt: Path, arch: dict, work: Path, epochs: int, data_path,
-                      zoo_run: Path | None = None, teacher: Path | None = None) -> dict:
+                      zoo_run: Path | None = None, teacher: Path | list[Path] | None = None) -> dict:
     """The zoo's recipe (model_zoo --finetune-teacher none): fine-tune, quantise, int8 top-1 on the 10k test.
     ``zoo_run``: the board's zoo run folder, whose finished fine-tune of the same subnet is reused (labels-only
-    runs). ``teacher``: a teacher checkpoint (e.g. ``mcuformer teacher``'s) distilled from instead."""
+    runs). ``teacher``: a teacher checkpoint (e.g. ``mcuformer teacher``'s), or a list of them (an ensemble),
+    distilled from instead."""
     from mcuformer.api import finetune_subnet
     from mcuformer.quantize.workflow import evaluate_quantized, quantize_checkpoint
     from mcuformer.train import TrainConfig, load_checkpoint
@@ -139,7 +141,7 @@ def finetune_and_test(ckpt: Path, arch: dict, work: Path, epochs: int, data_path
         raise ConfigError(f"{work} holds the run of another subnet; use another --work")
     if report.exists():
         acc = kept(report, lambda d: d if {"arch", "float_top1", "int8_top1", "count"} <= set(d) else None)
-        if acc.get("teacher_sha256", "none") != (file_sha256(teacher) if teacher else "none"):
+        if acc.get("teacher_sha256", "none") != teacher_fingerprint(teacher):
             raise ConfigError(f"{report} was measured with another teacher; use another --work")
         if acc["arch"] != Arch.from_dict(arch).short():
             raise ConfigError(f"{report} measured {acc['arch']}, not {Arch.from_dict(arch).short()}; "
@@ -171,7 +173,7 @@ def finetune_and_test(ckpt: Path, arch: dict, work: Path, epochs: int, data_path
     # training time over all its runs (a resumed or reused fine-tune's too), and this run's
     acc = {**acc, "train_seconds": round(sum(h.get("seconds", 0) for h in history), 1),
            "train_seconds_this_run": round(trained, 1), **({"reused_from": relative(donor)} if donor else {}),
-           **({"teacher_sha256": file_sha256(teacher)} if teacher else {})}
+           **({"teacher_sha256": teacher_fingerprint(teacher)} if teacher else {})}
     write_json(report, acc)
     return acc
 

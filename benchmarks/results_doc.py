@@ -29,7 +29,8 @@ def load(name: str):
 
 def load_runs(prefix: str, epochs_key: str) -> list[dict]:
     """Every ``<prefix>_*.json`` result (one per board and epoch count), in board then epoch order."""
-    return sorted((load(p.stem) for p in RESULTS.glob(f"{prefix}_*.json")), key=lambda d: (d["board"], d[epochs_key]))
+    files = sorted(RESULTS.glob(f"{prefix}_*.json"))  # by name within a board and epoch count: a stable order
+    return sorted((load(p.stem) for p in files), key=lambda d: (d["board"], d[epochs_key]))
 
 
 def kb(b) -> str:
@@ -148,15 +149,17 @@ def section_budget_curve() -> str:
                       "flash", "subnet"], rows)
 
 
-def per_board_runs(title: str, name: str, epochs_key: str, default: str, describe) -> str:
+def per_board_runs(title: str, name: str, epochs_key: str, default: str, describe, variant=None) -> str:
     """A section of one subsection per board and epoch count of a per-board result (``load_runs``): each is
-    ``describe(result)``, its command paragraph and table."""
+    ``describe(result)``, its command paragraph and table. ``variant(result)``: what tells apart the headings of
+    runs of one board and epoch count (e.g. their teacher)."""
     s = f"## {title}\n\n"
     runs = load_runs(name, epochs_key)
     if not runs:
         return s + f"Command: `{default}`.\n\n" + missing(default)
     for d in runs:
-        s += f"### {d['board']}, {d[epochs_key]} epochs\n\n" + describe(d) + "\n"
+        s += (f"### {d['board']}, {d[epochs_key]} epochs" + (f", {variant(d)}" if variant else "") + "\n\n"
+              + describe(d) + "\n")
     return s.rstrip("\n") + "\n"
 
 
@@ -181,20 +184,32 @@ def section_flash_fill() -> str:
 
 
 def section_teacher_distill() -> str:
+    def teachers(d) -> list[dict]:  # one teacher, or an ensemble's
+        return d["teacher"] if isinstance(d["teacher"], list) else [d["teacher"]]
+
+    def variant(d):
+        ts = teachers(d)
+        if len(ts) == 1:
+            return f"{ts[0]['epochs']}-epoch teacher"
+        return f"ensemble of {' and '.join(str(t['epochs']) for t in ts)}-epoch teachers"
+
     def describe(d):
-        t = d["teacher"]
+        ts = teachers(d)
         rows = [[r["fine-tune"] + (f" (recorded in `{r['recorded_in']}`)" if r.get("recorded_in") else ""),
                  f"{r['float_top1']:.2f} %", f"{r['int8_top1']:.2f} %", r.get("train_seconds") or "-"]
                 for r in d["rows"]]
+        each = "; ".join(f"widths {t['widths']}, {t['epochs']} epochs in {t['train_seconds']} s, {t['test_top1']} % "
+                         f"test top-1, sha256 {t['sha256'][:12]}…" for t in ts)
+        by = ("a CNN teacher (`mcuformer teacher`, " if len(ts) == 1
+              else f"the averaged predictions of {len(ts)} CNN teachers (`mcuformer teacher`: ")
         return (f"Command: `{d['command']}`. Supernet sha256 {d['supernet_sha256'][:12]}…; the board's zoo subnet "
-                f"{d['arch']}, fine-tuned with the zoo's seeded recipe from the labels alone, and distilled from a "
-                f"CNN teacher (`mcuformer teacher`, widths {t['widths']}, {t['epochs']} epochs in "
-                f"{t['train_seconds']} s, {t['test_top1']} % test top-1; sha256 {t['sha256'][:12]}…) at the "
-                "fine-tune's distill_alpha; both quantised to int8 and tested on the 10k test split.\n\n"
+                f"{d['arch']}, fine-tuned with the zoo's seeded recipe from the labels alone, and distilled from "
+                f"{by}{each}) at the fine-tune's distill_alpha; both quantised to int8 and tested on the 10k test "
+                "split.\n\n"
                 + table(["fine-tune", "float top-1", "int8 top-1", "training s"], rows))
 
     return per_board_runs("Does a CNN teacher make a better fine-tune?", "teacher_distill", "epochs",
-                          "python benchmarks/teacher_distill.py --teacher runs/teacher/teacher.pt", describe)
+                          "python benchmarks/teacher_distill.py --teacher runs/teacher/teacher.pt", describe, variant)
 
 
 def section_search_seeds() -> str:

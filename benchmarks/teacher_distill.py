@@ -5,6 +5,8 @@ measured on the full 10k test split. Prints a table, writes JSON.
 
     python benchmarks/teacher_distill.py --teacher runs/teacher/teacher.pt [--board stm32f746] [--epochs 3]
 
+Several --teacher checkpoints distil from their averaged predictions (an ensemble).
+
 The labels-only row is trained in the same run, or reused from the board's zoo run folder (`--zoo-work`) when
 that holds the same fine-tune (seeded: training it again gives the same weights), or taken from an earlier
 result of this supernet, subnet and epochs (`--baseline-from`: flash_fill.py's JSON, or the zoo model's own zoo.json
@@ -22,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from mcuformer.errors import CheckpointError, ConfigError, run_script  # noqa: E402
-from mcuformer.train.teacher import read_teacher  # noqa: E402
+from mcuformer.train.teacher import read_teacher, teacher_fingerprint, teacher_paths  # noqa: E402
 from mcuformer.utils.io import file_sha256, read_structured, write_json  # noqa: E402
 from flash_fill import finetune_and_test  # noqa: E402
 from model_zoo import relative  # noqa: E402
@@ -72,7 +74,8 @@ def recorded_baseline(path: Path, zoo: dict, epochs: int) -> dict:
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", default=str(ROOT / "models/cifar10-zoo/supernet.pt"))
-    ap.add_argument("--teacher", required=True, help="a teacher checkpoint (mcuformer teacher's teacher.pt)")
+    ap.add_argument("--teacher", required=True, nargs="+",
+                    help="a teacher checkpoint (mcuformer teacher's teacher.pt); several: their ensemble")
     ap.add_argument("--board", default="stm32f746")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--data-path", default=None, help="default: the CIFAR-10 archive")
@@ -89,8 +92,8 @@ def parser() -> argparse.ArgumentParser:
 def recorded_command(args, ap: argparse.ArgumentParser) -> str:
     """The command that repeats this result: every path option given another value than its default, relative
     to the repository (repeated without its --work and --output, a run would write over another result)."""
-    command = (f"python benchmarks/teacher_distill.py --teacher {relative(args.teacher)} --board {args.board} "
-               f"--epochs {args.epochs}")
+    command = (f"python benchmarks/teacher_distill.py --teacher {' '.join(relative(t) for t in args.teacher)} "
+               f"--board {args.board} --epochs {args.epochs}")
     for flag in ("baseline_from", "checkpoint", "data_path", "work", "zoo_work", "output"):
         value, default = getattr(args, flag), ap.get_default(flag)
         if value is not None and (default is None or Path(value).resolve() != Path(default).resolve()):
@@ -103,10 +106,11 @@ def main() -> int:
     args = ap.parse_args()
     if args.epochs < 1:
         raise ConfigError(f"--epochs must be at least 1, got {args.epochs}")
-    ckpt, teacher = Path(args.checkpoint), Path(args.teacher)
+    ckpt, teachers = Path(args.checkpoint), teacher_paths(args.teacher)
     if not ckpt.is_file():
         raise CheckpointError(f"supernet checkpoint not found: {ckpt}")
-    meta = read_teacher(teacher)
+    metas = [read_teacher(t) for t in teachers]
+    teacher_fingerprint(teachers)  # the same checkpoint twice (copied under another name) fails now
     zoo_row = ckpt.parent / f"int8-{args.board}" / "zoo.json"
     if not zoo_row.is_file():
         raise ConfigError(f"no zoo model for {args.board} beside the supernet ({zoo_row} missing)")
@@ -114,7 +118,9 @@ def main() -> int:
     data_path = Path(args.data_path) if args.data_path else None
     work = Path(args.work) / f"{args.board}-ep{args.epochs}"
     rows = []
-    runs = [("labels only", "labels", None), ("CNN teacher", "teacher", teacher)]
+    taught = ("CNN teacher", "teacher") if len(teachers) == 1 else (f"{len(teachers)} CNN teachers' ensemble",
+                                                                     "ensemble")
+    runs = [("labels only", "labels", None), (*taught, teachers[0] if len(teachers) == 1 else teachers)]
     if args.baseline_from:
         rows.append(recorded_baseline(Path(args.baseline_from), zoo, args.epochs))
         runs = runs[1:]
@@ -125,15 +131,17 @@ def main() -> int:
                      "test_images": acc["count"],
                      "train_seconds": acc.get("train_seconds", acc.get("train_seconds_this_run")),
                      **({"reused_from": acc["reused_from"]} if "reused_from" in acc else {})})
+    described = [{"file": relative(t), "sha256": file_sha256(t), "widths": meta["widths"], "epochs": meta.get("epochs"),
+                  "test_top1": meta.get("test_top1"), "train_seconds": meta.get("seconds")}
+                 for t, meta in zip(teachers, metas)]
     result = {"board": args.board, "arch": zoo["summary"], "epochs": args.epochs,
               "supernet_sha256": zoo["supernet_sha256"],
-              "teacher": {"file": relative(teacher), "sha256": file_sha256(teacher), "widths": meta["widths"],
-                          "epochs": meta.get("epochs"), "test_top1": meta.get("test_top1"),
-                          "train_seconds": meta.get("seconds")},
+              "teacher": described[0] if len(described) == 1 else described,
               "rows": rows,
               "command": recorded_command(args, ap)}
+    by = " and ".join(f"CNN {m['widths']}, {m.get('test_top1')} % test top-1" for m in metas)
     print(f"\n{args.board}'s zoo subnet {zoo['summary']}, fine-tuned {args.epochs} epochs, int8 on the 10k test "
-          f"(teacher: CNN {meta['widths']}, {meta.get('test_top1')} % test top-1):\n")
+          f"(teacher{'s' if len(metas) > 1 else ''}: {by}):\n")
     print("| fine-tune | float top-1 | int8 top-1 | training s |\n|---|---|---|---|")
     for r in rows:
         where = f" (recorded in {r['recorded_in']})" if "recorded_in" in r else ""

@@ -203,6 +203,9 @@ def test_teacher_distill_records_the_paths_that_repeat_it(monkeypatch):
                                  "--output", "benchmarks/results/o.json"])
     assert recorded_command(args, ap) == (head + " --baseline-from benchmarks/results/b.json --work runs/t40-work"
                                           " --output benchmarks/results/o.json")
+    ensemble = ap.parse_args(["--teacher", "runs/t16/teacher.pt", "runs/t40/teacher.pt", "--epochs", "20"])
+    assert recorded_command(ensemble, ap) == ("python benchmarks/teacher_distill.py --teacher runs/t16/teacher.pt "
+                                              "runs/t40/teacher.pt --board stm32f746 --epochs 20")
 
 
 def test_an_interrupted_fine_tune_stops_model_zoo_with_a_rerun_hint(tmp_path, monkeypatch, capsys):

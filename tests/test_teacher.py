@@ -11,8 +11,8 @@ from mcuformer.data.transforms import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAG
 from mcuformer.errors import CheckpointError, ConfigError
 from mcuformer.train import load_checkpoint
 from mcuformer.train import trainer as trainer_module
-from mcuformer.train.teacher import (NormalisedTeacher, TeacherCNN, TeacherConfig, read_teacher,
-                                     train_teacher)
+from mcuformer.train.teacher import (NormalisedTeacher, TeacherCNN, TeacherConfig, TeacherEnsemble, read_teacher,
+                                     teacher_fingerprint, train_teacher)
 from mcuformer.space import SearchSpace
 from mcuformer.utils.io import file_sha256
 
@@ -74,6 +74,50 @@ def test_finetune_distils_from_the_cnn_teacher(teacher_run, tmp_path, cifar_arch
                    check=True)
     assert f"teacher: CNN [8, 16, 16] of {teacher_file}" in proc.stdout + proc.stderr
     assert load_checkpoint(tmp_path / "ft")["teacher_sha256"] == file_sha256(teacher_file)
+
+
+def test_an_ensemble_teaches_with_the_mean_of_its_teachers_predictions():
+    torch.manual_seed(0)
+    nets = [torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 10)) for _ in range(3)]
+    for k, net in enumerate(nets):  # logits of different scales: probabilities are averaged, not logits
+        net[1].weight.data.mul_(10.0 ** k)
+    x = torch.randn(4, 3, 8, 8)
+    with torch.no_grad():
+        mean = torch.stack([torch.softmax(net(x), -1) for net in nets]).mean(0)
+        torch.testing.assert_close(torch.softmax(TeacherEnsemble(nets)(x), -1), mean, rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(mean, torch.softmax(torch.stack([net(x) for net in nets]).mean(0), -1), atol=1e-3)
+
+
+def test_finetune_distils_from_an_ensemble_of_teachers(teacher_run, tmp_path, cifar_archive):
+    first = teacher_run[0] / "teacher.pt"
+    state = read_teacher(first)
+    state["model"] = {k: (t * 0.5 if k.startswith("head") else t) for k, t in state["model"].items()}
+    second = tmp_path / "second.pt"
+    torch.save(state, second)
+    both = teacher_fingerprint([first, second])
+    assert both == teacher_fingerprint([second, first]) and both not in (file_sha256(first), file_sha256(second))
+    assert teacher_fingerprint(first) == file_sha256(first) and teacher_fingerprint(None) == "none"
+    args = ["finetune", "--checkpoint", ZOO_TINY, "--arch", "smallest", "--output", tmp_path / "ft", "--data-path",
+            cifar_archive, "--epochs", 1, "--steps-per-epoch", 2, "--batch-size", 16, "--limit-eval", 32,
+            "--workers", 0, "--device", "cpu", "--no-progress"]
+    proc = run_cli(*args, "--teacher", first, second, check=True)
+    said = proc.stdout + proc.stderr
+    assert f"teacher: CNN [8, 16, 16] of {first}" in said and f"teacher: CNN [8, 16, 16] of {second}" in said
+    assert load_checkpoint(tmp_path / "ft")["teacher_sha256"] == both
+    # the second teacher is heard: the seeded run taught by the first alone ends with another loss
+    run_cli(*args[:6], tmp_path / "ft1", *args[7:], "--teacher", first, check=True)
+    losses = [load_checkpoint(tmp_path / run)["history"][-1]["train_loss"] for run in ("ft", "ft1")]
+    assert losses[0] != losses[1]
+    # resumed with one of them, the targets would change halfway: refused, the checkpoint kept
+    before = (tmp_path / "ft" / "checkpoint.pt").read_bytes()
+    assert_one_line_error(run_cli(*args, "--teacher", first, "--resume"), "another teacher")
+    assert (tmp_path / "ft" / "checkpoint.pt").read_bytes() == before
+    copy = tmp_path / "copy.pt"
+    copy.write_bytes(first.read_bytes())
+    for teachers, says in (([first, first], "named twice"), ([first, copy], "same teacher checkpoint twice"),
+                           (["largest", first], "cannot be part of an ensemble")):
+        assert_one_line_error(run_cli(*args[:6], tmp_path / "ft2", *args[7:], "--teacher", *teachers), says)
+        assert not (tmp_path / "ft2" / "checkpoint.pt").exists()
 
 
 def _tampered(teacher_run, tmp_path, change) -> str:

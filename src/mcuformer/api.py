@@ -17,7 +17,8 @@ def finetune_subnet(checkpoint, arch, output, cfg=None, *, data_path=None, teach
     """Train one subnet of a supernet checkpoint on its own (the official ``--mode retrain``). ``teacher``: True,
     the supernet's largest subnet teaches; False, the labels alone; a path, that checkpoint of the same space
     teaches, with the subnet it fine-tuned if it is a fine-tuning checkpoint (self-distillation), else its
-    largest, or a CNN teacher (``mcuformer teacher``'s teacher.pt). The output folder's checkpoint.pt is a
+    largest, or a CNN teacher (``mcuformer teacher``'s teacher.pt); a list of such paths, their averaged
+    predictions (an ensemble). The output folder's checkpoint.pt is a
     supernet checkpoint whose ``arch`` slices are fine-tuned (``finetuned_arch`` names it): quantize it with the
     same arch. A conv-stem subnet that skips a max-pool its
     supernet always took (a finer token grid) starts from the supernet moved to that grid (``token-grids.pt`` in

@@ -19,11 +19,11 @@ def add_arguments(p):
     p.add_argument("--config", default=None,
                    help="training settings YAML; default: the supernet's own settings with "
                         "train.config.FINETUNE_DEFAULTS")
-    p.add_argument("--teacher", default="largest", metavar="{largest,none,CHECKPOINT}",
+    p.add_argument("--teacher", nargs="+", default=["largest"], metavar="{largest,none,CHECKPOINT}",
                    help="largest (default): the supernet's largest subnet teaches (soft targets mixed by "
                         "--distill-alpha); none: the labels alone; a fine-tuning checkpoint of the same space: "
                         "the subnet it fine-tuned teaches (self-distillation); a `mcuformer teacher` teacher.pt: "
-                        "that CNN teaches")
+                        "that CNN teaches; several checkpoints: their averaged predictions teach (an ensemble)")
     p.add_argument("--resume", action="store_true", help="continue the fine-tuning checkpoint in --output")
     from mcuformer.cli.common import add_progress_argument, any_int, number_type
     strict = {int: any_int, float: number_type()}  # NaN and infinities refused at parse time
@@ -35,17 +35,24 @@ def add_arguments(p):
     add_progress_argument(p)
 
 
-def _teacher(value: str):
-    """--teacher's value as finetune_subnet takes it: True (largest), False (none) or a checkpoint path."""
+def _teacher(values: list[str]):
+    """--teacher's values as finetune_subnet takes them: True (largest), False (none), a checkpoint path, or a
+    list of paths (an ensemble)."""
     from pathlib import Path
 
-    from mcuformer.errors import CheckpointError
+    from mcuformer.errors import CheckpointError, ConfigError
+    from mcuformer.train.teacher import teacher_paths
 
-    if value in ("largest", "none"):
-        return value == "largest"
-    if not Path(value).is_file():
-        raise CheckpointError(f"--teacher {value}: not 'largest', 'none' or a checkpoint file")
-    return Path(value)
+    if len(values) == 1 and values[0] in ("largest", "none"):
+        return values[0] == "largest"
+    for value in values:
+        if value in ("largest", "none"):
+            raise ConfigError(f"--teacher {' '.join(values)}: '{value}' cannot be part of an ensemble; name "
+                              "checkpoint files")
+        if not Path(value).is_file():
+            raise CheckpointError(f"--teacher {value}: not 'largest', 'none' or a checkpoint file")
+    paths = teacher_paths(values)
+    return paths[0] if len(paths) == 1 else paths
 
 
 def run(args) -> int:

@@ -44,7 +44,9 @@ def _f(name, arity=1, do="note", target=None, cast=str, ok=(), why=""):
 _COMMON = [
     _f("--cfg", do="custom"), _f("--cfg-new", do="custom"),
     _f("--platform", why="cluster platform selection does not apply"),
-    _f("--teacher_model", do="same", ok=("",), why="knowledge distillation is not implemented in mcuformer"),
+    _f("--teacher_model", do="same", ok=("",),
+       why="supernet training distils in place only (--distill inplace); an outside teacher (or an ensemble) "
+           "teaches a fine-tune: mcuformer finetune --teacher"),
     _f("--relative_position", 0, do="custom"),
     _f("--max_relative_position", do="custom", cast=int),
     _f("--gp", 0, why="the official spaces pool by global average (pool: gap), the mcuformer default"),

@@ -10,6 +10,7 @@ device-resident input path; resumable per epoch. Checkpoints hold plain tensors 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -23,7 +24,7 @@ from tqdm import tqdm
 
 from mcuformer.errors import CheckpointError, ConfigError
 from mcuformer.utils.checks import check_number, input_file, torch_load_problem
-from mcuformer.utils.io import append_jsonl, atomic_write
+from mcuformer.utils.io import append_jsonl, atomic_write, file_sha256
 
 FORMAT = "mcuformer-teacher-v1"
 RUN_FILES = ("teacher.pt", "checkpoint.pt", "log.jsonl")  # what a run writes in its folder
@@ -71,6 +72,46 @@ class NormalisedTeacher(nn.Module):
         if x.shape[-1] != self.img_size or x.shape[-2] != self.img_size:
             x = F.interpolate(x, size=(self.img_size, self.img_size), mode="bilinear", align_corners=False)
         return self.net(x)
+
+
+class TeacherEnsemble(nn.Module):
+    """Several frozen teachers as one: the log of their averaged softmax, so the student's soft target (a softmax
+    of the output) is the mean of their predictions. Averaged probabilities, not logits: teachers whose logits
+    differ in scale weigh the same."""
+
+    def __init__(self, teachers):
+        super().__init__()
+        self.members = nn.ModuleList(teachers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logp = torch.stack([F.log_softmax(t(x).float(), dim=-1) for t in self.members])
+        return torch.logsumexp(logp, dim=0) - math.log(len(self.members))
+
+
+def teacher_paths(teacher) -> list[Path]:
+    """A fine-tune's teacher argument as a list of checkpoint paths: None gives none, one path one, a list or
+    tuple (an ensemble) each, refused when one is given twice."""
+    if teacher is None:
+        return []
+    paths = [Path(t) for t in (teacher if isinstance(teacher, (list, tuple)) else [teacher])]
+    for k, path in enumerate(paths):
+        if any(path.resolve() == other.resolve() for other in paths[:k]):
+            raise ConfigError(f"teacher {path} is named twice: an ensemble's teachers must differ")
+    return paths
+
+
+def teacher_fingerprint(teacher) -> str:
+    """What a fine-tune records of its teacher: "none", a checkpoint's sha256, or for an ensemble the sha256 of
+    its members' (sorted: the average does not depend on their order). Paths must exist."""
+    shas = sorted(file_sha256(p) for p in teacher_paths(teacher))
+    if not shas:
+        return "none"
+    if len(shas) == 1:
+        return shas[0]
+    if len(set(shas)) < len(shas):
+        raise ConfigError("an ensemble names the same teacher checkpoint twice (equal sha256): its teachers must "
+                          "differ")
+    return hashlib.sha256(("ensemble:" + ",".join(shas)).encode()).hexdigest()
 
 
 @dataclass

@@ -29,8 +29,9 @@ from mcuformer.train.distributed import DistInfo, any_rank, barrier, cleanup, dd
 from mcuformer.train.evaluate import autocast_for, evaluate_archs, make_eval_loader
 from mcuformer.train.sampler import EpochSampler
 from mcuformer.train.schedule import lr_at
+from mcuformer.train.teacher import TeacherEnsemble, teacher_fingerprint, teacher_paths
 from mcuformer.train.warm_start import init_weights_from, report_lines
-from mcuformer.utils.io import append_jsonl, file_sha256, write_json
+from mcuformer.utils.io import append_jsonl, write_json
 
 
 _MAX_DRAWS = 10_000  # rejection sampling: check_sampling_cap refuses caps that almost no subnet meets
@@ -115,7 +116,8 @@ def train_supernet(space: SearchSpace, output, cfg: TrainConfig, data_path=None,
     ``init_from`` starts from an mcuformer supernet of the same space (warm restart) or a dense pretrained
     ViT. ``fixed_arch`` trains that one subnet only (fine-tuning a searched subnet); ``teacher``, a
     supernet checkpoint, then teaches it with its largest subnet's soft predictions (a fine-tuning checkpoint:
-    with its fine-tuned subnet's). ``extra_eval`` names more subnets to evaluate with the usual ones."""
+    with its fine-tuned subnet's; a CNN teacher.pt: with the CNN's); a list of checkpoints teaches with their
+    averaged predictions (an ensemble). ``extra_eval`` names more subnets to evaluate with the usual ones."""
     info = init_distributed(cfg.device)
     try:
         return _train(space, Path(output), cfg, data_path, resume, init_from, progress, info, fixed_arch, teacher,
@@ -143,10 +145,12 @@ def _train(space, output, cfg, data_path, resume, init_from, progress, info: Dis
         for k in ("epoch", "step"):
             if k not in state:
                 raise CheckpointError(f"checkpoint {ckpt_path} lacks '{k}': it cannot --resume")
-    if teacher is not None and not Path(teacher).is_file():
-        raise CheckpointError(f"teacher checkpoint not found: {teacher}")
+    teachers = teacher_paths(teacher)
+    for path in teachers:
+        if not path.is_file():
+            raise CheckpointError(f"teacher checkpoint not found: {path}")
     # a resumed fine-tune keeps its teacher: another one would change the targets halfway through the schedule
-    teacher_sha = file_sha256(teacher) if teacher is not None else "none"
+    teacher_sha = teacher_fingerprint(teachers)
     if state is not None and state.get("teacher_sha256", teacher_sha) != teacher_sha:
         raise ConfigError(f"checkpoint {ckpt_path} was fine-tuned with another teacher (sha256 "
                           f"{str(state['teacher_sha256'])[:12]}, this run's {teacher_sha[:12]}): resume it with the "
@@ -205,10 +209,11 @@ def _train(space, output, cfg, data_path, resume, init_from, progress, info: Dis
         if info.is_main:
             for line in report_lines(init_from, init_report):
                 tqdm.write(line)
-    teacher_model = None
-    if teacher is not None:
-        teacher_model = _load_teacher(teacher, space, num_classes, info.device, info.is_main,
-                                      classes=train_set.classes, norm=(cfg.augment.mean, cfg.augment.std))
+    teacher_models = [_load_teacher(path, space, num_classes, info.device, info.is_main,
+                                    classes=train_set.classes, norm=(cfg.augment.mean, cfg.augment.std))
+                      for path in teachers]
+    teacher_model = (None if not teacher_models else teacher_models[0] if len(teacher_models) == 1
+                     else TeacherEnsemble(teacher_models).eval())
     model.to(info.device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
