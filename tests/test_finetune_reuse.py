@@ -326,3 +326,19 @@ def test_a_teacher_file_is_handed_on_and_a_changed_one_reruns_the_fine_tune(tmp_
     teacher.write_bytes(b"a retrained teacher")  # same name, other content
     _, record = _run(tmp_path, "stm32f746", monkeypatch, trained, teacher=str(teacher), teachers=teachers)
     assert trained == ["stm32f746"] * 2 and record["complete"]
+
+
+def test_an_ensemble_of_teachers_is_handed_on_and_reruns_only_when_a_member_changes(tmp_path, monkeypatch):
+    make_image_folder(tmp_path / "data")
+    _checkpoint(tmp_path / "supernet.pt", 0)
+    a, b, trained, teachers = tmp_path / "a.pt", tmp_path / "b.pt", [], []
+    a.write_bytes(b"one teacher")
+    b.write_bytes(b"another teacher")
+    _run(tmp_path, "stm32f746", monkeypatch, trained, teacher=[str(a), str(b)], teachers=teachers)
+    _run(tmp_path, "stm32f746", monkeypatch, trained, teacher=[str(b), str(a)], teachers=teachers)  # same mean
+    assert trained == ["stm32f746"] and teachers == [[str(a), str(b)]]
+    b.write_bytes(b"another teacher, retrained")
+    _, record = _run(tmp_path, "stm32f746", monkeypatch, trained, teacher=[str(b), str(a)], teachers=teachers)
+    assert trained == ["stm32f746"] * 2 and teachers[-1] == [str(b), str(a)] and record["complete"]
+    _run(tmp_path, "stm32f746", monkeypatch, trained, teacher=str(a), teachers=teachers)  # one of them alone
+    assert trained == ["stm32f746"] * 3

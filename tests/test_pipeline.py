@@ -172,9 +172,14 @@ def test_pipeline_config_errors(tmp_path):
     assert_one_line_error(run_cli("pipeline", "--config", _config(tmp_path, finetune={"epochs": 1.5})),
                           "finetune.epochs")
     assert_one_line_error(run_cli("pipeline", "--config", _config(tmp_path, finetune={"teacher": 3})),
-                          "finetune.teacher", "true, false or a teacher file")
+                          "finetune.teacher", "true, false, a teacher file or a list of them")
     assert_one_line_error(run_cli("pipeline", "--config", _config(tmp_path, finetune={"teacher": "t/teacher.pt"})),
                           "finetune.teacher file not found", str(tmp_path / "t" / "teacher.pt"))
+    (tmp_path / "a.pt").write_bytes(b"a teacher")
+    for teachers, says in (([], "a list of them"), (["a.pt", 3], "a list of them"),
+                           (["a.pt", "t/b.pt"], str(tmp_path / "t" / "b.pt")), (["a.pt", "./a.pt"], "named twice")):
+        assert_one_line_error(run_cli("pipeline", "--config", _config(tmp_path, finetune={"teacher": teachers})),
+                              "finetune.teacher" if says != "named twice" else "teacher", says)
     cfg = _config(tmp_path)  # a tampered stage record is refused before any stage runs
     (tmp_path / "run").mkdir()
     (tmp_path / "run/stages.json").write_text('{"format": "mcuformer-stages-v1", "stages": {"train": []}}')

@@ -24,7 +24,8 @@ from mcuformer.utils.io import missing_folders, read_structured, remove_empty_fo
 KEYS = {"space", "train_config", "data_path", "board", "output", "gpu", "search", "quantize", "verify", "supernet",
         "heldout_split", "sram_kb", "flash_kb", "allow_external_flash", "finetune"}
 SEARCH_DEFAULTS = {"population": 20, "generations": 6, "per_class": 50, "test_limit": 0, "fitness": "loglik"}
-# epochs 0: no fine-tuning stage; teacher: true (the supernet's largest), false (none) or a teacher file
+# epochs 0: no fine-tuning stage; teacher: true (the supernet's largest), false (none), a teacher file or a list
+# of them (their ensemble)
 FINETUNE_DEFAULTS = {"epochs": 0, "teacher": True}
 QUANTIZE_DEFAULTS = {"calibration_images": 256, "method": "minmax", "test_limit": 0}
 VERIFY_DEFAULTS = {"images": 5, "emulator": True}
@@ -83,11 +84,18 @@ class PipelineConfig:
         check_number(t["epochs"], "pipeline finetune.epochs", integer=True, minimum=0)
         if not isinstance(v["emulator"], bool):
             raise ConfigError(f"pipeline verify.emulator must be true or false, got {v['emulator']!r}")
-        if isinstance(t["teacher"], str):  # a teacher file (`mcuformer teacher`'s, or a fine-tuning checkpoint)
+        teacher = t["teacher"]
+        files = [teacher] if isinstance(teacher, str) else teacher if isinstance(teacher, list) else None
+        if files is not None and files and all(isinstance(f, str) for f in files):
+            # teacher files (`mcuformer teacher`'s, or fine-tuning checkpoints); several: their ensemble
+            from mcuformer.train.teacher import teacher_fingerprint
             from mcuformer.utils.checks import input_file
-            input_file(t["teacher"], "pipeline finetune.teacher file")
-        elif not isinstance(t["teacher"], bool):
-            raise ConfigError(f"pipeline finetune.teacher must be true, false or a teacher file, got {t['teacher']!r}")
+            for f in files:
+                input_file(f, "pipeline finetune.teacher file")
+            teacher_fingerprint(files)  # one teacher twice fails now
+        elif not isinstance(teacher, bool):
+            raise ConfigError("pipeline finetune.teacher must be true, false, a teacher file or a list of them, got "
+                              f"{teacher!r}")
         if not isinstance(self.allow_external_flash, bool):
             raise ConfigError(f"pipeline allow_external_flash must be true or false, got {self.allow_external_flash!r}")
         if not isinstance(self.board, str):
@@ -148,9 +156,12 @@ class PipelineConfig:
 
 
 def _teacher_beside(finetune, here: Path):
-    """The finetune section with a teacher file named relative to the config, as its other paths are."""
+    """The finetune section with its teacher files named relative to the config, as its other paths are."""
     if isinstance(finetune, dict) and isinstance(finetune.get("teacher"), str):
         return {**finetune, "teacher": str((here / finetune["teacher"]).resolve())}
+    if isinstance(finetune, dict) and isinstance(finetune.get("teacher"), list):
+        return {**finetune, "teacher": [str((here / f).resolve()) if isinstance(f, str) else f
+                                        for f in finetune["teacher"]]}
     return finetune
 
 
@@ -387,13 +398,18 @@ def finetune_stage(cfg: PipelineConfig, ckpt: Path, searched: dict, progress: bo
     teacher = t["teacher"]
     _stage(4, "fine-tune", f"{t['epochs']} epochs of the searched subnet"
            + (f", taught by {Path(teacher).name}" if isinstance(teacher, str)
-              else ", taught by the supernet's largest subnet" if teacher else ""))
+              else f", taught by the ensemble of {' and '.join(Path(f).name for f in teacher)}"
+              if isinstance(teacher, list) else ", taught by the supernet's largest subnet" if teacher else ""))
     ledger, f = _shared_inputs(cfg, ledger, ckpt=ckpt)
+    files = isinstance(teacher, (str, list))
     inputs = {"checkpoint": f["checkpoint"], "searched arch": digest_files(searched["arch_file"]),
               "search": ledger.fingerprint("search"), "data": f["data"],
-              "fine-tune settings": digest_settings({**t, "teacher": "file"} if isinstance(teacher, str) else t)}
+              "fine-tune settings": digest_settings({**t, "teacher": "file"} if files else t)}
     if isinstance(teacher, str):  # its content, not where it lies: a retrained teacher reruns the fine-tune
         inputs["teacher"] = digest_files(teacher)
+    elif files:  # an ensemble: its members' content, in any order
+        from mcuformer.train.teacher import teacher_fingerprint
+        inputs["teacher"] = teacher_fingerprint(teacher)
     done = (out / "checkpoint.pt").exists() and load_checkpoint(out / "checkpoint.pt")["epoch"] >= t["epochs"]
     plan = ledger.plan("finetune", inputs, done=done, owned=[out], resumable=True,
                        state="continuing its checkpoint")
