@@ -118,9 +118,11 @@ def main() -> int:
     data_path = Path(args.data_path) if args.data_path else None
     work = Path(args.work) / f"{args.board}-ep{args.epochs}"
     rows = []
-    taught = ("CNN teacher", "teacher") if len(teachers) == 1 else (f"{len(teachers)} CNN teachers' ensemble",
-                                                                     "ensemble")
-    runs = [("labels only", "labels", None), (*taught, teachers[0] if len(teachers) == 1 else teachers)]
+    if len(teachers) == 1:
+        taught = ("CNN teacher", "teacher", teachers[0])
+    else:
+        taught = (f"{len(teachers)} CNN teachers' ensemble", "ensemble", teachers)
+    runs = [("labels only", "labels", None), taught]
     if args.baseline_from:
         rows.append(recorded_baseline(Path(args.baseline_from), zoo, args.epochs))
         runs = runs[1:]

@@ -401,13 +401,13 @@ def finetune_stage(cfg: PipelineConfig, ckpt: Path, searched: dict, progress: bo
               else f", taught by the ensemble of {' and '.join(Path(f).name for f in teacher)}"
               if isinstance(teacher, list) else ", taught by the supernet's largest subnet" if teacher else ""))
     ledger, f = _shared_inputs(cfg, ledger, ckpt=ckpt)
-    files = isinstance(teacher, (str, list))
+    taught_by_files = isinstance(teacher, (str, list))
     inputs = {"checkpoint": f["checkpoint"], "searched arch": digest_files(searched["arch_file"]),
               "search": ledger.fingerprint("search"), "data": f["data"],
-              "fine-tune settings": digest_settings({**t, "teacher": "file"} if files else t)}
+              "fine-tune settings": digest_settings({**t, "teacher": "file"} if taught_by_files else t)}
     if isinstance(teacher, str):  # its content, not where it lies: a retrained teacher reruns the fine-tune
         inputs["teacher"] = digest_files(teacher)
-    elif files:  # an ensemble: its members' content, in any order
+    elif taught_by_files:  # an ensemble: its members' content, in any order
         from mcuformer.train.teacher import teacher_fingerprint
         inputs["teacher"] = teacher_fingerprint(teacher)
     done = (out / "checkpoint.pt").exists() and load_checkpoint(out / "checkpoint.pt")["epoch"] >= t["epochs"]
