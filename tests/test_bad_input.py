@@ -273,6 +273,8 @@ CASES = [
      ["batch_size must be positive"]),
     ("train-workers", ["train", "--space", TINY, "--output", "{w}/run", "--workers", "-2"], ["workers"]),
     ("train-mixup", ["train", "--space", TINY, "--output", "{w}/run", "--mixup", "-1"], ["augment.mixup"]),
+    ("train-label-smoothing", ["train", "--space", TINY, "--output", "{w}/run", "--label-smoothing", "1"],
+     ["augment.label_smoothing must be below 1"]),
     ("train-config-pipe", ["train", "--space", TINY, "--output", "{w}/run", "--config", "{w}/pipe"], ["named pipe"]),
     ("train-config-nan", ["train", "--space", TINY, "--output", "{w}/run", "--config", "{w}/train-nan-epochs.yaml"],
      ["epochs must be a finite number"]),

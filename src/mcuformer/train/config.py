@@ -136,6 +136,8 @@ def _check_augment(a: AugmentConfig) -> None:
         check_number(getattr(a, k), f"augment.{k}", integer=True, minimum=0)
     for k in ("random_erasing", "mixup_switch_prob", "label_smoothing"):
         check_number(getattr(a, k), f"augment.{k}", minimum=0, maximum=1)
+    if a.label_smoothing == 1:  # the target would be uniform whatever the label: nothing left to learn
+        raise ConfigError("augment.label_smoothing must be below 1 (at 1 the target holds no label), got 1")
     for k in ("mixup", "cutmix"):
         check_number(getattr(a, k), f"augment.{k}", minimum=0)
     for k in ("mean", "std"):
