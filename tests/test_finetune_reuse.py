@@ -21,13 +21,16 @@ def _checkpoint(path, epoch, value=0.0):
                 "epoch": epoch}, path)
 
 
-def _run(tmp_path, board, monkeypatch, trained, *, epochs=2, arch=ARCH, donors=(), teacher=False, teachers=None):
+def _run(tmp_path, board, monkeypatch, trained, *, epochs=2, arch=ARCH, donors=(), teacher=False, teachers=None,
+         distill_alpha=None, alphas=None):
     """The fine-tune stage of one board's run, with the training itself faked: it records the call (and the
-    teacher it was given, in ``teachers``)."""
+    teacher it was given, in ``teachers``; its distill_alpha, in ``alphas``)."""
     def fake_finetune(ckpt, arch_file, out, cfg, **kw):
         trained.append(board)
         if teachers is not None:
             teachers.append(kw["teacher"])
+        if alphas is not None:
+            alphas.append(cfg.distill_alpha)
         _checkpoint(out / "checkpoint.pt", cfg.epochs, value=len(trained))
         return {"interrupted": False}
 
@@ -40,7 +43,9 @@ def _run(tmp_path, board, monkeypatch, trained, *, epochs=2, arch=ARCH, donors=(
     arch_file.write_text(yaml.safe_dump({"arch": arch, "budget": {"board": board}}))
     ledger.finish("search")
     cfg = PipelineConfig(space=[], train_config=None, output=run, supernet=tmp_path / "supernet.pt",
-                         data_path=tmp_path / "data", board=board, finetune={"epochs": epochs, "teacher": teacher})
+                         data_path=tmp_path / "data", board=board,
+                         finetune={"epochs": epochs, "teacher": teacher,
+                                   **({"distill_alpha": distill_alpha} if distill_alpha is not None else {})})
     out = finetune_stage(cfg, tmp_path / "supernet.pt", {"arch": arch, "arch_file": str(arch_file)},
                          progress=False, ledger=ledger, donors=donors)
     return out, StageLedger(run).records["finetune"]
@@ -342,3 +347,22 @@ def test_an_ensemble_of_teachers_is_handed_on_and_reruns_only_when_a_member_chan
     assert trained == ["stm32f746"] * 2 and teachers[-1] == [str(b), str(a)] and record["complete"]
     _run(tmp_path, "stm32f746", monkeypatch, trained, teacher=str(a), teachers=teachers)  # one of them alone
     assert trained == ["stm32f746"] * 3
+
+
+def test_the_distill_alpha_is_handed_on_and_a_new_one_reruns_the_finetune(tmp_path, monkeypatch):
+    from mcuformer.stages import digest_settings
+
+    make_image_folder(tmp_path / "data")
+    _checkpoint(tmp_path / "supernet.pt", 0)
+    teacher, trained, alphas = tmp_path / "teacher.pt", [], []
+    teacher.write_bytes(b"a teacher")
+    _, record = _run(tmp_path, "stm32f746", monkeypatch, trained, teacher=str(teacher), alphas=alphas)
+    # the default leaves the digest that runs made before the key existed recorded: they are not redone
+    assert record["inputs"]["fine-tune settings"] == digest_settings({"epochs": 2, "teacher": "file"})
+    _run(tmp_path, "stm32f746", monkeypatch, trained, teacher=str(teacher), distill_alpha=0.5, alphas=alphas)
+    assert trained == ["stm32f746"] and alphas == [0.5]
+    _, record = _run(tmp_path, "stm32f746", monkeypatch, trained, teacher=str(teacher), distill_alpha=1.0,
+                     alphas=alphas)
+    assert trained == ["stm32f746"] * 2 and alphas[-1] == 1.0 and record["complete"]
+    _run(tmp_path, "stm32f746", monkeypatch, trained, teacher=str(teacher), distill_alpha=1.0, alphas=alphas)
+    assert trained == ["stm32f746"] * 2

@@ -171,6 +171,9 @@ def test_pipeline_config_errors(tmp_path):
     assert_one_line_error(run_cli("pipeline", "--config", _config(tmp_path, flash_kb=-5)), "flash", "positive")
     assert_one_line_error(run_cli("pipeline", "--config", _config(tmp_path, finetune={"epochs": 1.5})),
                           "finetune.epochs")
+    for alpha in (1.5, "half"):
+        assert_one_line_error(run_cli("pipeline", "--config", _config(tmp_path, finetune={"distill_alpha": alpha})),
+                              "finetune.distill_alpha")
     assert_one_line_error(run_cli("pipeline", "--config", _config(tmp_path, finetune={"teacher": 3})),
                           "finetune.teacher", "true, false, a teacher file or a list of them")
     assert_one_line_error(run_cli("pipeline", "--config", _config(tmp_path, finetune={"teacher": "t/teacher.pt"})),

@@ -26,7 +26,7 @@ KEYS = {"space", "train_config", "data_path", "board", "output", "gpu", "search"
 SEARCH_DEFAULTS = {"population": 20, "generations": 6, "per_class": 50, "test_limit": 0, "fitness": "loglik"}
 # epochs 0: no fine-tuning stage; teacher: true (the supernet's largest), false (none), a teacher file or a list
 # of them (their ensemble)
-FINETUNE_DEFAULTS = {"epochs": 0, "teacher": True}
+FINETUNE_DEFAULTS = {"epochs": 0, "teacher": True, "distill_alpha": 0.5}
 QUANTIZE_DEFAULTS = {"calibration_images": 256, "method": "minmax", "test_limit": 0}
 VERIFY_DEFAULTS = {"images": 5, "emulator": True}
 # training settings that change how a run goes, not the supernet it trains (epochs: a finished run
@@ -82,6 +82,7 @@ class PipelineConfig:
         from mcuformer.verify.engine import MAX_VERIFY_IMAGES
         check_number(v["images"], "pipeline verify.images", integer=True, positive=True, maximum=MAX_VERIFY_IMAGES)
         check_number(t["epochs"], "pipeline finetune.epochs", integer=True, minimum=0)
+        check_number(t["distill_alpha"], "pipeline finetune.distill_alpha", minimum=0, maximum=1)
         if not isinstance(v["emulator"], bool):
             raise ConfigError(f"pipeline verify.emulator must be true or false, got {v['emulator']!r}")
         teacher = t["teacher"]
@@ -402,9 +403,12 @@ def finetune_stage(cfg: PipelineConfig, ckpt: Path, searched: dict, progress: bo
               if isinstance(teacher, list) else ", taught by the supernet's largest subnet" if teacher else ""))
     ledger, f = _shared_inputs(cfg, ledger, ckpt=ckpt)
     taught_by_files = isinstance(teacher, (str, list))
+    settings = {**t, "teacher": "file"} if taught_by_files else dict(t)
+    if settings["distill_alpha"] == FINETUNE_DEFAULTS["distill_alpha"]:
+        del settings["distill_alpha"]  # the default: the digest that runs made before the key existed recorded
     inputs = {"checkpoint": f["checkpoint"], "searched arch": digest_files(searched["arch_file"]),
               "search": ledger.fingerprint("search"), "data": f["data"],
-              "fine-tune settings": digest_settings({**t, "teacher": "file"} if taught_by_files else t)}
+              "fine-tune settings": digest_settings(settings)}
     if isinstance(teacher, str):  # its content, not where it lies: a retrained teacher reruns the fine-tune
         inputs["teacher"] = digest_files(teacher)
     elif taught_by_files:  # an ensemble: its members' content, in any order
@@ -424,7 +428,8 @@ def finetune_stage(cfg: PipelineConfig, ckpt: Path, searched: dict, progress: bo
             ledger.records["finetune"]["reused_from"] = donor.name
         else:
             train_cfg = TrainConfig.from_dict(finetune_settings(load_checkpoint(ckpt).get("config"),
-                                                                epochs=t["epochs"], workers=1),
+                                                                epochs=t["epochs"], workers=1,
+                                                                distill_alpha=t["distill_alpha"]),
                                               where="fine-tune settings")
             summary = finetune_subnet(ckpt, searched["arch_file"], out, train_cfg, data_path=cfg.data_path,
                                       teacher=t["teacher"], resume=(out / "checkpoint.pt").exists(),
