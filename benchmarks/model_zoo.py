@@ -75,7 +75,8 @@ def adopt_finetuned(cfg: PipelineConfig, finetuned: Path, board, ledger: StageLe
                 shutil.copyfile(finetuned, tuned)
             ledger.finish(stage)
     return {"evaluations": 0, "arch": arch.to_dict(), "summary": arch.short(), "heldout_top1": None,
-            "arch_file": str(arch_file), "epochs": state.get("epoch"), "teacher_sha256": state.get("teacher_sha256")}
+            "arch_file": str(arch_file), "epochs": state.get("epoch"), "teacher_sha256": state.get("teacher_sha256"),
+            "distill_alpha": (state.get("config") or {}).get("distill_alpha")}
 
 
 def finetuned_by_board(values: list[str] | None, boards: list[str], finetune_epochs: int) -> dict[str, Path]:
@@ -193,7 +194,8 @@ def main() -> int:
             "fine_tuned_epochs": tuned_epochs,
             **({"fine_tune_teacher": args.finetune_teacher} if args.finetune_epochs else {}),
             **({"fine_tuned_checkpoint": finetuned.name} if finetuned is not None else {}),
-            **({"fine_tune_teacher_sha256": searched["teacher_sha256"]}
+            **({"fine_tune_teacher_sha256": searched["teacher_sha256"],
+                "fine_tune_distill_alpha": searched["distill_alpha"]}
                if finetuned is not None and searched.get("teacher_sha256") not in (None, "none") else {}),
             **({"fine_tune_copied_from": copied} if copied else {}),
             "float_top1": acc["float_top1"], "int8_top1": acc["int8_top1"], "test_images": acc["count"],
@@ -226,7 +228,8 @@ def main() -> int:
             manifest["info"]["fine_tuned"] = {"epochs": args.finetune_epochs, "teacher": args.finetune_teacher}
         elif finetuned is not None:
             manifest["info"]["fine_tuned"] = {"epochs": tuned_epochs, "checkpoint": finetuned.name,
-                                              **({"teacher_sha256": row["fine_tune_teacher_sha256"]}
+                                              **({"teacher_sha256": row["fine_tune_teacher_sha256"],
+                                                  "distill_alpha": row["fine_tune_distill_alpha"]}
                                                  if "fine_tune_teacher_sha256" in row else {})}
         write_json(tmp / "manifest.json", manifest)
         write_json(tmp / "zoo.json", row)
