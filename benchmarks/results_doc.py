@@ -95,6 +95,8 @@ def section_zoo() -> str:
                           if r.get("fine_tuned_checkpoint") else "")
                        + (f", taught by the teacher of sha256 {r['fine_tune_teacher_sha256'][:12]}…"
                           if r.get("fine_tune_teacher_sha256") else "")
+                       + (f" (distill_alpha {r['fine_tune_distill_alpha']:g})"
+                          if r.get("fine_tune_distill_alpha") is not None else "")
                        if r.get("fine_tuned_epochs") else "")
     searched = lambda r: (f"; searched {r['search_population']} x {r['search_generations']} "  # noqa: E731
                           f"({r['search_evaluations']} subnets)" if r.get("search_evaluations") else "")
