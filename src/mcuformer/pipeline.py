@@ -25,7 +25,7 @@ KEYS = {"space", "train_config", "data_path", "board", "output", "gpu", "search"
         "heldout_split", "sram_kb", "flash_kb", "allow_external_flash", "finetune"}
 SEARCH_DEFAULTS = {"population": 20, "generations": 6, "per_class": 50, "test_limit": 0, "fitness": "loglik"}
 # epochs 0: no fine-tuning stage; teacher: true (the supernet's largest), false (none), a teacher file or a list
-# of them (their ensemble)
+# of them (their ensemble); distill_alpha: the teacher's share of the target, the labels' the rest
 FINETUNE_DEFAULTS = {"epochs": 0, "teacher": True, "distill_alpha": 0.5}
 QUANTIZE_DEFAULTS = {"calibration_images": 256, "method": "minmax", "test_limit": 0}
 VERIFY_DEFAULTS = {"images": 5, "emulator": True}
