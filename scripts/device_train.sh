@@ -36,8 +36,9 @@
 #   FT_ARCH    one subnet instead, as FT_ARCHS="subnet=$FT_ARCH": FT_ARCH=configs/arch-stm32f746-grid16.yaml
 #              fine-tunes the F746 model's subnet on 16x16 tokens (docs/conv-stem.md)
 #   FT_TEACHER the fine-tune's --teacher (default: the shipped CNN teacher models/cifar10-zoo/teacher.pt, which
-#              gave the F746 pick +0.59 points int8 in 20 CPU epochs; none; largest; or a fine-tuning checkpoint
-#              of the same space whose subnet then teaches: self-distillation)
+#              gave the F746 pick +1.05 points int8 in 20 CPU epochs as the FT_CONFIG's distill_alpha 1.0 has it;
+#              none; largest; or a fine-tuning checkpoint of the same space whose subnet then teaches:
+#              self-distillation)
 # If training fails before it writes a checkpoint (as bf16 on the device-resident path did on the first
 # slot: a NaN at step 7) and two minutes remain, it is retried once in fp32 on the DataLoader path, so that
 # the slot still trains.
