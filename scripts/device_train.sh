@@ -32,7 +32,7 @@
 #   FT_ARCHS   the subnets, "NAME=ARCH ..." (ARCH: an arch file, largest or smallest); each comes back as
 #              finetune-NAME-fp16.pt. Default: one per distinct subnet of the zoo's boards
 #              (models/cifar10-zoo/int8-*/zoo.json), named after its first board; today stm32f746 (which the
-#              F427 shares), stm32h743 (which the F411RE shares) and stm32l432kc.
+#              F427 and H743 share), stm32f411re and stm32l432kc.
 #   FT_ARCH    one subnet instead, as FT_ARCHS="subnet=$FT_ARCH": FT_ARCH=configs/arch-stm32f746-grid16.yaml
 #              fine-tunes the F746 model's subnet on 16x16 tokens (docs/conv-stem.md)
 #   FT_TEACHER the fine-tune's --teacher (default: the shipped CNN teacher models/cifar10-zoo/teacher.pt, which
