@@ -37,6 +37,9 @@ from mcuformer.train.teacher import teacher_fingerprint  # noqa: E402
 from mcuformer.utils.io import file_sha256, read_structured, write_json, write_yaml  # noqa: E402
 from model_zoo import relative  # noqa: E402
 
+# settings that leave a fine-tune's weights as they are: a kept run may differ in them and still be continued
+WEIGHT_NEUTRAL = ("workers", "checkpoint_every_s", "eval_batch_size")
+
 
 class FillsFlash(Feasibility):
     """The board's budget, and at least ``fill`` of its flash used."""
@@ -124,18 +127,34 @@ def zoo_finetune(zoo_run: Path, ckpt: Path, arch: dict, cfg, data: Path) -> Path
     return folder if same else None
 
 
+def kept_settings_differ(saved: dict, wanted: dict) -> list[str]:
+    """The training settings in which a kept fine-tune's checkpoint differs from this run's (paths compared
+    resolved; the ones that leave the weights as they are left out)."""
+    def same(key):
+        a, b = saved.get(key), wanted.get(key)
+        if key == "exclude_split" and a and b:
+            return Path(a).resolve() == Path(b).resolve()
+        return a == b
+    return sorted(k for k in set(saved) | set(wanted) if k not in WEIGHT_NEUTRAL and not same(k))
+
+
 def finetune_and_test(ckpt: Path, arch: dict, work: Path, epochs: int, data_path,
-                      zoo_run: Path | None = None, teacher: Path | list[Path] | None = None) -> dict:
+                      zoo_run: Path | None = None, teacher: Path | list[Path] | None = None,
+                      distill_alpha: float | None = None) -> dict:
     """The zoo's recipe (model_zoo --finetune-teacher none): fine-tune, quantise, int8 top-1 on the 10k test.
     ``zoo_run``: the board's zoo run folder, whose finished fine-tune of the same subnet is reused (labels-only
     runs). ``teacher``: a teacher checkpoint (e.g. ``mcuformer teacher``'s), or a list of them (an ensemble),
-    distilled from instead."""
+    distilled from instead, its prediction weighted by ``distill_alpha`` in the target (default: the
+    fine-tune's, FINETUNE_DEFAULTS)."""
     from mcuformer.api import finetune_subnet
     from mcuformer.quantize.workflow import evaluate_quantized, quantize_checkpoint
     from mcuformer.train import TrainConfig, load_checkpoint
     from mcuformer.train.checkpoint import data_path_of
-    from mcuformer.train.config import finetune_settings
+    from mcuformer.train.config import FINETUNE_DEFAULTS, finetune_settings
 
+    if distill_alpha is not None and not teacher:
+        raise ConfigError("distill_alpha weighs a teacher's predictions; this fine-tune has no teacher")
+    alpha = FINETUNE_DEFAULTS["distill_alpha"] if distill_alpha is None else distill_alpha
     report, arch_file = work / "accuracy.json", work / "arch.yaml"
     if arch_file.exists() and kept(arch_file, lambda d: d["arch"]) != arch:  # never continue another subnet's run
         raise ConfigError(f"{work} holds the run of another subnet; use another --work")
@@ -143,6 +162,11 @@ def finetune_and_test(ckpt: Path, arch: dict, work: Path, epochs: int, data_path
         acc = kept(report, lambda d: d if {"arch", "float_top1", "int8_top1", "count"} <= set(d) else None)
         if acc.get("teacher_sha256", "none") != teacher_fingerprint(teacher):
             raise ConfigError(f"{report} was measured with another teacher; use another --work")
+        # reports from before distill_alpha was recorded were all made at the default
+        measured_alpha = acc.get("distill_alpha", FINETUNE_DEFAULTS["distill_alpha"])
+        if teacher and measured_alpha != alpha:
+            raise ConfigError(f"{report} was measured with distill_alpha {measured_alpha}, not {alpha:g}; "
+                              "use another --work")
         if acc["arch"] != Arch.from_dict(arch).short():
             raise ConfigError(f"{report} measured {acc['arch']}, not {Arch.from_dict(arch).short()}; "
                               "use another --work")
@@ -150,10 +174,16 @@ def finetune_and_test(ckpt: Path, arch: dict, work: Path, epochs: int, data_path
     write_yaml(arch_file, {"arch": arch})
     t0 = time.time()
     supernet = load_checkpoint(ckpt)
-    cfg = TrainConfig.from_dict(finetune_settings(supernet.get("config"), epochs=epochs, workers=1),
+    cfg = TrainConfig.from_dict(finetune_settings(supernet.get("config"), epochs=epochs, workers=1,
+                                                  **({"distill_alpha": alpha} if teacher else {})),
                                 where="fine-tune settings")
     out = work / "finetune"
     data = data_path_of(supernet, data_path)  # what finetune_subnet trains on
+    if (out / "checkpoint.pt").exists():  # continued below: only if it is this run's recipe
+        differ = kept_settings_differ(load_checkpoint(out / "checkpoint.pt").get("config") or {}, cfg.to_dict())
+        if differ:
+            raise ConfigError(f"{out} holds a fine-tune with other settings ({', '.join(differ)}); use another "
+                              "--work")
     donor = zoo_finetune(zoo_run, ckpt, arch, cfg, data) if zoo_run and not teacher and not out.exists() else None
     if donor is not None:  # seeded: training it again gives these weights (the 3-epoch zoo-pick rows reproduced)
         print(f"{work.name}: the zoo's run {relative(donor)} fine-tuned this subnet from this supernet with these "
@@ -173,7 +203,7 @@ def finetune_and_test(ckpt: Path, arch: dict, work: Path, epochs: int, data_path
     # training time over all its runs (a resumed or reused fine-tune's too), and this run's
     acc = {**acc, "train_seconds": round(sum(h.get("seconds", 0) for h in history), 1),
            "train_seconds_this_run": round(trained, 1), **({"reused_from": relative(donor)} if donor else {}),
-           **({"teacher_sha256": teacher_fingerprint(teacher)} if teacher else {})}
+           **({"teacher_sha256": teacher_fingerprint(teacher), "distill_alpha": alpha} if teacher else {})}
     write_json(report, acc)
     return acc
 

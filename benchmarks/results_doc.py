@@ -189,11 +189,15 @@ def section_teacher_distill() -> str:
     def teachers(d) -> list[dict]:  # one teacher, or an ensemble's
         return d["teacher"] if isinstance(d["teacher"], list) else [d["teacher"]]
 
+    def alpha(d):  # results from before it was recorded were all made at the fine-tune's 0.5
+        return d.get("distill_alpha", 0.5)
+
     def variant(d):
         ts = teachers(d)
+        named = "" if alpha(d) == 0.5 else f", distill_alpha {alpha(d):g}"
         if len(ts) == 1:
-            return f"{ts[0]['epochs']}-epoch teacher"
-        return f"ensemble of {' and '.join(str(t['epochs']) for t in ts)}-epoch teachers"
+            return f"{ts[0]['epochs']}-epoch teacher{named}"
+        return f"ensemble of {' and '.join(str(t['epochs']) for t in ts)}-epoch teachers{named}"
 
     def describe(d):
         ts = teachers(d)
@@ -206,8 +210,8 @@ def section_teacher_distill() -> str:
               else f"the averaged predictions of {len(ts)} CNN teachers (`mcuformer teacher`: ")
         return (f"Command: `{d['command']}`. Supernet sha256 {d['supernet_sha256'][:12]}…; the board's zoo subnet "
                 f"{d['arch']}, fine-tuned with the zoo's seeded recipe from the labels alone, and distilled from "
-                f"{by}{each}) at the fine-tune's distill_alpha; both quantised to int8 and tested on the 10k test "
-                "split.\n\n"
+                f"{by}{each}) with distill_alpha {alpha(d):g} (the teacher's share of the target; 1: its "
+                "prediction alone); both quantised to int8 and tested on the 10k test split.\n\n"
                 + table(["fine-tune", "float top-1", "int8 top-1", "training s"], rows))
 
     return per_board_runs("Does a CNN teacher make a better fine-tune?", "teacher_distill", "epochs",

@@ -1,11 +1,15 @@
 """Does a CNN teacher make a better fine-tune? The board's zoo subnet fine-tuned for the same epochs with the same
 seeded recipe, once from the labels alone (the zoo's recipe) and once distilled from a `mcuformer teacher`
-checkpoint (soft targets mixed with the labels by the fine-tune's distill_alpha), both quantised to int8 and
-measured on the full 10k test split. Prints a table, writes JSON.
+checkpoint (soft targets mixed with the labels by --distill-alpha, the fine-tune's 0.5 by default), both
+quantised to int8 and measured on the full 10k test split. Prints a table, writes JSON.
 
     python benchmarks/teacher_distill.py --teacher runs/teacher/teacher.pt [--board stm32f746] [--epochs 3]
+    python benchmarks/teacher_distill.py --teacher models/cifar10-zoo/teacher.pt --epochs 20 --distill-alpha 1.0 \
+        --baseline-from benchmarks/results/flash_fill_stm32f746_ep20.json   # the teacher's prediction alone
 
-Several --teacher checkpoints distil from their averaged predictions (an ensemble).
+Several --teacher checkpoints distil from their averaged predictions (an ensemble). Another --distill-alpha than
+the default trains in its own folder (teacher-alpha1 in the board's --work folder) and writes its own result
+(teacher_distill_<board>_ep<N>_alpha1.json).
 
 The labels-only row is trained in the same run, or reused from the board's zoo run folder (`--zoo-work`) when
 that holds the same fine-tune (seeded: training it again gives the same weights), or taken from an earlier
@@ -24,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from mcuformer.errors import CheckpointError, ConfigError, run_script  # noqa: E402
+from mcuformer.train.config import FINETUNE_DEFAULTS  # noqa: E402
 from mcuformer.train.teacher import read_teacher, teacher_fingerprint, teacher_paths  # noqa: E402
 from mcuformer.utils.io import file_sha256, read_structured, write_json  # noqa: E402
 from flash_fill import finetune_and_test  # noqa: E402
@@ -85,8 +90,17 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--baseline-from", default=None, metavar="JSON",
                     help="take the labels-only row from this result (flash_fill.py's, this script's, or a labels-only "
                          "zoo model's zoo.json) instead of training it: same supernet, subnet and epochs")
-    ap.add_argument("--output", default=None, help="default: benchmarks/results/teacher_distill_<board>_ep<N>.json")
+    ap.add_argument("--distill-alpha", type=float, default=None,
+                    help="the teacher's share of the target, in (0, 1]: 1 its prediction alone, the labels left out "
+                         f"(default: the fine-tune's, {FINETUNE_DEFAULTS['distill_alpha']:g})")
+    ap.add_argument("--output", default=None, help="default: benchmarks/results/teacher_distill_<board>_ep<N>.json "
+                                                   "(_alpha<A> before .json for another --distill-alpha)")
     return ap
+
+
+def alpha_suffix(alpha: float, sep: str) -> str:
+    """What names a run or result of another distill_alpha than the default (none for the default)."""
+    return "" if alpha == FINETUNE_DEFAULTS["distill_alpha"] else f"{sep}alpha{alpha:g}"
 
 
 def recorded_command(args, ap: argparse.ArgumentParser) -> str:
@@ -94,6 +108,8 @@ def recorded_command(args, ap: argparse.ArgumentParser) -> str:
     to the repository (repeated without its --work and --output, a run would write over another result)."""
     command = (f"python benchmarks/teacher_distill.py --teacher {' '.join(relative(t) for t in args.teacher)} "
                f"--board {args.board} --epochs {args.epochs}")
+    if args.distill_alpha is not None:
+        command += f" --distill-alpha {args.distill_alpha:g}"
     for flag in ("baseline_from", "checkpoint", "data_path", "work", "zoo_work", "output"):
         value, default = getattr(args, flag), ap.get_default(flag)
         if value is not None and (default is None or Path(value).resolve() != Path(default).resolve()):
@@ -106,6 +122,9 @@ def main() -> int:
     args = ap.parse_args()
     if args.epochs < 1:
         raise ConfigError(f"--epochs must be at least 1, got {args.epochs}")
+    alpha = FINETUNE_DEFAULTS["distill_alpha"] if args.distill_alpha is None else args.distill_alpha
+    if not 0 < alpha <= 1:  # nan fails this too; 0 would be the labels-only row again
+        raise ConfigError(f"--distill-alpha must lie in (0, 1], got {alpha:g}")
     ckpt, teachers = Path(args.checkpoint), teacher_paths(args.teacher)
     if not ckpt.is_file():
         raise CheckpointError(f"supernet checkpoint not found: {ckpt}")
@@ -118,17 +137,19 @@ def main() -> int:
     data_path = Path(args.data_path) if args.data_path else None
     work = Path(args.work) / f"{args.board}-ep{args.epochs}"
     rows = []
+    named = "" if alpha == FINETUNE_DEFAULTS["distill_alpha"] else f", distill_alpha {alpha:g}"
     if len(teachers) == 1:
-        taught = ("CNN teacher", "teacher", teachers[0])
+        taught = ("CNN teacher" + named, "teacher" + alpha_suffix(alpha, "-"), teachers[0])
     else:
-        taught = (f"{len(teachers)} CNN teachers' ensemble", "ensemble", teachers)
+        taught = (f"{len(teachers)} CNN teachers' ensemble{named}", "ensemble" + alpha_suffix(alpha, "-"), teachers)
     runs = [("labels only", "labels", None), taught]
     if args.baseline_from:
         rows.append(recorded_baseline(Path(args.baseline_from), zoo, args.epochs))
         runs = runs[1:]
     for name, folder, by in runs:
         acc = finetune_and_test(ckpt, zoo["arch"], work / folder, args.epochs, data_path,
-                                zoo_run=Path(args.zoo_work) / args.board, teacher=by)
+                                zoo_run=Path(args.zoo_work) / args.board, teacher=by,
+                                distill_alpha=alpha if by else None)
         rows.append({"fine-tune": name, "float_top1": acc["float_top1"], "int8_top1": acc["int8_top1"],
                      "test_images": acc["count"],
                      "train_seconds": acc.get("train_seconds", acc.get("train_seconds_this_run")),
@@ -138,18 +159,18 @@ def main() -> int:
                  for t, meta in zip(teachers, metas)]
     result = {"board": args.board, "arch": zoo["summary"], "epochs": args.epochs,
               "supernet_sha256": zoo["supernet_sha256"],
-              "teacher": described[0] if len(described) == 1 else described,
+              "teacher": described[0] if len(described) == 1 else described, "distill_alpha": alpha,
               "rows": rows,
               "command": recorded_command(args, ap)}
     by = " and ".join(f"CNN {m['widths']}, {m.get('test_top1')} % test top-1" for m in metas)
     print(f"\n{args.board}'s zoo subnet {zoo['summary']}, fine-tuned {args.epochs} epochs, int8 on the 10k test "
-          f"(teacher{'s' if len(metas) > 1 else ''}: {by}):\n")
+          f"(teacher{'s' if len(metas) > 1 else ''}: {by}; distill_alpha {alpha:g}):\n")
     print("| fine-tune | float top-1 | int8 top-1 | training s |\n|---|---|---|---|")
     for r in rows:
         where = f" (recorded in {r['recorded_in']})" if "recorded_in" in r else ""
         print(f"| {r['fine-tune']}{where} | {r['float_top1']:.2f} % | {r['int8_top1']:.2f} % | "
               f"{r['train_seconds'] or '-'} |")
-    default = ROOT / f"benchmarks/results/teacher_distill_{args.board}_ep{args.epochs}.json"
+    default = ROOT / f"benchmarks/results/teacher_distill_{args.board}_ep{args.epochs}{alpha_suffix(alpha, '_')}.json"
     write_json(Path(args.output or default), result)
     return 0
 

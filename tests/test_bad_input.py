@@ -791,6 +791,16 @@ def test_flash_fill_refuses_an_impossible_fill_or_a_board_without_a_zoo_model(ar
     assert _results_hashes() == before and not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("alpha", ["1.5", "0", "nan"])
+def test_teacher_distill_refuses_an_impossible_distill_alpha(alpha, tmp_path):
+    before = _results_hashes()
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks/teacher_distill.py"), "--teacher",
+                           str(ROOT / "models/cifar10-zoo/teacher.pt"), "--distill-alpha", alpha, "--work",
+                           str(tmp_path / "work")], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert_one_line_error(proc, "teacher_distill.py: error: ", "--distill-alpha", alpha)
+    assert _results_hashes() == before and not (tmp_path / "work").exists()
+
+
 @pytest.mark.parametrize("content", ["{not json", '{"arch": 1}', "[]"])
 def test_flash_fill_refuses_a_damaged_pick_and_keeps_it(content, tmp_path):
     pick = tmp_path / "stm32f746-fill0.8-ep3" / "pick.json"

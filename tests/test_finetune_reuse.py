@@ -366,3 +366,89 @@ def test_the_distill_alpha_is_handed_on_and_a_new_one_reruns_the_finetune(tmp_pa
     assert trained == ["stm32f746"] * 2 and alphas[-1] == 1.0 and record["complete"]
     _run(tmp_path, "stm32f746", monkeypatch, trained, teacher=str(teacher), distill_alpha=1.0, alphas=alphas)
     assert trained == ["stm32f746"] * 2
+
+
+def test_flash_fill_never_continues_or_reuses_a_fine_tune_of_another_distill_alpha(tmp_path, monkeypatch):
+    """teacher_distill.py's --distill-alpha goes through flash_fill's finetune_and_test: a kept accuracy report or
+    checkpoint of another distill_alpha (a report without one was made at the default, 0.5) is one ConfigError,
+    not a result of the wrong recipe; settings that leave the weights alone, or a path written another way, may
+    differ."""
+    import json
+    import sys
+
+    import pytest
+
+    from conftest import ROOT
+    from mcuformer.errors import ConfigError
+    from mcuformer.space import Arch
+    from mcuformer.train import TrainConfig
+    from mcuformer.train.config import finetune_settings
+    from mcuformer.utils.io import file_sha256
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    sys.modules.pop("flash_fill", None)
+    from flash_fill import finetune_and_test, kept_settings_differ
+
+    arch = json.loads((ROOT / "models/cifar10-zoo/int8-stm32f746/zoo.json").read_text())["arch"]
+    monkeypatch.chdir(tmp_path)
+    supernet, teacher, work = tmp_path / "supernet.pt", tmp_path / "teacher.pt", tmp_path / "work"
+    _checkpoint(supernet, 0)
+    teacher.write_bytes(b"a teacher")
+    make_image_folder(tmp_path / "data")
+    work.mkdir()
+    (work / "arch.yaml").write_text(yaml.safe_dump({"arch": arch}))
+    report = {"arch": Arch.from_dict(arch).short(), "float_top1": 80.0, "int8_top1": 79.5, "count": 10000,
+              "teacher_sha256": file_sha256(teacher)}
+
+    def run(alpha, with_teacher=True):
+        return finetune_and_test(supernet, arch, work, 2, tmp_path / "data", teacher=teacher if with_teacher else None,
+                                 distill_alpha=alpha)
+
+    (work / "accuracy.json").write_text(json.dumps(report))  # made before distill_alpha was recorded: 0.5
+    assert run(None)["int8_top1"] == run(0.5)["int8_top1"] == 79.5
+    with pytest.raises(ConfigError, match="distill_alpha 0.5, not 1"):
+        run(1.0)
+    (work / "accuracy.json").write_text(json.dumps({**report, "distill_alpha": 1.0}))
+    assert run(1.0)["int8_top1"] == 79.5
+    with pytest.raises(ConfigError, match="distill_alpha 1.0, not 0.5"):
+        run(None)
+    with pytest.raises(ConfigError, match="no teacher"):
+        run(1.0, with_teacher=False)
+
+    # no report yet, a checkpoint kept: continued only if it is this run's recipe
+    (work / "accuracy.json").unlink()
+    wanted = TrainConfig.from_dict(finetune_settings(None, epochs=2, workers=1, distill_alpha=0.5)).to_dict()
+    ckpt = work / "finetune" / "checkpoint.pt"
+    ckpt.parent.mkdir()
+    torch.save({"format": FORMAT, "space": {}, "model": {"w": torch.zeros(2)}, "num_classes": 10, "epoch": 1,
+                "config": wanted}, ckpt)
+    kept_bytes = ckpt.read_bytes()
+    with pytest.raises(ConfigError, match=r"other settings \(distill_alpha\)"):
+        run(1.0)
+    assert ckpt.read_bytes() == kept_bytes and not (work / "accuracy.json").exists()
+
+    assert kept_settings_differ(wanted, {**wanted, "workers": 4, "checkpoint_every_s": 600}) == []
+    split = tmp_path / "split.json"
+    assert kept_settings_differ({**wanted, "exclude_split": "split.json"},
+                                {**wanted, "exclude_split": str(split)}) == []
+    assert kept_settings_differ({**wanted, "exclude_split": "other.json"},
+                                {**wanted, "exclude_split": str(split)}) == ["exclude_split"]
+    assert kept_settings_differ(wanted, {**wanted, "lr": 1.0, "epochs": 3}) == ["epochs", "lr"]
+
+
+def test_teacher_distill_names_another_distill_alpha_in_its_command_folder_and_result(monkeypatch):
+    import sys
+
+    from conftest import ROOT
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    sys.modules.pop("teacher_distill", None)
+    from teacher_distill import alpha_suffix, parser, recorded_command
+
+    ap = parser()
+    base = ["--teacher", "models/cifar10-zoo/teacher.pt", "--board", "stm32f746", "--epochs", "20"]
+    assert recorded_command(ap.parse_args(base + ["--distill-alpha", "1.0"]), ap).endswith(
+        "--epochs 20 --distill-alpha 1")
+    assert "--distill-alpha" not in recorded_command(ap.parse_args(base), ap)
+    assert alpha_suffix(1.0, "_") == "_alpha1" and alpha_suffix(0.75, "-") == "-alpha0.75"
+    assert alpha_suffix(0.5, "_") == ""  # the default keeps the names results were written under
