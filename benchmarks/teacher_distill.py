@@ -137,7 +137,7 @@ def main() -> int:
     data_path = Path(args.data_path) if args.data_path else None
     work = Path(args.work) / f"{args.board}-ep{args.epochs}"
     rows = []
-    named = "" if alpha == FINETUNE_DEFAULTS["distill_alpha"] else f", distill_alpha {alpha:g}"
+    named = f", distill_alpha {alpha:g}" if alpha_suffix(alpha, "") else ""
     if len(teachers) == 1:
         taught = ("CNN teacher" + named, "teacher" + alpha_suffix(alpha, "-"), teachers[0])
     else:
