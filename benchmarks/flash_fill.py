@@ -138,6 +138,12 @@ def kept_settings_differ(saved: dict, wanted: dict) -> list[str]:
     return sorted(k for k in set(saved) | set(wanted) if k not in WEIGHT_NEUTRAL and not same(k))
 
 
+def calibration_setting(quantize: dict) -> dict:
+    """The calibration a report's int8 top-1 was measured with (the percentile only where it is used)."""
+    return {"method": quantize["method"], **({"percentile": quantize["percentile"]}
+                                             if quantize["method"] == "percentile" else {})}
+
+
 def finetune_and_test(ckpt: Path, arch: dict, work: Path, epochs: int, data_path,
                       zoo_run: Path | None = None, teacher: Path | list[Path] | None = None,
                       distill_alpha: float | None = None) -> dict:
@@ -145,9 +151,9 @@ def finetune_and_test(ckpt: Path, arch: dict, work: Path, epochs: int, data_path
     ``zoo_run``: the board's zoo run folder, whose finished fine-tune of the same subnet is reused (labels-only
     runs). ``teacher``: a teacher checkpoint (e.g. ``mcuformer teacher``'s), or a list of them (an ensemble),
     distilled from instead, its prediction weighted by ``distill_alpha`` in the target (default: the
-    fine-tune's, FINETUNE_DEFAULTS)."""
+    fine-tune's, FINETUNE_DEFAULTS). A kept report of another calibration is measured again from its kept
+    fine-tune, without training."""
     from mcuformer.api import finetune_subnet
-    from mcuformer.quantize.workflow import evaluate_quantized, quantize_checkpoint
     from mcuformer.train import TrainConfig, load_checkpoint
     from mcuformer.train.checkpoint import data_path_of
     from mcuformer.train.config import FINETUNE_DEFAULTS, finetune_settings
@@ -156,6 +162,7 @@ def finetune_and_test(ckpt: Path, arch: dict, work: Path, epochs: int, data_path
         raise ConfigError("distill_alpha weighs a teacher's predictions; this fine-tune has no teacher")
     alpha = FINETUNE_DEFAULTS["distill_alpha"] if distill_alpha is None else distill_alpha
     report, arch_file = work / "accuracy.json", work / "arch.yaml"
+    calibration = calibration_setting(QUANTIZE_DEFAULTS)
     if arch_file.exists() and kept(arch_file, lambda d: d["arch"]) != arch:  # never continue another subnet's run
         raise ConfigError(f"{work} holds the run of another subnet; use another --work")
     if report.exists():
@@ -170,14 +177,23 @@ def finetune_and_test(ckpt: Path, arch: dict, work: Path, epochs: int, data_path
         if acc["arch"] != Arch.from_dict(arch).short():
             raise ConfigError(f"{report} measured {acc['arch']}, not {Arch.from_dict(arch).short()}; "
                               "use another --work")
-        return acc
+        # reports from before the calibration was recorded were all calibrated by min/max
+        if acc.get("calibration", {"method": "minmax"}) == calibration:
+            return acc
+        if not (work / "finetune" / "checkpoint.pt").exists():
+            raise ConfigError(f"{report} was calibrated otherwise and its fine-tune is gone; use another --work")
+        print(f"{work.name}: its int8 top-1 was measured with another calibration; quantising its kept fine-tune "
+              "again")
     write_yaml(arch_file, {"arch": arch})
     t0 = time.time()
+    out = work / "finetune"
+    if report.exists():  # checked above: only the quantisation is redone
+        return quantize_and_test(work, data_path, calibration, t0,
+                                 {k: v for k, v in acc.items() if k in REPORT_TRAINING_KEYS})
     supernet = load_checkpoint(ckpt)
     cfg = TrainConfig.from_dict(finetune_settings(supernet.get("config"), epochs=epochs, workers=1,
                                                   **({"distill_alpha": alpha} if teacher else {})),
                                 where="fine-tune settings")
-    out = work / "finetune"
     data = data_path_of(supernet, data_path)  # what finetune_subnet trains on
     if (out / "checkpoint.pt").exists():  # continued below: only if it is this run's recipe
         differ = kept_settings_differ(load_checkpoint(out / "checkpoint.pt").get("config") or {}, cfg.to_dict())
@@ -194,17 +210,30 @@ def finetune_and_test(ckpt: Path, arch: dict, work: Path, epochs: int, data_path
                                   resume=(out / "checkpoint.pt").exists(), progress=True)
         if summary["interrupted"]:
             raise ConfigError(f"fine-tune of {work.name} interrupted; run again to continue it")
+    return quantize_and_test(work, data_path, calibration, t0, {
+        **({"reused_from": relative(donor)} if donor else {}),
+        **({"teacher_sha256": teacher_fingerprint(teacher), "distill_alpha": alpha} if teacher else {})})
+
+
+# what a report says of the fine-tune behind it, kept when only its quantisation is redone
+REPORT_TRAINING_KEYS = ("train_seconds_this_run", "reused_from", "teacher_sha256", "distill_alpha")
+
+
+def quantize_and_test(work: Path, data_path, calibration: dict, t0: float, training: dict) -> dict:
+    """Quantise ``work``'s fine-tune with ``calibration``, its int8 top-1 on the 10k test, into accuracy.json."""
+    from mcuformer.quantize.workflow import evaluate_quantized, quantize_checkpoint
+    from mcuformer.train import load_checkpoint
+
+    out, qdir = work / "finetune" / "checkpoint.pt", work / "int8"
     trained = time.time() - t0
-    history = load_checkpoint(out / "checkpoint.pt")["history"]
-    qdir = work / "int8"
-    quantize_checkpoint(out / "checkpoint.pt", arch_file, qdir, data_path=data_path,
-                        num_images=QUANTIZE_DEFAULTS["calibration_images"], method=QUANTIZE_DEFAULTS["method"])
-    acc = evaluate_quantized(qdir, checkpoint=out / "checkpoint.pt", data_path=data_path, limit=0, progress=True)
+    history = load_checkpoint(out)["history"]
+    quantize_checkpoint(out, work / "arch.yaml", qdir, data_path=data_path,
+                        num_images=QUANTIZE_DEFAULTS["calibration_images"], **calibration)
+    acc = evaluate_quantized(qdir, checkpoint=out, data_path=data_path, limit=0, progress=True)
     # training time over all its runs (a resumed or reused fine-tune's too), and this run's
     acc = {**acc, "train_seconds": round(sum(h.get("seconds", 0) for h in history), 1),
-           "train_seconds_this_run": round(trained, 1), **({"reused_from": relative(donor)} if donor else {}),
-           **({"teacher_sha256": teacher_fingerprint(teacher), "distill_alpha": alpha} if teacher else {})}
-    write_json(report, acc)
+           "train_seconds_this_run": round(trained, 1), **training, "calibration": calibration}
+    write_json(work / "accuracy.json", acc)
     return acc
 
 

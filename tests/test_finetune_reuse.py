@@ -398,7 +398,7 @@ def test_flash_fill_never_continues_or_reuses_a_fine_tune_of_another_distill_alp
     work.mkdir()
     (work / "arch.yaml").write_text(yaml.safe_dump({"arch": arch}))
     report = {"arch": Arch.from_dict(arch).short(), "float_top1": 80.0, "int8_top1": 79.5, "count": 10000,
-              "teacher_sha256": file_sha256(teacher)}
+              "teacher_sha256": file_sha256(teacher), "calibration": {"method": "percentile", "percentile": 99.99}}
 
     def run(alpha, with_teacher=True):
         return finetune_and_test(supernet, arch, work, 2, tmp_path / "data", teacher=teacher if with_teacher else None,
@@ -434,6 +434,65 @@ def test_flash_fill_never_continues_or_reuses_a_fine_tune_of_another_distill_alp
     assert kept_settings_differ({**wanted, "exclude_split": "other.json"},
                                 {**wanted, "exclude_split": str(split)}) == ["exclude_split"]
     assert kept_settings_differ(wanted, {**wanted, "lr": 1.0, "epochs": 3}) == ["epochs", "lr"]
+
+
+def test_flash_fill_quantises_a_kept_fine_tune_again_when_the_calibration_changed(tmp_path, monkeypatch):
+    """A kept report measured with another calibration (one without the key was min/max) is measured again from
+    its kept fine-tune with the current calibration, without training; what it said of the training is kept.
+    With its fine-tune gone it is refused."""
+    import json
+    import sys
+
+    import pytest
+
+    from conftest import ROOT
+    from mcuformer.errors import ConfigError
+    from mcuformer.space import Arch
+    from mcuformer.utils.io import file_sha256
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    sys.modules.pop("flash_fill", None)
+    from flash_fill import finetune_and_test
+
+    arch = json.loads((ROOT / "models/cifar10-zoo/int8-stm32f746/zoo.json").read_text())["arch"]
+    monkeypatch.chdir(tmp_path)
+    teacher, work = tmp_path / "teacher.pt", tmp_path / "work"
+    teacher.write_bytes(b"a teacher")
+    work.mkdir()
+    (work / "arch.yaml").write_text(yaml.safe_dump({"arch": arch}))
+    short = Arch.from_dict(arch).short()
+    training = {"train_seconds_this_run": 100.0, "teacher_sha256": file_sha256(teacher), "distill_alpha": 1.0}
+    (work / "accuracy.json").write_text(json.dumps({"arch": short, "float_top1": 80.0, "int8_top1": 79.5,
+                                                    "count": 10000, "train_seconds": 100.0, **training}))
+    ckpt = work / "finetune" / "checkpoint.pt"
+    ckpt.parent.mkdir()
+    torch.save({"format": FORMAT, "space": {}, "model": {"w": torch.zeros(2)}, "num_classes": 10, "epoch": 2,
+                "history": [{"seconds": 40.0}, {"seconds": 60.5}]}, ckpt)
+    calls = []
+
+    def never_train(*a, **kw):
+        raise AssertionError("trained again")
+    monkeypatch.setattr("mcuformer.api.finetune_subnet", never_train)
+    monkeypatch.setattr("mcuformer.quantize.workflow.quantize_checkpoint", lambda *a, **kw: calls.append(kw))
+    monkeypatch.setattr("mcuformer.quantize.workflow.evaluate_quantized", lambda *a, **kw: {
+        "arch": short, "float_top1": 80.0, "int8_top1": 79.9, "count": 10000})
+
+    def run():
+        return finetune_and_test(tmp_path / "supernet.pt", arch, work, 2, tmp_path / "data", teacher=teacher,
+                                 distill_alpha=1.0)
+
+    acc = run()
+    assert calls == [{"data_path": tmp_path / "data", "num_images": 256, "method": "percentile", "percentile": 99.99}]
+    assert acc == {"arch": short, "float_top1": 80.0, "int8_top1": 79.9, "count": 10000, "train_seconds": 100.5,
+                   **training, "calibration": {"method": "percentile", "percentile": 99.99}}
+    assert json.loads((work / "accuracy.json").read_text()) == acc
+    calls.clear()
+    assert run() == acc and calls == []  # now measured with this calibration: reused
+    ckpt.unlink()
+    (work / "accuracy.json").write_text(json.dumps({**acc, "calibration": {"method": "minmax"}}))
+    with pytest.raises(ConfigError, match="calibrated otherwise and its fine-tune is gone"):
+        run()
+    assert calls == []
 
 
 def test_teacher_distill_names_another_distill_alpha_in_its_command_folder_and_result(monkeypatch):

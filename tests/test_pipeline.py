@@ -41,6 +41,9 @@ def test_pipeline_end_to_end_and_resume(tmp_path):
     search = json.loads((tmp_path / "run/search/result.json").read_text())
     assert search["heldout"].endswith("heldout-split.json") and search["heldout_seen_in_training"] == 0
     assert "warning" not in proc.stderr
+    # the calibration defaults reach the quantised model (the config names only the image count)
+    calibration = json.loads((tmp_path / "run/int8/manifest.json").read_text())["info"]["calibration"]
+    assert calibration == {"images": 8, "seed": 0, "method": "percentile", "percentile": 99.99}
     for f in ("supernet/curves.png", "search/pareto.png", "memory.png", "engine/mcuformer_model.c",
               "int8/accuracy.json"):
         assert (tmp_path / "run" / f).exists(), f
@@ -174,6 +177,9 @@ def test_pipeline_config_errors(tmp_path):
     for alpha in (1.5, "half"):
         assert_one_line_error(run_cli("pipeline", "--config", _config(tmp_path, finetune={"distill_alpha": alpha})),
                               "finetune.distill_alpha")
+    for percentile in (50, 100.5, "high"):
+        assert_one_line_error(run_cli("pipeline", "--config", _config(tmp_path, quantize={"percentile": percentile})),
+                              "quantize.percentile")
     assert_one_line_error(run_cli("pipeline", "--config", _config(tmp_path, finetune={"teacher": 3})),
                           "finetune.teacher", "true, false, a teacher file or a list of them")
     assert_one_line_error(run_cli("pipeline", "--config", _config(tmp_path, finetune={"teacher": "t/teacher.pt"})),

@@ -147,7 +147,10 @@ def test_rel_pos_subnet_quantises_exports_and_runs_bit_exact(cifar_like, tmp_pat
     q, c = tmp_path / "q", tmp_path / "c"
     run_cli("quantize", "--checkpoint", tmp_path / "rel.pt", "--arch", "smallest", "--data-path", cifar_like,
             "--output", q, "--calibration-images", 20, check=True)
-    assert json.loads((q / "manifest.json").read_text())["arch"]["rel_pos"] == 2
+    manifest = json.loads((q / "manifest.json").read_text())
+    assert manifest["arch"]["rel_pos"] == 2
+    # no --method: the calibration default, clipping each range at the 99.99th percentile
+    assert manifest["info"]["calibration"] == {"images": 20, "seed": 0, "method": "percentile", "percentile": 99.99}
     run_cli("export", "--quantized", q, "--output", c, check=True)
     proc = run_cli("verify", c, "--images", "2", check=True)
     assert "bit-exact" in proc.stdout

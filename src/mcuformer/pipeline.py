@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mcuformer.errors import ConfigError, McuformerError
+from mcuformer.quantize.settings import (CALIBRATION_METHODS, DEFAULT_CALIBRATION_IMAGES, DEFAULT_METHOD,
+                                         DEFAULT_PERCENTILE)
 from mcuformer.utils.io import missing_folders, read_structured, remove_empty_folders, write_json
 
 KEYS = {"space", "train_config", "data_path", "board", "output", "gpu", "search", "quantize", "verify", "supernet",
@@ -27,7 +29,8 @@ SEARCH_DEFAULTS = {"population": 20, "generations": 6, "per_class": 50, "test_li
 # epochs 0: no fine-tuning stage; teacher: true (the supernet's largest), false (none), a teacher file or a list
 # of them (their ensemble); distill_alpha: the teacher's share of the target, the labels' the rest
 FINETUNE_DEFAULTS = {"epochs": 0, "teacher": True, "distill_alpha": 0.5}
-QUANTIZE_DEFAULTS = {"calibration_images": 256, "method": "minmax", "test_limit": 0}
+QUANTIZE_DEFAULTS = {"calibration_images": DEFAULT_CALIBRATION_IMAGES, "method": DEFAULT_METHOD,
+                     "percentile": DEFAULT_PERCENTILE, "test_limit": 0}
 VERIFY_DEFAULTS = {"images": 5, "emulator": True}
 # training settings that change how a run goes, not the supernet it trains (epochs: a finished run
 # with more epochs asked continues its checkpoint, as before; exclude_split: its content is an input of its own)
@@ -77,8 +80,10 @@ class PipelineConfig:
             raise ConfigError(f"pipeline search.fitness must be top1 or loglik, got {s['fitness']!r}")
         check_number(q["calibration_images"], "pipeline quantize.calibration_images", integer=True, positive=True)
         check_number(q["test_limit"], "pipeline quantize.test_limit", integer=True, minimum=0)
-        if q["method"] not in ("minmax", "percentile"):
+        if q["method"] not in CALIBRATION_METHODS:
             raise ConfigError(f"pipeline quantize.method must be minmax or percentile, got {q['method']!r}")
+        if check_number(q["percentile"], "pipeline quantize.percentile", maximum=100) <= 50:
+            raise ConfigError(f"pipeline quantize.percentile must be above 50, got {q['percentile']}")
         from mcuformer.verify.engine import MAX_VERIFY_IMAGES
         check_number(v["images"], "pipeline verify.images", integer=True, positive=True, maximum=MAX_VERIFY_IMAGES)
         check_number(t["epochs"], "pipeline finetune.epochs", integer=True, minimum=0)
@@ -490,7 +495,8 @@ def quantize_stage(cfg: PipelineConfig, ckpt: Path, searched: dict, progress: bo
 
     qdir, report = cfg.output / "int8", cfg.output / "int8" / "accuracy.json"
     q = cfg.quantize
-    _stage(5, "quantize", f"int8, {q['calibration_images']} calibration images ({q['method']}), then the test split")
+    method = q["method"] + (f" {q['percentile']:g}" if q["method"] == "percentile" else "")
+    _stage(5, "quantize", f"int8, {q['calibration_images']} calibration images ({method}), then the test split")
     ledger, f = _shared_inputs(cfg, ledger)
     inputs = {"checkpoint": digest_files(ckpt), "searched arch": digest_files(searched["arch_file"]),
               "search": ledger.fingerprint("search"),
@@ -501,7 +507,7 @@ def quantize_stage(cfg: PipelineConfig, ckpt: Path, searched: dict, progress: bo
     _say(plan)
     if plan.run:
         quantize_checkpoint(ckpt, searched["arch_file"], qdir, data_path=cfg.data_path,
-                            num_images=q["calibration_images"], method=q["method"])
+                            num_images=q["calibration_images"], method=q["method"], percentile=q["percentile"])
         acc = evaluate_quantized(qdir, checkpoint=ckpt, data_path=cfg.data_path, limit=q["test_limit"],
                                  progress=progress)
         write_json(report, acc)

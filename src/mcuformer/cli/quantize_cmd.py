@@ -8,15 +8,20 @@ HELP = "int8 post-training quantisation of a subnet: calibrate, quantise, save a
 
 def add_arguments(p):
     from mcuformer.cli.common import add_force_argument, any_int, nonnegative_int, number_type
+    from mcuformer.quantize.settings import (CALIBRATION_METHODS, DEFAULT_CALIBRATION_IMAGES, DEFAULT_METHOD,
+                                             DEFAULT_PERCENTILE)
     p.add_argument("--checkpoint", required=True, help="supernet checkpoint (checkpoint.pt or its run folder)")
     p.add_argument("--arch", required=True, help="arch YAML/JSON file, or 'largest' / 'smallest'")
     p.add_argument("--output", required=True, help="folder to write (params.npz + manifest.json)")
     p.add_argument("--data-path", default=None, help="ImageFolder root or archive (default: the CIFAR-10 archive)")
-    p.add_argument("--calibration-images", type=any_int, default=256, help="training images for the ranges")
+    p.add_argument("--calibration-images", type=any_int, default=DEFAULT_CALIBRATION_IMAGES,
+                   help="training images for the ranges")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="picks the calibration images")
-    p.add_argument("--method", choices=["minmax", "percentile"], default="minmax")
+    p.add_argument("--method", choices=CALIBRATION_METHODS, default=DEFAULT_METHOD,
+                   help="each tensor's range: running min/max, or each batch's percentiles averaged "
+                        f"(default {DEFAULT_METHOD})")
     p.add_argument("--percentile", type=number_type(positive=True, maximum=100), default=None,
-                   help="for --method percentile (default 99.99)")
+                   help=f"for --method percentile (default {DEFAULT_PERCENTILE:g})")
     add_force_argument(p, "params.npz and manifest.json in an existing --output folder")
 
 
@@ -24,6 +29,7 @@ def run(args) -> int:
     from mcuformer.api import quantize_checkpoint
     from mcuformer.errors import ConfigError
     from mcuformer.quantize.model import SAVED_FILES
+    from mcuformer.quantize.settings import DEFAULT_PERCENTILE
     from mcuformer.utils.checks import output_dir
 
     if args.percentile is not None and args.method != "percentile":  # else ignored: min-max has no percentile
@@ -31,6 +37,6 @@ def run(args) -> int:
     output_dir(args.output, force=args.force, owned=SAVED_FILES)
     q = quantize_checkpoint(args.checkpoint, args.arch, args.output, data_path=args.data_path,
                             num_images=args.calibration_images, seed=args.seed, method=args.method,
-                            percentile=99.99 if args.percentile is None else args.percentile)
+                            percentile=DEFAULT_PERCENTILE if args.percentile is None else args.percentile)
     print(f"quantised {q.arch.short()} ({sum(a.nbytes for a in q.params.values()):,} parameter bytes) -> {args.output}")
     return 0

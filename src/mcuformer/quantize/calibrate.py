@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from mcuformer.errors import ConfigError
+from mcuformer.quantize.settings import CALIBRATION_METHODS, DEFAULT_METHOD, DEFAULT_PERCENTILE
 from mcuformer.supernet.vit import LowRankLinear, ViT, rel_pos_index
 
 Record = Callable[[str, torch.Tensor], torch.Tensor]
@@ -86,8 +87,8 @@ def traced_forward(model: ViT, images: torch.Tensor, record: Record) -> torch.Te
 class RangeObserver:
     """Per-tensor range: running min/max, or each batch's (100-p, p) percentiles averaged."""
 
-    def __init__(self, method: str = "minmax", percentile: float = 99.99):
-        if method not in ("minmax", "percentile"):
+    def __init__(self, method: str = DEFAULT_METHOD, percentile: float = DEFAULT_PERCENTILE):
+        if method not in CALIBRATION_METHODS:
             raise ConfigError(f"calibration method {method!r}: use minmax or percentile")
         if not 50.0 < percentile <= 100.0:
             raise ConfigError(f"percentile {percentile} must be in (50, 100]")
@@ -129,7 +130,8 @@ def snap_outward(x: float, bits: int = RANGE_BITS) -> float:
 
 
 @torch.no_grad()
-def calibrate(model: ViT, batches, method: str = "minmax", percentile: float = 99.99) -> dict[str, list[float]]:
+def calibrate(model: ViT, batches, method: str = DEFAULT_METHOD,
+              percentile: float = DEFAULT_PERCENTILE) -> dict[str, list[float]]:
     """{tensor name: [lo, hi]} over the float model's activations on ``batches`` (image tensors), each
     end snapped outward (``snap_outward``)."""
     observer = RangeObserver(method, percentile)

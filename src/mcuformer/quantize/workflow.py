@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from mcuformer.errors import ConfigError, DataError, SpaceError
 from mcuformer.quantize.model import QuantModel, build_quant_model
+from mcuformer.quantize.settings import DEFAULT_CALIBRATION_IMAGES, DEFAULT_METHOD, DEFAULT_PERCENTILE
 
 INT8_CHUNK = 64  # images per int8 forward on a CPU (int8_eval_speed.py --batch: 32-128 alike, 256 slower)
 
@@ -55,8 +56,9 @@ def _batches(ds, batch_size: int, workers: int = 0):
     return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers)
 
 
-def quantize_checkpoint(checkpoint, arch, output, *, data_path=None, num_images: int = 256, seed: int = 0,
-                        method: str = "minmax", percentile: float = 99.99, batch_size: int = 64) -> QuantModel:
+def quantize_checkpoint(checkpoint, arch, output, *, data_path=None, num_images: int = DEFAULT_CALIBRATION_IMAGES,
+                        seed: int = 0, method: str = DEFAULT_METHOD, percentile: float = DEFAULT_PERCENTILE,
+                        batch_size: int = 64) -> QuantModel:
     """Calibrate on ``num_images`` seeded training images, quantise, save to the ``output`` folder."""
     from mcuformer.quantize.calibrate import calibrate
 
