@@ -3,8 +3,8 @@ reads them)."""
 
 CALIBRATION_METHODS = ("minmax", "percentile")
 # Each tensor's range from the (100-p, p) percentiles of each calibration batch, averaged, clips the rare
-# outliers min/max stretches its 256 steps over: on the zoo's subnets int8 top-1 was ahead of min/max on all
-# five measured, by 0.06-0.26 points (benchmarks/calibration.py)
+# outliers min/max stretches its 256 steps over: int8 top-1 was ahead of min/max in all five comparisons on
+# four zoo subnets, by 0.06-0.26 points (benchmarks/calibration.py, docs/quantization.md)
 DEFAULT_METHOD = "percentile"
 DEFAULT_PERCENTILE = 99.99
 DEFAULT_CALIBRATION_IMAGES = 256
