@@ -77,9 +77,9 @@ def main() -> int:
         print(f"| {r['subnet']} | {r['seed']} | {r['float_top1']:.2f} | {r['minmax']['int8_top1']:.2f} "
               f"({r['minmax']['agreement']:.2f}) | {r['percentile']['int8_top1']:.2f} "
               f"({r['percentile']['agreement']:.2f}) | {r['gain']:+.2f} |")
-    write_json(Path(args.output), {"command": "python " + shlex.join([f"benchmarks/{Path(__file__).name}", *sys.argv[1:]]),
-                                   "calibration_images": DEFAULT_CALIBRATION_IMAGES, "percentile": DEFAULT_PERCENTILE,
-                                   "results": rows})
+    command = "python " + shlex.join([f"benchmarks/{Path(__file__).name}", *sys.argv[1:]])
+    write_json(Path(args.output), {"command": command, "calibration_images": DEFAULT_CALIBRATION_IMAGES,
+                                   "percentile": DEFAULT_PERCENTILE, "results": rows})
     print(f"wrote {args.output}")
     return 0
 
