@@ -424,6 +424,8 @@ CASES = [
                                   "--output", "{w}/q2", "--percentile", "0"], ["--percentile"]),
     ("quantize-percentile-high", ["quantize", "--checkpoint", "{w}/supernet.pt", "--arch", "smallest",
                                   "--output", "{w}/q2", "--percentile", "101"], ["--percentile", "at most 100"]),
+    ("quantize-percentile-low", ["quantize", "--checkpoint", "{w}/supernet.pt", "--arch", "smallest",
+                                 "--output", "{w}/q2", "--percentile", "40"], ["--percentile 40", "above 50"]),
     ("quantize-percentile-nan", ["quantize", "--checkpoint", "{w}/supernet.pt", "--arch", "smallest",
                                  "--output", "{w}/q2", "--percentile", "nan"], ["--percentile"]),
     ("quantize-percentile-minmax", ["quantize", "--checkpoint", "{w}/supernet.pt", "--arch", "smallest",
