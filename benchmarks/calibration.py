@@ -25,7 +25,7 @@ from mcuformer.utils.io import write_json, write_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT / "models/cifar10-zoo"
-METHODS = (("minmax", None), ("percentile", DEFAULT_PERCENTILE))
+METHODS = ("minmax", "percentile")
 
 
 def measure(checkpoint: Path, arch_file: Path, seed: int, limit: int) -> dict:
@@ -33,10 +33,10 @@ def measure(checkpoint: Path, arch_file: Path, seed: int, limit: int) -> dict:
     from mcuformer.api import evaluate_quantized, quantize_checkpoint
 
     row = {}
-    for method, percentile in METHODS:
+    for method in METHODS:  # min/max ignores the percentile
         with tempfile.TemporaryDirectory() as tmp:
             quantize_checkpoint(checkpoint, arch_file, tmp, num_images=DEFAULT_CALIBRATION_IMAGES, seed=seed,
-                                method=method, **({"percentile": percentile} if percentile else {}))
+                                method=method, percentile=DEFAULT_PERCENTILE)
             r = evaluate_quantized(tmp, checkpoint=checkpoint, limit=limit, progress=False)
         row.update(arch=r["arch"], count=r["count"], float_top1=r["float_top1"])
         row[method] = {"int8_top1": r["int8_top1"], "agreement": r["agreement"]}
