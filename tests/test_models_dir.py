@@ -71,6 +71,7 @@ def test_every_int8_model_loads_and_names_its_supernet():
     from mcuformer.quantize.model import QuantModel
     from mcuformer.quantize.validate import validate_quant_model
     from mcuformer.quantize.workflow import recorded_checkpoint
+    from mcuformer.space.arch import Arch
     folders = sorted(p.parent for p in MODELS.rglob("params.npz"))
     assert folders
     for d in folders:
@@ -78,6 +79,8 @@ def test_every_int8_model_loads_and_names_its_supernet():
         assert recorded_checkpoint(q, d).resolve() == (d.parent / "supernet.pt").resolve(), d
         zoo = json.loads((d / "zoo.json").read_text())
         assert zoo["arch"] == q.arch.to_dict()
+        # docs/zoo.md gives a model's manifest as `finetune --arch` to fine-tune its subnet again
+        assert Arch.load(d / "manifest.json") == q.arch, d
         assert zoo["board"]["name"] == d.name.removeprefix("int8-")
         if d.parent.name == "cifar10-zoo":  # which supernet it was cut from, since supernet.pt is replaced
             assert re.fullmatch(r"[0-9a-f]{64}", zoo.get("supernet_sha256", "")), d

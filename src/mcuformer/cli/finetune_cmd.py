@@ -13,7 +13,8 @@ def add_arguments(p):
     from mcuformer.cli.train_cmd import AUG_FLAGS, FLAGS
     p.add_argument("--checkpoint", required=True, help="the supernet checkpoint (full or weights-only)")
     p.add_argument("--arch", required=True,
-                   help="the subnet: an arch YAML/JSON (e.g. the search's best), 'largest' or 'smallest'")
+                   help="the subnet: an arch YAML/JSON (e.g. the search's best or a zoo model's manifest.json), "
+                        "'largest' or 'smallest'")
     p.add_argument("--output", required=True, help="run folder: checkpoint.pt (quantize it with the same --arch)")
     p.add_argument("--data-path", default=None, help="default: the data the checkpoint was trained on")
     p.add_argument("--config", default=None,
