@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mcuformer.errors import ConfigError, McuformerError
 from mcuformer.quantize.settings import (CALIBRATION_METHODS, DEFAULT_CALIBRATION_IMAGES, DEFAULT_METHOD,
-                                         DEFAULT_PERCENTILE)
+                                         DEFAULT_PERCENTILE, PERCENTILE_FLOOR)
 from mcuformer.utils.io import missing_folders, read_structured, remove_empty_folders, write_json
 
 KEYS = {"space", "train_config", "data_path", "board", "output", "gpu", "search", "quantize", "verify", "supernet",
@@ -82,7 +82,7 @@ class PipelineConfig:
         check_number(q["test_limit"], "pipeline quantize.test_limit", integer=True, minimum=0)
         if q["method"] not in CALIBRATION_METHODS:
             raise ConfigError(f"pipeline quantize.method must be minmax or percentile, got {q['method']!r}")
-        if check_number(q["percentile"], "pipeline quantize.percentile", maximum=100) <= 50:
+        if check_number(q["percentile"], "pipeline quantize.percentile", maximum=100) <= PERCENTILE_FLOOR:
             raise ConfigError(f"pipeline quantize.percentile must be above 50, got {q['percentile']}")
         from mcuformer.verify.engine import MAX_VERIFY_IMAGES
         check_number(v["images"], "pipeline verify.images", integer=True, positive=True, maximum=MAX_VERIFY_IMAGES)

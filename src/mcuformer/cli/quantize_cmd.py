@@ -29,12 +29,12 @@ def run(args) -> int:
     from mcuformer.api import quantize_checkpoint
     from mcuformer.errors import ConfigError
     from mcuformer.quantize.model import SAVED_FILES
-    from mcuformer.quantize.settings import DEFAULT_PERCENTILE
+    from mcuformer.quantize.settings import DEFAULT_PERCENTILE, PERCENTILE_FLOOR
     from mcuformer.utils.checks import output_dir
 
     if args.percentile is not None and args.method != "percentile":  # else ignored: min-max has no percentile
         raise ConfigError(f"--percentile sets --method percentile's clipping; --method is {args.method}")
-    if args.percentile is not None and args.percentile <= 50:  # the range would be inverted
+    if args.percentile is not None and args.percentile <= PERCENTILE_FLOOR:  # the range would be inverted
         raise ConfigError(f"--percentile {args.percentile:g} must be above 50")
     output_dir(args.output, force=args.force, owned=SAVED_FILES)
     q = quantize_checkpoint(args.checkpoint, args.arch, args.output, data_path=args.data_path,

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from mcuformer.errors import ConfigError
-from mcuformer.quantize.settings import CALIBRATION_METHODS, DEFAULT_METHOD, DEFAULT_PERCENTILE
+from mcuformer.quantize.settings import CALIBRATION_METHODS, DEFAULT_METHOD, DEFAULT_PERCENTILE, PERCENTILE_FLOOR
 from mcuformer.supernet.vit import LowRankLinear, ViT, rel_pos_index
 
 Record = Callable[[str, torch.Tensor], torch.Tensor]
@@ -90,7 +90,7 @@ class RangeObserver:
     def __init__(self, method: str = DEFAULT_METHOD, percentile: float = DEFAULT_PERCENTILE):
         if method not in CALIBRATION_METHODS:
             raise ConfigError(f"calibration method {method!r}: use minmax or percentile")
-        if not 50.0 < percentile <= 100.0:
+        if not PERCENTILE_FLOOR < percentile <= 100.0:
             raise ConfigError(f"percentile {percentile} must be in (50, 100]")
         self.method, self.percentile = method, percentile
         self.ranges: dict[str, list[float]] = {}

@@ -7,4 +7,6 @@ CALIBRATION_METHODS = ("minmax", "percentile")
 # four zoo subnets, by 0.06-0.26 points (benchmarks/calibration.py, docs/quantization.md)
 DEFAULT_METHOD = "percentile"
 DEFAULT_PERCENTILE = 99.99
+# a percentile must lie above this: at or below it the (100-p, p) range is empty or inverted
+PERCENTILE_FLOOR = 50.0
 DEFAULT_CALIBRATION_IMAGES = 256
