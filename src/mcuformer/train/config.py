@@ -88,7 +88,8 @@ class TrainConfig:
         for k in ("workers", "steps_per_epoch", "limit_train", "limit_eval", "seed", "lr_base_batch",
                   "sample_max_params"):
             setattr(self, k, check_number(getattr(self, k), k, integer=True, minimum=0))
-        for k in ("lr", "min_lr", "warmup_lr", "weight_decay", "warmup_epochs", "grad_clip", "time_budget_s",
+        check_number(self.lr, "lr", positive=True)  # a peak of 0 would run the whole schedule and change nothing
+        for k in ("min_lr", "warmup_lr", "weight_decay", "warmup_epochs", "grad_clip", "time_budget_s",
                   "checkpoint_every_s"):
             check_number(getattr(self, k), k, minimum=0)
         check_number(self.drop_path, "drop_path", minimum=0, maximum=1)
