@@ -83,7 +83,7 @@ class PipelineConfig:
         if q["method"] not in CALIBRATION_METHODS:
             raise ConfigError(f"pipeline quantize.method must be minmax or percentile, got {q['method']!r}")
         if check_number(q["percentile"], "pipeline quantize.percentile", maximum=100) <= PERCENTILE_FLOOR:
-            raise ConfigError(f"pipeline quantize.percentile must be above 50, got {q['percentile']}")
+            raise ConfigError(f"pipeline quantize.percentile must be above {PERCENTILE_FLOOR:g}, got {q['percentile']}")
         from mcuformer.verify.engine import MAX_VERIFY_IMAGES
         check_number(v["images"], "pipeline verify.images", integer=True, positive=True, maximum=MAX_VERIFY_IMAGES)
         check_number(t["epochs"], "pipeline finetune.epochs", integer=True, minimum=0)

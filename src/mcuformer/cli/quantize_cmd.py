@@ -35,7 +35,7 @@ def run(args) -> int:
     if args.percentile is not None and args.method != "percentile":  # else ignored: min-max has no percentile
         raise ConfigError(f"--percentile sets --method percentile's clipping; --method is {args.method}")
     if args.percentile is not None and args.percentile <= PERCENTILE_FLOOR:  # the range would be inverted
-        raise ConfigError(f"--percentile {args.percentile:g} must be above 50")
+        raise ConfigError(f"--percentile {args.percentile:g} must be above {PERCENTILE_FLOOR:g}")
     output_dir(args.output, force=args.force, owned=SAVED_FILES)
     q = quantize_checkpoint(args.checkpoint, args.arch, args.output, data_path=args.data_path,
                             num_images=args.calibration_images, seed=args.seed, method=args.method,

@@ -91,7 +91,7 @@ class RangeObserver:
         if method not in CALIBRATION_METHODS:
             raise ConfigError(f"calibration method {method!r}: use minmax or percentile")
         if not PERCENTILE_FLOOR < percentile <= 100.0:
-            raise ConfigError(f"percentile {percentile} must be in (50, 100]")
+            raise ConfigError(f"percentile {percentile} must be in ({PERCENTILE_FLOOR:g}, 100]")
         self.method, self.percentile = method, percentile
         self.ranges: dict[str, list[float]] = {}
         self.batches: dict[str, int] = {}
